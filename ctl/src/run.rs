@@ -1,0 +1,145 @@
+//! `gncctl run job.toml`: trains a job in this process and prints a summary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use gnc_proto::{EvalRecord, IterRecord, JobSpec};
+use gnc_worker::{train, Observer, RunOptions, RunSummary};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The job spec (TOML).
+    pub spec: PathBuf,
+    /// Continue from the newest checkpoint in the output directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Write outputs here instead of the spec's output_dir.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Stop, with a checkpoint, after this many iterations (resume later with --resume).
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+    /// Compute threads (changes speed, never results).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the summary as JSON on stdout, and no progress bar.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Progress bar on stderr, updated a few times a second.
+struct Progress {
+    bar: ProgressBar,
+    last_eval: Option<EvalRecord>,
+}
+
+impl Progress {
+    fn new(visible: bool) -> Progress {
+        let bar = ProgressBar::with_draw_target(
+            None,
+            if visible {
+                ProgressDrawTarget::stderr_with_hz(4)
+            } else {
+                ProgressDrawTarget::hidden()
+            },
+        );
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} it ({per_sec}, eta {eta}) {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(250));
+        Progress {
+            bar,
+            last_eval: None,
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn started(&mut self, start: u64, total: u64, threads: usize) {
+        self.bar.set_length(total);
+        self.bar.set_position(start);
+        self.bar.reset_eta();
+        self.bar.println(format!(
+            "training {total} iterations on {threads} thread(s), from iteration {start}"
+        ));
+    }
+
+    fn iteration(&mut self, r: &IterRecord) {
+        self.bar.set_position(r.iter + 1);
+        let acc = self
+            .last_eval
+            .as_ref()
+            .map(|e| format!(" test acc {:.2}%", 100.0 * e.test_accuracy))
+            .unwrap_or_default();
+        self.bar.set_message(format!(
+            "epoch {:.2} loss {:.4} lr {:.4}{acc}",
+            r.epoch, r.loss, r.lr
+        ));
+    }
+
+    fn evaluated(&mut self, e: &EvalRecord) {
+        self.bar.println(format!(
+            "epoch {:>6.2}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%",
+            e.epoch,
+            e.train_loss,
+            100.0 * e.train_accuracy,
+            e.test_loss,
+            100.0 * e.test_accuracy
+        ));
+        self.last_eval = Some(e.clone());
+    }
+
+    fn warning(&mut self, message: &str) {
+        self.bar.println(format!("warning: {message}"));
+    }
+}
+
+fn print_summary(s: &RunSummary) {
+    let pct = |v: Option<f64>| v.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
+    println!();
+    println!("job            {} ({})", s.job, s.method);
+    println!(
+        "iterations     {}/{}{}",
+        s.iterations,
+        s.total_iterations,
+        if s.complete {
+            ""
+        } else {
+            " (stopped early; continue with --resume)"
+        }
+    );
+    println!("test accuracy  {}", pct(s.test_accuracy));
+    println!(
+        "train time     {:.1} s on {} thread(s)",
+        s.train_seconds, s.threads
+    );
+    println!("outputs        {}", s.output_dir.display());
+    println!("params sha256  {}", s.params_sha256);
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let spec = JobSpec::load(&args.spec)?;
+    let options = RunOptions {
+        output_dir: args.out,
+        resume: args.resume,
+        stop_after: args.stop_after,
+        threads: args.threads,
+        generation: 0,
+    };
+    let mut progress = Progress::new(!args.json);
+    let result = train(&spec, &options, &mut progress);
+    progress.bar.finish_and_clear();
+    let summary = result.with_context(|| format!("job {} failed", spec.name))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! The job spec: what a user writes in `job.toml`.
+//!
+//! Every quantity carries the name the papers give it in a comment (GNC = Haruki et al. 2019,
+//! NE = Mori & Ueda 2020). Unknown keys are rejected by serde (`deny_unknown_fields`); values
+//! that parse but cannot be trained are rejected by [`JobSpec::validate`], and both kinds of
+//! error name the offending key.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::SpecError;
+
+/// A whole training job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Human name of the job; also names its shared-memory segments, so `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// Root of every random draw (init, data order, augmentation, RNC noise, NE's second batch).
+    pub seed: u64,
+    /// Where metrics, checkpoints and the final hash go (relative to the working directory).
+    pub output_dir: PathBuf,
+    pub data: DataSpec,
+    pub model: ModelSpec,
+    pub parallel: ParallelSpec,
+    pub method: MethodSpec,
+    pub optimizer: OptimizerSpec,
+    pub schedule: ScheduleSpec,
+    #[serde(default)]
+    pub eval: EvalSpec,
+    #[serde(default)]
+    pub checkpoint: CheckpointSpec,
+}
+
+/// Which data set, where it lives, and how it is augmented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    pub dataset: Dataset,
+    /// Directory holding the data set's files in their standard format (IDX or CIFAR binary).
+    /// Not used by the synthetic teacher-student set.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// Use only the first N training examples (a real subset, for fast jobs and tests).
+    #[serde(default)]
+    pub train_subset: Option<usize>,
+    /// Use only the first N test examples.
+    #[serde(default)]
+    pub test_subset: Option<usize>,
+    /// Random crop with `crop_padding` pixels of zero padding, and horizontal flip (He et al.).
+    #[serde(default)]
+    pub augment: bool,
+    #[serde(default = "default_crop_padding")]
+    pub crop_padding: usize,
+    /// Shape of the synthetic teacher-student set; required when `dataset = "teacher-student"`.
+    #[serde(default)]
+    pub teacher_student: Option<TeacherStudentSpec>,
+}
+
+fn default_crop_padding() -> usize {
+    4
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dataset {
+    FashionMnist,
+    Mnist,
+    Cifar10,
+    Cifar100,
+    TeacherStudent,
+}
+
+/// A random ReLU teacher network labels Gaussian inputs; students learn it. Fast and needs no
+/// files, so most tests use it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherStudentSpec {
+    pub train_examples: usize,
+    pub test_examples: usize,
+    pub input_dim: usize,
+    pub classes: usize,
+    pub teacher_hidden: usize,
+}
+
+/// The network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ModelSpec {
+    /// Fully connected ReLU network. NE paper's "F1" = `hidden = [500; 7]`.
+    Mlp { hidden: Vec<usize> },
+    /// Small VGG-style CNN: stages of `convs_per_stage` 3x3 conv + BatchNorm + ReLU, then a 2x2
+    /// max-pool; a linear classifier on the pooled features.
+    Vgg {
+        channels: Vec<usize>,
+        #[serde(default = "default_convs_per_stage")]
+        convs_per_stage: usize,
+    },
+    /// CIFAR ResNet of He et al. (2016): depth 6n+2 (20, 32, 44, 56, 110).
+    Resnet { depth: usize },
+}
+
+fn default_convs_per_stage() -> usize {
+    1
+}
+
+/// How the large batch is split over logical data-parallel workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelSpec {
+    /// M: number of logical workers (GNC Table 3 "# of workers").
+    pub workers: usize,
+    /// b: each worker's small batch (GNC Table 3 "Small-batch size"); B = b * M.
+    pub small_batch: usize,
+    /// Compute threads in one process (each with one intra-op thread). They only change speed,
+    /// never bits; `None` uses every core that gives a valid layout.
+    #[serde(default)]
+    pub threads: Option<usize>,
+}
+
+/// The training method (GNC paper §2, NE paper §2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MethodSpec {
+    /// Plain data-parallel SGD: g~ = (1/M) sum_i g_i.
+    Baseline,
+    /// Gradient noise convolution, Algorithm 1 with filter-wise scaling (Eq. 6).
+    /// `alpha` = α, the noise coefficient (GNC Table 5).
+    Gnc { alpha: f64 },
+    /// Random noise convolution, filter-wise normalised uniform noise (Eq. 5).
+    Rnc { alpha: f64 },
+    /// GNC until epoch `switch_epoch`, RNC from then on (GNC §A.4: switch at epoch 120 of 160).
+    GncToRnc {
+        alpha_gnc: f64,
+        alpha_rnc: f64,
+        switch_epoch: usize,
+    },
+    /// Noise enhancement: gradient α g_B + (1 - α) g_B' from two independent batches (NE Eq. 6).
+    NoiseEnhancement { alpha: f64 },
+}
+
+impl MethodSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            MethodSpec::Baseline => "baseline",
+            MethodSpec::Gnc { .. } => "gnc",
+            MethodSpec::Rnc { .. } => "rnc",
+            MethodSpec::GncToRnc { .. } => "gnc_to_rnc",
+            MethodSpec::NoiseEnhancement { .. } => "noise_enhancement",
+        }
+    }
+}
+
+/// The optimiser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerSpec {
+    /// GNC §A.3 form: v_{t+1} = m v_t - η_t (g~ + λ x_t); x_{t+1} = x_t + v_{t+1}.
+    /// `momentum` = m, `weight_decay` = λ.
+    Momentum { momentum: f64, weight_decay: f64 },
+    /// LARS (GNC §A.5, You et al.): per-tensor local rate η^(l) = γ_t τ ‖x‖ / (‖g‖ + λ‖x‖),
+    /// then the momentum update with η^(l). `trust` = τ.
+    Lars {
+        momentum: f64,
+        weight_decay: f64,
+        trust: f64,
+    },
+    /// Adam (Kingma & Ba) with L2 weight decay added to the gradient; the NE paper's optimiser.
+    Adam {
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        #[serde(default = "default_adam_eps")]
+        eps: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+}
+
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_adam_eps() -> f64 {
+    1e-8
+}
+
+/// Learning-rate schedule (GNC Table 4, Fig. 6). Epoch fractions are iteration / iterations
+/// per epoch, so every rule changes the rate per iteration, not per epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// Training length in epochs (GNC Table 3 "Epochs").
+    pub epochs: usize,
+    /// η after warmup (GNC Table 4 "Initial lr"); γ_initial for LARS.
+    pub base_lr: f64,
+    /// Linear gradual warmup length (GNC Table 4 "GW epochs"); 0 = none.
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// Rate at iteration 0 of the warmup (GNC Table 4 "GW start lr").
+    #[serde(default)]
+    pub warmup_start_lr: f64,
+    #[serde(default)]
+    pub decay: Decay,
+}
+
+/// What happens after warmup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Decay {
+    /// Constant base_lr.
+    #[default]
+    Constant,
+    /// Multiply by `factor` at each epoch in `milestones` (GNC §A.4: ÷10 at epochs 80 and 120).
+    Step { milestones: Vec<f64>, factor: f64 },
+    /// γ_t = base_lr (1 - s)^power, s = progress through the post-warmup iterations
+    /// (GNC §A.5: power 2), divided by `collapse_divisor` from epoch `collapse_epoch` on
+    /// ("final collapse", ÷5 after epoch 80).
+    Polynomial {
+        power: f64,
+        #[serde(default)]
+        collapse_epoch: Option<f64>,
+        #[serde(default = "default_collapse_divisor")]
+        collapse_divisor: f64,
+    },
+}
+
+fn default_collapse_divisor() -> f64 {
+    1.0
+}
+
+/// When and how the model is evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSpec {
+    /// Evaluate every this many epochs (and always at the end); 0 = only at the end.
+    #[serde(default = "default_eval_every")]
+    pub every_epochs: usize,
+    /// Training-set loss/accuracy is measured on the first N training examples.
+    #[serde(default = "default_train_eval_examples")]
+    pub train_examples: usize,
+}
+
+fn default_eval_every() -> usize {
+    1
+}
+fn default_train_eval_examples() -> usize {
+    10_000
+}
+
+impl Default for EvalSpec {
+    fn default() -> Self {
+        EvalSpec {
+            every_epochs: default_eval_every(),
+            train_examples: default_train_eval_examples(),
+        }
+    }
+}
+
+/// Checkpoint cadence and retention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Write a checkpoint every this many iterations (and always at the end); 0 = only at the end.
+    #[serde(default = "default_ckpt_every")]
+    pub every_iterations: u64,
+    /// How many checkpoints to keep (the newest).
+    #[serde(default = "default_ckpt_keep")]
+    pub keep: usize,
+}
+
+fn default_ckpt_every() -> u64 {
+    200
+}
+fn default_ckpt_keep() -> usize {
+    2
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        CheckpointSpec {
+            every_iterations: default_ckpt_every(),
+            keep: default_ckpt_keep(),
+        }
+    }
+}
+
+impl JobSpec {
+    /// Parses a spec from TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<JobSpec, SpecError> {
+        let spec: JobSpec = toml::from_str(text).map_err(|e| SpecError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(spec)
+    }
+
+    /// Reads, parses and validates a spec file.
+    pub fn load(path: &Path) -> Result<JobSpec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let spec = JobSpec::from_toml(&text, &path.display().to_string())?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The canonical serialisation whose hash identifies the job in checkpoints: two specs
+    /// that train identically have the same hash whatever their TOML formatting.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("a JobSpec always serialises")
+    }
+
+    /// SHA-256 of [`JobSpec::canonical_json`], hex.
+    pub fn spec_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(self.canonical_json().as_bytes()))
+    }
+
+    /// B = b * M, the large batch.
+    pub fn large_batch(&self) -> usize {
+        self.parallel.workers * self.parallel.small_batch
+    }
+
+    /// Rejects values that parse but cannot be trained, naming the key.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        crate::validate::validate(self)
+    }
+}

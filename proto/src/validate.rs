@@ -1,0 +1,311 @@
+//! Checks that a parsed spec can be trained, before any work starts. Each rule names the key
+//! it is about, so the user knows which line of `job.toml` to fix.
+
+use crate::spec::{Dataset, Decay, JobSpec, MethodSpec, ModelSpec, OptimizerSpec};
+use crate::SpecError;
+
+fn bad(key: &str, message: impl Into<String>) -> SpecError {
+    SpecError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+fn non_negative(key: &str, value: f64) -> Result<(), SpecError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(bad(
+            key,
+            format!("must be a finite number >= 0, got {value}"),
+        ))
+    }
+}
+
+fn positive(key: &str, value: f64) -> Result<(), SpecError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(bad(
+            key,
+            format!("must be a finite number > 0, got {value}"),
+        ))
+    }
+}
+
+pub(crate) fn validate(spec: &JobSpec) -> Result<(), SpecError> {
+    validate_name(&spec.name)?;
+    validate_data(spec)?;
+    validate_model(&spec.model)?;
+    validate_parallel(spec)?;
+    validate_method(spec)?;
+    validate_optimizer(&spec.optimizer)?;
+    validate_schedule(spec)?;
+    if spec.checkpoint.keep == 0 {
+        return Err(bad("checkpoint.keep", "must keep at least 1 checkpoint"));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<(), SpecError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "name",
+            format!("{name:?} must be 1 to 64 characters of [A-Za-z0-9_-]"),
+        ))
+    }
+}
+
+fn validate_data(spec: &JobSpec) -> Result<(), SpecError> {
+    let data = &spec.data;
+    if data.train_subset == Some(0) {
+        return Err(bad("data.train_subset", "must be at least 1"));
+    }
+    if data.test_subset == Some(0) {
+        return Err(bad("data.test_subset", "must be at least 1"));
+    }
+    if data.dataset == Dataset::TeacherStudent {
+        let ts = data.teacher_student.as_ref().ok_or_else(|| {
+            bad(
+                "data.teacher_student",
+                "is required when data.dataset = \"teacher-student\"",
+            )
+        })?;
+        for (key, value) in [
+            ("data.teacher_student.train_examples", ts.train_examples),
+            ("data.teacher_student.test_examples", ts.test_examples),
+            ("data.teacher_student.input_dim", ts.input_dim),
+            ("data.teacher_student.teacher_hidden", ts.teacher_hidden),
+        ] {
+            if value == 0 {
+                return Err(bad(key, "must be at least 1"));
+            }
+        }
+        if ts.classes < 2 {
+            return Err(bad("data.teacher_student.classes", "must be at least 2"));
+        }
+        return Ok(());
+    }
+    let root = data.root.as_ref().ok_or_else(|| {
+        bad(
+            "data.root",
+            format!("is required for data.dataset = {:?}", data.dataset),
+        )
+    })?;
+    for file in crate::dataset_files(data.dataset) {
+        let candidates = [root.join(file), root.join(format!("{file}.gz"))];
+        if !candidates.iter().any(|p| p.is_file()) {
+            return Err(bad(
+                "data.root",
+                format!(
+                    "missing data file {} (run `make data` to fetch the data sets)",
+                    candidates[0].display()
+                ),
+            ));
+        }
+    }
+    if data.augment && data.crop_padding > 16 {
+        return Err(bad("data.crop_padding", "must be at most 16 pixels"));
+    }
+    Ok(())
+}
+
+fn validate_model(model: &ModelSpec) -> Result<(), SpecError> {
+    match model {
+        ModelSpec::Mlp { hidden } => {
+            if hidden.contains(&0) {
+                return Err(bad("model.hidden", "every hidden width must be >= 1"));
+            }
+        }
+        ModelSpec::Vgg {
+            channels,
+            convs_per_stage,
+        } => {
+            if channels.is_empty() || channels.contains(&0) {
+                return Err(bad(
+                    "model.channels",
+                    "needs at least one stage, each with >= 1 channel",
+                ));
+            }
+            if *convs_per_stage == 0 {
+                return Err(bad("model.convs_per_stage", "must be at least 1"));
+            }
+        }
+        ModelSpec::Resnet { depth } => {
+            if *depth < 8 || (depth - 2) % 6 != 0 {
+                return Err(bad(
+                    "model.depth",
+                    format!("must be 6n+2 with n >= 1 (20, 32, 44, 56, 110), got {depth}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_parallel(spec: &JobSpec) -> Result<(), SpecError> {
+    let p = &spec.parallel;
+    if p.workers == 0 {
+        return Err(bad("parallel.workers", "M must be at least 1"));
+    }
+    if p.small_batch == 0 {
+        return Err(bad("parallel.small_batch", "b must be at least 1"));
+    }
+    if p.threads == Some(0) {
+        return Err(bad("parallel.threads", "must be at least 1"));
+    }
+    if let Some(n) = spec.data.train_subset {
+        if spec.large_batch() > n {
+            return Err(bad(
+                "parallel.small_batch",
+                format!(
+                    "the large batch B = b * M = {} * {} = {} exceeds the {} training examples \
+                     of data.train_subset",
+                    p.small_batch,
+                    p.workers,
+                    spec.large_batch(),
+                    n
+                ),
+            ));
+        }
+    }
+    if let Some(ts) = &spec.data.teacher_student {
+        if spec.large_batch() > ts.train_examples {
+            return Err(bad(
+                "parallel.small_batch",
+                format!(
+                    "the large batch B = b * M = {} exceeds the {} training examples",
+                    spec.large_batch(),
+                    ts.train_examples
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_method(spec: &JobSpec) -> Result<(), SpecError> {
+    match &spec.method {
+        MethodSpec::Baseline => Ok(()),
+        MethodSpec::Gnc { alpha } | MethodSpec::Rnc { alpha } => {
+            non_negative("method.alpha", *alpha)
+        }
+        MethodSpec::GncToRnc {
+            alpha_gnc,
+            alpha_rnc,
+            switch_epoch,
+        } => {
+            non_negative("method.alpha_gnc", *alpha_gnc)?;
+            non_negative("method.alpha_rnc", *alpha_rnc)?;
+            if *switch_epoch > spec.schedule.epochs {
+                return Err(bad(
+                    "method.switch_epoch",
+                    format!(
+                        "epoch {switch_epoch} is after the end of training (schedule.epochs = {})",
+                        spec.schedule.epochs
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        MethodSpec::NoiseEnhancement { alpha } => {
+            if !(alpha.is_finite() && *alpha >= 1.0) {
+                return Err(bad(
+                    "method.alpha",
+                    format!("noise enhancement needs alpha >= 1 (1 = plain SGD), got {alpha}"),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn validate_optimizer(opt: &OptimizerSpec) -> Result<(), SpecError> {
+    match opt {
+        OptimizerSpec::Momentum {
+            momentum,
+            weight_decay,
+        } => {
+            momentum_range("optimizer.momentum", *momentum)?;
+            non_negative("optimizer.weight_decay", *weight_decay)
+        }
+        OptimizerSpec::Lars {
+            momentum,
+            weight_decay,
+            trust,
+        } => {
+            momentum_range("optimizer.momentum", *momentum)?;
+            non_negative("optimizer.weight_decay", *weight_decay)?;
+            positive("optimizer.trust", *trust)
+        }
+        OptimizerSpec::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => {
+            momentum_range("optimizer.beta1", *beta1)?;
+            momentum_range("optimizer.beta2", *beta2)?;
+            positive("optimizer.eps", *eps)?;
+            non_negative("optimizer.weight_decay", *weight_decay)
+        }
+    }
+}
+
+fn momentum_range(key: &str, value: f64) -> Result<(), SpecError> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(bad(key, format!("must be in [0, 1), got {value}")))
+    }
+}
+
+fn validate_schedule(spec: &JobSpec) -> Result<(), SpecError> {
+    let s = &spec.schedule;
+    if s.epochs == 0 {
+        return Err(bad("schedule.epochs", "must be at least 1"));
+    }
+    positive("schedule.base_lr", s.base_lr)?;
+    non_negative("schedule.warmup_epochs", s.warmup_epochs)?;
+    non_negative("schedule.warmup_start_lr", s.warmup_start_lr)?;
+    if s.warmup_epochs > s.epochs as f64 {
+        return Err(bad(
+            "schedule.warmup_epochs",
+            "warmup is longer than the whole training",
+        ));
+    }
+    match &s.decay {
+        Decay::Constant => {}
+        Decay::Step { milestones, factor } => {
+            positive("schedule.decay.factor", *factor)?;
+            for m in milestones {
+                non_negative("schedule.decay.milestones", *m)?;
+            }
+            if milestones.windows(2).any(|w| w[0] > w[1]) {
+                return Err(bad(
+                    "schedule.decay.milestones",
+                    "must be in increasing order",
+                ));
+            }
+        }
+        Decay::Polynomial {
+            power,
+            collapse_epoch,
+            collapse_divisor,
+        } => {
+            non_negative("schedule.decay.power", *power)?;
+            positive("schedule.decay.collapse_divisor", *collapse_divisor)?;
+            if let Some(e) = collapse_epoch {
+                non_negative("schedule.decay.collapse_epoch", *e)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Checkpoints: the training state as a safetensors file plus a JSON manifest.
+//!
+//! `ckpt-<iteration>.safetensors` holds every tensor of the state (see [`crate::state`] for
+//! the names); `ckpt-<iteration>.json` is written after it and names it with its SHA-256, so a
+//! manifest only ever points at a complete tensor file. Both are replaced atomically, and the
+//! newest `keep` checkpoints are retained. Loading verifies the spec hash and the tensor
+//! file's checksum; a damaged newest checkpoint is reported and the previous one is used,
+//! and nothing is deleted.
+
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::Tensor;
+
+use crate::atomic::write_atomic;
+use crate::hash::f32_bytes;
+use crate::CheckpointError;
+
+pub const FORMAT: u32 = 1;
+
+/// The manifest of one checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub job: String,
+    pub spec_hash: String,
+    /// Iterations completed.
+    pub iteration: u64,
+    /// Supervisor generation that wrote it (bumped on every group restart).
+    pub generation: u64,
+    pub params_sha256: String,
+    pub tensors_file: String,
+    pub tensors_sha256: String,
+}
+
+fn manifest_path(dir: &Path, iteration: u64) -> PathBuf {
+    dir.join(format!("ckpt-{iteration:09}.json"))
+}
+
+/// Writes a checkpoint and prunes old ones beyond `keep`.
+pub fn write(
+    dir: &Path,
+    mut manifest: Manifest,
+    tensors: &[(String, Tensor)],
+    keep: usize,
+) -> Result<PathBuf, CheckpointError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| CheckpointError::Io(p, e.to_string())
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let shape = t.size().iter().map(|&d| d as usize).collect();
+            (name.clone(), f32_bytes(t), shape)
+        })
+        .collect();
+    let views = bytes.iter().map(|(name, data, shape)| {
+        let view = TensorView::new(Dtype::F32, shape.clone(), data).expect("shape matches data");
+        (name.clone(), view)
+    });
+    let file = safetensors::serialize(views, &None)
+        .map_err(|e| CheckpointError::Format(dir.to_path_buf(), e.to_string()))?;
+    manifest.format = FORMAT;
+    manifest.tensors_file = format!("ckpt-{:09}.safetensors", manifest.iteration);
+    manifest.tensors_sha256 = hex::encode(Sha256::digest(&file));
+    let tensors_path = dir.join(&manifest.tensors_file);
+    write_atomic(&tensors_path, &file).map_err(io(&tensors_path))?;
+    let mpath = manifest_path(dir, manifest.iteration);
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
+    write_atomic(&mpath, &json).map_err(io(&mpath))?;
+    prune(dir, keep);
+    Ok(mpath)
+}
+
+/// Manifests in `dir`, newest first.
+fn manifests(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".json"))
+        })
+        .collect();
+    found.sort();
+    found.reverse();
+    found
+}
+
+fn prune(dir: &Path, keep: usize) {
+    for old in manifests(dir).into_iter().skip(keep) {
+        if let Ok(text) = std::fs::read_to_string(&old) {
+            if let Ok(m) = serde_json::from_str::<Manifest>(&text) {
+                let _ = std::fs::remove_file(dir.join(m.tensors_file));
+            }
+        }
+        let _ = std::fs::remove_file(old);
+    }
+}
+
+/// A loaded checkpoint.
+pub struct Loaded {
+    pub manifest: Manifest,
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+/// Reads one checkpoint, checking everything that can be checked.
+pub fn read(manifest_file: &Path, spec_hash: &str) -> Result<Loaded, CheckpointError> {
+    let bad = |m: String| CheckpointError::Format(manifest_file.to_path_buf(), m);
+    let text = std::fs::read_to_string(manifest_file)
+        .map_err(|e| CheckpointError::Io(manifest_file.to_path_buf(), e.to_string()))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|e| bad(format!("manifest is not valid: {e}")))?;
+    if manifest.format != FORMAT {
+        return Err(bad(format!(
+            "format {} is not the supported {FORMAT}",
+            manifest.format
+        )));
+    }
+    if manifest.spec_hash != spec_hash {
+        return Err(CheckpointError::SpecMismatch {
+            path: manifest_file.to_path_buf(),
+            found: manifest.spec_hash,
+            expected: spec_hash.to_string(),
+        });
+    }
+    let dir = manifest_file.parent().unwrap_or(Path::new("."));
+    let tpath = dir.join(&manifest.tensors_file);
+    let bytes =
+        std::fs::read(&tpath).map_err(|e| CheckpointError::Io(tpath.clone(), e.to_string()))?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    if digest != manifest.tensors_sha256 {
+        return Err(CheckpointError::Format(
+            tpath,
+            format!(
+                "checksum {digest} does not match the manifest's {} ({} bytes; truncated or damaged)",
+                manifest.tensors_sha256,
+                bytes.len()
+            ),
+        ));
+    }
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| CheckpointError::Format(tpath.clone(), e.to_string()))?;
+    let mut tensors = Vec::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(CheckpointError::Format(
+                tpath,
+                format!("tensor {name} is {:?}, not F32", view.dtype()),
+            ));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        tensors.push((name, Tensor::from_slice(&values).view(shape.as_slice())));
+    }
+    Ok(Loaded { manifest, tensors })
+}
+
+/// The newest readable checkpoint in `dir` for this spec. Damaged ones are reported through
+/// `warn` and skipped (and kept on disk); a checkpoint of another spec is an error, since
+/// resuming it would silently train something else.
+pub fn latest(
+    dir: &Path,
+    spec_hash: &str,
+    warn: &mut dyn FnMut(&CheckpointError),
+) -> Result<Option<Loaded>, CheckpointError> {
+    for m in manifests(dir) {
+        match read(&m, spec_hash) {
+            Ok(loaded) => return Ok(Some(loaded)),
+            Err(e @ CheckpointError::SpecMismatch { .. }) => return Err(e),
+            Err(e) => warn(&e),
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,321 @@
+//! Data sets in memory, normalised per channel, and the assembly of one worker's small batch.
+//!
+//! Examples live in plain `Vec<f32>` (shared read-only by every compute thread) and a worker's
+//! batch is copied out into a fresh tensor, so no tensor is shared between threads.
+
+pub mod cifar;
+pub mod idx;
+pub mod order;
+pub mod synthetic;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gnc_proto::{DataSpec, Dataset};
+use tch::Tensor;
+
+use crate::rng::{Purpose, Stream};
+use crate::DataError;
+
+/// One split (train or test) of a data set.
+#[derive(Clone)]
+pub struct Examples {
+    /// Normalised features, `example_len` per example, channel-major for images.
+    pub features: Arc<Vec<f32>>,
+    pub labels: Arc<Vec<i64>>,
+    /// Per-example shape: `[C, H, W]` for images, `[D]` for vectors.
+    pub shape: Vec<usize>,
+}
+
+impl Examples {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn example_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    fn truncate(&mut self, n: Option<usize>) {
+        if let Some(n) = n {
+            let n = n.min(self.len());
+            let len = self.example_len();
+            self.features = Arc::new(self.features[..n * len].to_vec());
+            self.labels = Arc::new(self.labels[..n].to_vec());
+        }
+    }
+}
+
+/// A loaded data set.
+#[derive(Clone)]
+pub struct DataSet {
+    pub train: Examples,
+    pub test: Examples,
+    pub classes: usize,
+}
+
+/// Loads the data set a job names, applies the subsets and normalises with the training
+/// split's per-channel mean and standard deviation.
+pub fn load(spec: &DataSpec, seed: u64) -> Result<DataSet, DataError> {
+    let mut set = match spec.dataset {
+        Dataset::FashionMnist | Dataset::Mnist => load_idx(root(spec)?)?,
+        Dataset::Cifar10 => load_cifar(root(spec)?, cifar::Variant::Cifar10)?,
+        Dataset::Cifar100 => load_cifar(root(spec)?, cifar::Variant::Cifar100)?,
+        Dataset::TeacherStudent => {
+            let ts = spec
+                .teacher_student
+                .as_ref()
+                .ok_or_else(|| DataError::Spec("data.teacher_student is missing".into()))?;
+            let make = |split, n| {
+                let g = synthetic::generate(ts, seed, split, n);
+                Examples {
+                    features: Arc::new(g.features),
+                    labels: Arc::new(g.labels.into_iter().map(i64::from).collect()),
+                    shape: vec![ts.input_dim],
+                }
+            };
+            DataSet {
+                train: make(0, ts.train_examples),
+                test: make(1, ts.test_examples),
+                classes: ts.classes,
+            }
+        }
+    };
+    set.train.truncate(spec.train_subset);
+    set.test.truncate(spec.test_subset);
+    normalise(&mut set);
+    Ok(set)
+}
+
+fn root(spec: &DataSpec) -> Result<&Path, DataError> {
+    spec.root
+        .as_deref()
+        .ok_or_else(|| DataError::Spec("data.root is missing".into()))
+}
+
+fn bytes_to_examples(pixels: &[u8], labels: Vec<u8>, shape: Vec<usize>) -> Examples {
+    Examples {
+        features: Arc::new(pixels.iter().map(|&p| p as f32 / 255.0).collect()),
+        labels: Arc::new(labels.into_iter().map(i64::from).collect()),
+        shape,
+    }
+}
+
+fn load_idx_split(dir: &Path, prefix: &str) -> Result<Examples, DataError> {
+    let images_path = idx::locate(dir, &format!("{prefix}-images-idx3-ubyte"))?;
+    let labels_path = idx::locate(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+    let images = idx::read_idx(&images_path)?;
+    let labels = idx::read_idx(&labels_path)?;
+    if images.dims.len() != 3 || labels.dims.len() != 1 || images.dims[0] != labels.dims[0] {
+        return Err(DataError::Format(
+            images_path,
+            format!(
+                "images {:?} and labels {:?} do not describe the same N examples of HxW",
+                images.dims, labels.dims
+            ),
+        ));
+    }
+    if let Some(bad) = labels.data.iter().find(|&&l| l > 9) {
+        return Err(DataError::Format(
+            labels_path,
+            format!("label {bad} is not in 0..=9"),
+        ));
+    }
+    let shape = vec![1, images.dims[1], images.dims[2]];
+    Ok(bytes_to_examples(&images.data, labels.data, shape))
+}
+
+fn load_idx(dir: &Path) -> Result<DataSet, DataError> {
+    Ok(DataSet {
+        train: load_idx_split(dir, "train")?,
+        test: load_idx_split(dir, "t10k")?,
+        classes: 10,
+    })
+}
+
+fn load_cifar(dir: &Path, variant: cifar::Variant) -> Result<DataSet, DataError> {
+    let (train_files, test_files, classes): (&[&str], &[&str], usize) = match variant {
+        cifar::Variant::Cifar10 => (
+            &[
+                "data_batch_1.bin",
+                "data_batch_2.bin",
+                "data_batch_3.bin",
+                "data_batch_4.bin",
+                "data_batch_5.bin",
+            ],
+            &["test_batch.bin"],
+            10,
+        ),
+        cifar::Variant::Cifar100 => (&["train.bin"], &["test.bin"], 100),
+    };
+    let read = |files: &[&str]| -> Result<Examples, DataError> {
+        let mut records = cifar::CifarRecords::default();
+        for f in files {
+            let path = dir.join(f);
+            if !path.is_file() {
+                return Err(DataError::Missing(path));
+            }
+            cifar::read_batch(&path, variant, &mut records)?;
+        }
+        Ok(bytes_to_examples(
+            &records.pixels,
+            records.labels,
+            vec![3, 32, 32],
+        ))
+    };
+    Ok(DataSet {
+        train: read(train_files)?,
+        test: read(test_files)?,
+        classes,
+    })
+}
+
+/// Per-channel mean and standard deviation of the training split, in f64.
+fn channel_stats(ex: &Examples) -> Vec<(f64, f64)> {
+    let channels = if ex.shape.len() == 3 { ex.shape[0] } else { 1 };
+    let plane = ex.example_len() / channels;
+    let mut sums = vec![(0f64, 0f64); channels];
+    for example in ex.features.chunks_exact(ex.example_len()) {
+        for (c, s) in sums.iter_mut().enumerate() {
+            for &v in &example[c * plane..(c + 1) * plane] {
+                s.0 += v as f64;
+                s.1 += (v as f64) * (v as f64);
+            }
+        }
+    }
+    let n = (ex.len() * plane) as f64;
+    sums.into_iter()
+        .map(|(s, sq)| {
+            let mean = s / n;
+            let var = (sq / n - mean * mean).max(0.0);
+            (mean, var.sqrt().max(1e-6))
+        })
+        .collect()
+}
+
+fn normalise(set: &mut DataSet) {
+    let stats = channel_stats(&set.train);
+    for ex in [&mut set.train, &mut set.test] {
+        let channels = stats.len();
+        let plane = ex.example_len() / channels;
+        let mut features = ex.features.as_ref().clone();
+        for example in features.chunks_exact_mut(ex.example_len()) {
+            for (c, (mean, std)) in stats.iter().enumerate() {
+                for v in &mut example[c * plane..(c + 1) * plane] {
+                    *v = ((*v as f64 - mean) / std) as f32;
+                }
+            }
+        }
+        ex.features = Arc::new(features);
+    }
+}
+
+/// Random crop with zero padding and horizontal flip, drawn per (epoch, example).
+#[derive(Debug, Clone, Copy)]
+pub struct Augment {
+    pub seed: u64,
+    pub epoch: u64,
+    pub padding: usize,
+}
+
+/// Copies the examples `indices` into a `[n, shape...]` f32 tensor and an i64 label tensor,
+/// augmenting images when asked.
+pub fn gather(ex: &Examples, indices: &[u32], augment: Option<Augment>) -> (Tensor, Tensor) {
+    let len = ex.example_len();
+    let mut features = vec![0f32; indices.len() * len];
+    for (dst, &i) in features.chunks_exact_mut(len).zip(indices) {
+        let src = &ex.features[i as usize * len..(i as usize + 1) * len];
+        match augment {
+            Some(a) if ex.shape.len() == 3 => crop_and_flip(src, dst, &ex.shape, a, i),
+            _ => dst.copy_from_slice(src),
+        }
+    }
+    let mut shape: Vec<i64> = vec![indices.len() as i64];
+    shape.extend(ex.shape.iter().map(|&d| d as i64));
+    let labels: Vec<i64> = indices.iter().map(|&i| ex.labels[i as usize]).collect();
+    (
+        Tensor::from_slice(&features).view(shape.as_slice()),
+        Tensor::from_slice(&labels),
+    )
+}
+
+/// Takes a window of the zero-padded image at a random offset and flips it with p = 1/2.
+/// Padding with zeros happens after normalisation, i.e. pads with the channel mean.
+fn crop_and_flip(src: &[f32], dst: &mut [f32], shape: &[usize], a: Augment, example: u32) {
+    let (c, h, w) = (shape[0], shape[1], shape[2]);
+    let mut s = Stream::new(a.seed, Purpose::Augment, &[a.epoch, example as u64]);
+    let span = 2 * a.padding as u64 + 1;
+    let dy = s.below(span) as isize - a.padding as isize;
+    let dx = s.below(span) as isize - a.padding as isize;
+    let flip = s.below(2) == 1;
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                let sx = if flip { w - 1 - x } else { x } as isize + dx;
+                let sy = y as isize + dy;
+                let inside = sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize;
+                dst[(ch * h + y) * w + x] = if inside {
+                    src[(ch * h + sy as usize) * w + sx as usize]
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cifar_reader_reads_a_file_in_that_format() {
+        // Two CIFAR-10 records written here in the binary format: label, then R, G, B planes.
+        let mut bytes = Vec::new();
+        for (label, value) in [(3u8, 10u8), (7, 200)] {
+            bytes.push(label);
+            for plane in 0..3u8 {
+                bytes.extend(std::iter::repeat_n(value.wrapping_add(plane), 1024));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data_batch_1.bin");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut r = cifar::CifarRecords::default();
+        cifar::read_batch(&path, cifar::Variant::Cifar10, &mut r).unwrap();
+        assert_eq!(r.labels, vec![3, 7]);
+        assert_eq!(r.pixels.len(), 2 * cifar::IMAGE_BYTES);
+        assert_eq!(r.pixels[1024], 11, "green plane follows red");
+        assert_eq!(r.pixels[cifar::IMAGE_BYTES + 2048], 202);
+        let mut short = cifar::CifarRecords::default();
+        let err = cifar::parse_batch(&bytes[..100], cifar::Variant::Cifar10, &mut short);
+        assert!(err.unwrap_err().contains("whole number"));
+    }
+
+    #[test]
+    fn crop_and_flip_moves_pixels_and_is_reproducible() {
+        let shape = [1usize, 4, 4];
+        let src: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let a = Augment {
+            seed: 1,
+            epoch: 0,
+            padding: 1,
+        };
+        let mut seen_different = false;
+        for example in 0..20 {
+            let mut d1 = vec![0f32; 16];
+            let mut d2 = vec![0f32; 16];
+            crop_and_flip(&src, &mut d1, &shape, a, example);
+            crop_and_flip(&src, &mut d2, &shape, a, example);
+            assert_eq!(d1, d2);
+            seen_different |= d1 != src;
+            // Every output pixel is an input pixel or padding.
+            assert!(d1.iter().all(|v| *v == 0.0 || src.contains(v)));
+        }
+        assert!(seen_different);
+    }
+}

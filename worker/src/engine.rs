@@ -1,0 +1,461 @@
+//! The training loop of one job, with all logical workers in this process.
+//!
+//! Each iteration: every logical worker i computes its gradient g_i on its small batch at its
+//! perturbed weights (method.rs); blocks of consecutive workers — subtrees of the reduction
+//! tree — run on separate threads, each folding its workers in tree order; the block sums are
+//! combined along the same tree, divided by M, and the optimiser updates the weights. Thread
+//! count therefore changes speed, never bits.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use gnc_proto::{EvalRecord, FinalRecord, IterRecord, JobSpec, MethodSpec, MetricRecord};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use crate::checkpoint::{self, Manifest};
+use crate::data::{self, order::EpochOrder, Augment, DataSet};
+use crate::eval::evaluate;
+use crate::hash::model_sha256;
+use crate::method::Perturbation;
+use crate::metrics_log::MetricsLog;
+use crate::model::{self, Model};
+use crate::optim::Optimizer;
+use crate::rng::Purpose;
+use crate::schedule::Schedule;
+use crate::state::TrainState;
+use crate::step::{BlockResult, BlockTask, BundleLayout, SecondBatch};
+use crate::tree::{combine_blocks, even_blocks};
+use crate::{CheckpointError, EngineError};
+
+/// How to run a job (things that do not change its result).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the spec's `output_dir`.
+    pub output_dir: Option<PathBuf>,
+    /// Continue from the newest checkpoint in the output directory.
+    pub resume: bool,
+    /// Stop (with a checkpoint) once this many iterations are complete.
+    pub stop_after: Option<u64>,
+    /// Compute threads; overrides the spec's `parallel.threads`.
+    pub threads: Option<usize>,
+    /// Supervisor generation recorded in checkpoints.
+    pub generation: u64,
+}
+
+/// Progress events, for progress bars and logs.
+pub trait Observer {
+    fn started(&mut self, _start: u64, _total: u64, _threads: usize) {}
+    fn iteration(&mut self, _record: &IterRecord) {}
+    fn evaluated(&mut self, _record: &EvalRecord) {}
+    fn warning(&mut self, _message: &str) {}
+}
+
+/// What a finished (or deliberately stopped) run reports; also written to `result.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub job: String,
+    pub method: String,
+    /// Iterations completed.
+    pub iterations: u64,
+    pub total_iterations: u64,
+    /// False when the run stopped at `stop_after` before the end.
+    pub complete: bool,
+    pub params_sha256: String,
+    pub spec_hash: String,
+    pub test_accuracy: Option<f64>,
+    pub test_loss: Option<f64>,
+    /// Seconds spent in this process's training loop (evaluation included).
+    pub train_seconds: f64,
+    pub threads: usize,
+    pub output_dir: PathBuf,
+    /// The pinned CPU environment the run computed under (part of its reproducibility key).
+    pub environment: Vec<(String, String)>,
+}
+
+/// One job's fixed ingredients.
+struct Job<'a> {
+    spec: &'a JobSpec,
+    data: DataSet,
+    model: Box<dyn Model>,
+    schedule: Schedule,
+    iterations_per_epoch: u64,
+    layout: BundleLayout,
+    blocks: Vec<(usize, usize)>,
+    out: PathBuf,
+}
+
+/// Which noise the method injects during a given epoch.
+enum Phase {
+    Plain,
+    Gnc(f64),
+    Rnc(f64),
+}
+
+fn phase(method: &MethodSpec, epoch: u64) -> Phase {
+    match *method {
+        MethodSpec::Baseline | MethodSpec::NoiseEnhancement { .. } => Phase::Plain,
+        MethodSpec::Gnc { alpha } => Phase::Gnc(alpha),
+        MethodSpec::Rnc { alpha } => Phase::Rnc(alpha),
+        MethodSpec::GncToRnc {
+            alpha_gnc,
+            alpha_rnc,
+            switch_epoch,
+        } => {
+            if epoch < switch_epoch as u64 {
+                Phase::Gnc(alpha_gnc)
+            } else {
+                Phase::Rnc(alpha_rnc)
+            }
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Job<'_> {
+    fn orders(&self, epoch: u64) -> (EpochOrder, Option<EpochOrder>) {
+        let p = &self.spec.parallel;
+        let n = self.data.train.len();
+        let make =
+            |purpose| EpochOrder::new(self.spec.seed, purpose, epoch, n, p.workers, p.small_batch);
+        let second = matches!(self.spec.method, MethodSpec::NoiseEnhancement { .. })
+            .then(|| make(Purpose::SecondBatchOrder));
+        (make(Purpose::DataOrder), second)
+    }
+
+    /// Runs iteration `state.iteration` and returns its record.
+    fn iteration(
+        &self,
+        state: &mut TrainState,
+        orders: &(EpochOrder, Option<EpochOrder>),
+    ) -> Result<IterRecord, EngineError> {
+        let t = state.iteration;
+        let m = self.spec.parallel.workers;
+        let lr = self.schedule.lr(t);
+        let epoch = t / self.iterations_per_epoch;
+        let perturbation = match phase(&self.spec.method, epoch) {
+            Phase::Plain => Perturbation::None,
+            Phase::Gnc(alpha) => {
+                Perturbation::gnc(&state.params, alpha, lr, state.prev_mean.as_deref())
+            }
+            Phase::Rnc(alpha) => {
+                // Leaving GNC: its saved gradients are no longer needed.
+                state.prev_mean = None;
+                state.prev_grads.iter_mut().for_each(|g| *g = None);
+                Perturbation::rnc(&state.params, alpha, lr, self.spec.seed, t)
+            }
+        };
+        let keep_grads = matches!(perturbation, Perturbation::Gnc { .. });
+        let augment = self.spec.data.augment.then_some(Augment {
+            seed: self.spec.seed,
+            epoch,
+            padding: self.spec.data.crop_padding,
+        });
+        let second_alpha = match self.spec.method {
+            MethodSpec::NoiseEnhancement { alpha } => Some(alpha),
+            _ => None,
+        };
+        let tasks: Vec<BlockTask> = self
+            .blocks
+            .iter()
+            .map(|&(lo, hi)| BlockTask {
+                model: self.model.as_ref(),
+                params: state.params.iter().map(Tensor::shallow_clone).collect(),
+                perturbation: perturbation.share(),
+                train: &self.data.train,
+                order: &orders.0,
+                second: orders
+                    .1
+                    .as_ref()
+                    .zip(second_alpha)
+                    .map(|(order, alpha)| SecondBatch { order, alpha }),
+                augment,
+                k: t % self.iterations_per_epoch,
+                workers: lo..hi,
+                prev_grads: state.prev_grads[lo..hi]
+                    .iter_mut()
+                    .map(Option::take)
+                    .collect(),
+                keep_grads,
+            })
+            .collect();
+        let results = run_blocks(tasks)?;
+        let mut sums = Vec::with_capacity(results.len());
+        for r in results {
+            for (w, g) in r.workers.clone().zip(r.grads) {
+                state.prev_grads[w] = g;
+            }
+            sums.push(((r.workers.start, r.workers.end), r.sum));
+        }
+        let total = combine_blocks(m, sums);
+        let mean: Vec<Tensor> = total.iter().map(|t| t / m as f64).collect();
+        let l = self.layout;
+        let grads: Vec<Tensor> = mean[..l.params].iter().map(Tensor::shallow_clone).collect();
+        let loss = mean[l.loss()].double_value(&[0]);
+        let grad_norm = Tensor::stack(&grads.iter().map(Tensor::norm).collect::<Vec<_>>(), 0)
+            .norm()
+            .double_value(&[]);
+        // Σ_i ‖g_i - g~‖² = Σ_i ‖g_i‖² - M ‖g~‖² (g~ is the mean of the g_i).
+        let noise_var = (mean[l.grad_sq()].double_value(&[0]) - grad_norm * grad_norm).max(0.0);
+        self.update_running_stats(state, &mean);
+        state.optimizer.step(&mut state.params, &grads, lr);
+        state.prev_mean = keep_grads.then_some(grads);
+        state.iteration += 1;
+        Ok(IterRecord {
+            iter: t,
+            epoch: self.schedule.epoch(t),
+            loss,
+            lr,
+            grad_norm,
+            noise_norm: noise_var.sqrt(),
+        })
+    }
+
+    /// running ← (1 - 0.1) running + 0.1 × (mean over workers of their batch statistics),
+    /// libtorch's default BatchNorm momentum.
+    fn update_running_stats(&self, state: &mut TrainState, mean: &[Tensor]) {
+        const MOMENTUM: f64 = 0.1;
+        for (i, (rm, rv)) in state.running.iter_mut().enumerate() {
+            *rm = &*rm * (1.0 - MOMENTUM) + &mean[self.layout.bn_mean(i)] * MOMENTUM;
+            *rv = &*rv * (1.0 - MOMENTUM) + &mean[self.layout.bn_var(i)] * MOMENTUM;
+        }
+    }
+
+    fn evaluate(&self, state: &TrainState) -> EvalRecord {
+        let e = &self.spec.eval;
+        let p = &state.params;
+        let r = &state.running;
+        let (train_loss, train_accuracy) = evaluate(
+            self.model.as_ref(),
+            p,
+            r,
+            &self.data.train,
+            e.train_examples,
+        );
+        let (test_loss, test_accuracy) =
+            evaluate(self.model.as_ref(), p, r, &self.data.test, usize::MAX);
+        EvalRecord {
+            iter: state.iteration,
+            epoch: self.schedule.epoch(state.iteration),
+            train_loss,
+            train_accuracy,
+            test_loss,
+            test_accuracy,
+        }
+    }
+
+    fn checkpoint(&self, state: &TrainState, generation: u64) -> Result<(), EngineError> {
+        let manifest = Manifest {
+            format: checkpoint::FORMAT,
+            job: self.spec.name.clone(),
+            spec_hash: self.spec.spec_hash(),
+            iteration: state.iteration,
+            generation,
+            params_sha256: self.hash(state),
+            tensors_file: String::new(),
+            tensors_sha256: String::new(),
+        };
+        let named = state.to_named(self.model.params());
+        checkpoint::write(
+            &self.out.join("checkpoints"),
+            manifest,
+            &named,
+            self.spec.checkpoint.keep,
+        )?;
+        Ok(())
+    }
+
+    fn hash(&self, state: &TrainState) -> String {
+        model_sha256(self.model.params(), &state.params, &state.running)
+    }
+
+    fn fresh_state(&self) -> TrainState {
+        let params = model::init_params(self.model.as_ref(), self.spec.seed);
+        let optimizer = Optimizer::new(&self.spec.optimizer, &params);
+        TrainState {
+            iteration: 0,
+            running: model::init_running_stats(self.model.as_ref()),
+            optimizer,
+            prev_mean: None,
+            prev_grads: (0..self.spec.parallel.workers).map(|_| None).collect(),
+            params,
+        }
+    }
+}
+
+/// Runs the blocks, each on its own thread (the first on this one).
+fn run_blocks(mut tasks: Vec<BlockTask>) -> Result<Vec<BlockResult>, EngineError> {
+    if tasks.len() == 1 {
+        return Ok(vec![tasks.pop().expect("one task").run()]);
+    }
+    std::thread::scope(|s| {
+        let first = tasks.remove(0);
+        let handles: Vec<_> = tasks
+            .into_iter()
+            .map(|t| s.spawn(move || t.run()))
+            .collect();
+        let mut results = vec![first.run()];
+        for h in handles {
+            results.push(h.join().map_err(|e| {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into());
+                EngineError::Thread(msg)
+            })?);
+        }
+        Ok(results)
+    })
+}
+
+fn io_err(path: &std::path::Path, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Io(path.to_path_buf(), e.to_string())
+}
+
+/// Trains the job to completion (or to `options.stop_after`).
+pub fn train(
+    spec: &JobSpec,
+    options: &RunOptions,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, EngineError> {
+    spec.validate()?;
+    let out = options
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| spec.output_dir.clone());
+    std::fs::create_dir_all(&out).map_err(|e| io_err(&out, e))?;
+    let data = data::load(&spec.data, spec.seed)?;
+    let p = &spec.parallel;
+    let iterations_per_epoch =
+        data::order::iterations_per_epoch(data.train.len(), p.workers, p.small_batch);
+    if iterations_per_epoch == 0 {
+        return Err(gnc_proto::SpecError::Invalid {
+            key: "parallel.small_batch".into(),
+            message: format!(
+                "the large batch B = b * M = {} exceeds the {} training examples",
+                spec.large_batch(),
+                data.train.len()
+            ),
+        }
+        .into());
+    }
+    let model = model::build(&spec.model, &data.train.shape, data.classes);
+    let threads = options
+        .threads
+        .or(p.threads)
+        .unwrap_or_else(default_threads)
+        .clamp(1, p.workers);
+    let layout = BundleLayout {
+        params: model.params().len(),
+        bn_layers: model.bn_channels().len(),
+    };
+    let job = Job {
+        spec,
+        schedule: Schedule::new(&spec.schedule, iterations_per_epoch),
+        iterations_per_epoch,
+        blocks: even_blocks(p.workers, threads),
+        data,
+        model,
+        layout,
+        out: out.clone(),
+    };
+    let total = job.schedule.total_iterations();
+    let mut state = job.fresh_state();
+    let metrics_path = out.join("metrics.jsonl");
+    let mut log = if options.resume {
+        let mut warn = |e: &CheckpointError| observer.warning(&format!("skipping {e}"));
+        match checkpoint::latest(&out.join("checkpoints"), &spec.spec_hash(), &mut warn)? {
+            Some(loaded) => {
+                state.load_named(
+                    job.model.params(),
+                    loaded.manifest.iteration,
+                    loaded.tensors,
+                )?;
+            }
+            None => observer.warning("no checkpoint to resume from; starting from iteration 0"),
+        }
+        MetricsLog::resume(&metrics_path, state.iteration)?
+    } else {
+        MetricsLog::create(&metrics_path)?
+    };
+    let stop = options.stop_after.unwrap_or(total).min(total);
+    observer.started(state.iteration, total, job.blocks.len());
+    let started = Instant::now();
+    let mut last_checkpoint = state.iteration;
+    let mut last_eval: Option<EvalRecord> = None;
+    let mut orders: Option<(EpochOrder, Option<EpochOrder>)> = None;
+    while state.iteration < stop {
+        let epoch = state.iteration / iterations_per_epoch;
+        if orders.as_ref().is_none_or(|o| o.0.epoch != epoch) {
+            orders = Some(job.orders(epoch));
+        }
+        let record = job.iteration(&mut state, orders.as_ref().expect("just set"))?;
+        if !record.loss.is_finite() || !record.grad_norm.is_finite() {
+            return Err(EngineError::Diverged {
+                iteration: record.iter,
+                loss: record.loss,
+                last_checkpoint,
+            });
+        }
+        log.write(&MetricRecord::Iter(record.clone()))?;
+        observer.iteration(&record);
+        let done = state.iteration;
+        let every = spec.eval.every_epochs as u64;
+        if done % iterations_per_epoch == 0
+            && every > 0
+            && (done / iterations_per_epoch) % every == 0
+            || done == total
+        {
+            let eval = job.evaluate(&state);
+            log.write(&MetricRecord::Eval(eval.clone()))?;
+            observer.evaluated(&eval);
+            last_eval = Some(eval);
+        }
+        let ck = spec.checkpoint.every_iterations;
+        if (ck > 0 && done % ck == 0) || done == stop {
+            job.checkpoint(&state, options.generation)?;
+            last_checkpoint = done;
+        }
+    }
+    if state.iteration == total && last_eval.is_none() {
+        // Resumed from the final checkpoint: report the finished model again.
+        last_eval = Some(job.evaluate(&state));
+    }
+    let train_seconds = started.elapsed().as_secs_f64();
+    let params_sha256 = job.hash(&state);
+    let complete = state.iteration == total;
+    if complete {
+        log.write(&MetricRecord::Final(FinalRecord {
+            iterations: total,
+            params_sha256: params_sha256.clone(),
+            test_accuracy: last_eval.as_ref().map_or(f64::NAN, |e| e.test_accuracy),
+            train_seconds,
+        }))?;
+    }
+    let summary = RunSummary {
+        job: spec.name.clone(),
+        method: spec.method.name().into(),
+        iterations: state.iteration,
+        total_iterations: total,
+        complete,
+        params_sha256,
+        spec_hash: spec.spec_hash(),
+        test_accuracy: last_eval.as_ref().map(|e| e.test_accuracy),
+        test_loss: last_eval.as_ref().map(|e| e.test_loss),
+        train_seconds,
+        threads: job.blocks.len(),
+        output_dir: out.clone(),
+        environment: crate::pin::PINNED_ENVIRONMENT
+            .iter()
+            .map(|(k, _)| (k.to_string(), std::env::var(k).unwrap_or_default()))
+            .collect(),
+    };
+    let result_path = out.join("result.json");
+    let json = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
+    crate::atomic::write_atomic(&result_path, &json).map_err(|e| io_err(&result_path, e))?;
+    Ok(summary)
+}

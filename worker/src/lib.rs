@@ -1,0 +1,92 @@
+//! The gnc training engine: data, models, methods (baseline, GNC, RNC, GNCtoRNC, noise
+//! enhancement), optimisers, schedules, the fixed-tree reduction over logical workers,
+//! checkpoints and metrics. See DESIGN.md §3 for the math and §4 for the determinism contract.
+#![forbid(unsafe_code)]
+
+pub mod atomic;
+pub mod checkpoint;
+pub mod data;
+pub mod engine;
+pub mod eval;
+pub mod hash;
+pub mod method;
+pub mod metrics_log;
+pub mod model;
+pub mod optim;
+pub mod pin;
+pub mod rng;
+pub mod schedule;
+pub mod state;
+pub mod step;
+pub mod tree;
+
+use std::path::PathBuf;
+
+pub use engine::{train, Observer, RunOptions, RunSummary};
+
+/// A data set could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("data file {0} is missing (run `make data` to fetch the data sets)")]
+    Missing(PathBuf),
+    #[error("cannot read data file {0}: {1}")]
+    Io(PathBuf, String),
+    #[error("data file {0} is not valid: {1}")]
+    Format(PathBuf, String),
+    #[error("data spec: {0}")]
+    Spec(String),
+}
+
+/// A checkpoint could not be written or used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint file {0}: {1}")]
+    Io(PathBuf, String),
+    #[error("checkpoint {0} is damaged: {1}")]
+    Format(PathBuf, String),
+    #[error(
+        "checkpoint {path} belongs to another job spec (spec hash {found}, this job's is \
+         {expected}); use another output_dir or remove the old run"
+    )]
+    SpecMismatch {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("checkpoint lacks tensor {0}")]
+    Missing(String),
+    #[error("checkpoint has tensor {0}, which this job does not")]
+    Unexpected(String),
+    #[error("checkpoint tensor {name} has shape {found:?}, this job needs {expected:?}")]
+    Shape {
+        name: String,
+        expected: Vec<i64>,
+        found: Vec<i64>,
+    },
+}
+
+/// Why a training run stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Spec(#[from] gnc_proto::SpecError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{0}: {1}")]
+    Io(PathBuf, String),
+    #[error(
+        "training diverged at iteration {iteration}: loss is {loss}; the last good checkpoint \
+         (iteration {last_checkpoint}) is kept"
+    )]
+    Diverged {
+        iteration: u64,
+        loss: f64,
+        last_checkpoint: u64,
+    },
+    #[error("{0}")]
+    Config(String),
+    #[error("a compute thread failed: {0}")]
+    Thread(String),
+}

@@ -1,0 +1,148 @@
+//! The weights each logical worker computes its gradient at (GNC paper §2, §A.2).
+//!
+//! - baseline, noise enhancement: x_i = x.
+//! - GNC (Eq. 6): x_i^(p) = x^(p) - α η_t ‖x^(p)‖ ω_i^(p) with ω_i = g_i(t-1) - g~(t-1)
+//!   (Eq. 4, Algorithm 1), ω_i = 0 when there is no previous gradient.
+//! - RNC (Eq. 5): x_i^(p) = x^(p) - α η_t ‖x^(p)‖ ω_i^(p) / ‖ω_i^(p)‖, ω_i uniform on [-1, 1).
+//!
+//! A filter p is an output channel of a convolution or a row of a linear weight (the first
+//! dimension of a tensor of rank ≥ 2); a bias or BatchNorm vector is one filter as a whole.
+//!
+//! GNC is computed as x_i = (x + s ⊙ g~(t-1)) + (-s) ⊙ g_i(t-1) with s = α η ‖x^(p)‖: the
+//! bracket is shared by all workers, so each worker pays one fused multiply-add per element
+//! (the same value as x - s ⊙ ω_i up to float32 rounding, see tests/gnc_reference.rs).
+
+use tch::Tensor;
+
+use crate::rng::{Purpose, Stream};
+
+/// ‖x^(p)‖ per filter, shaped to broadcast against `x`.
+pub fn filter_norms(x: &Tensor) -> Tensor {
+    if x.dim() >= 2 {
+        let filters = x.size()[0];
+        let mut shape = vec![filters];
+        shape.extend(std::iter::repeat_n(1, x.dim() - 1));
+        x.flatten(1, -1)
+            .norm_scalaropt_dim(2, [1i64], false)
+            .view(shape.as_slice())
+    } else {
+        x.norm().view([1])
+    }
+}
+
+/// Per-iteration data shared by every worker of one method.
+pub enum Perturbation {
+    /// x_i = x.
+    None,
+    /// x_i = base + neg_scale ⊙ g_i(t-1); workers without a previous gradient use x.
+    Gnc {
+        base: Vec<Tensor>,
+        neg_scale: Vec<Tensor>,
+    },
+    /// x_i = x + neg_scale ⊙ ω_i / ‖ω_i^(p)‖ with fresh uniform ω_i.
+    Rnc {
+        seed: u64,
+        iteration: u64,
+        neg_scale: Vec<Tensor>,
+    },
+}
+
+/// -α η ‖x^(p)‖ for every parameter.
+fn neg_scales(params: &[Tensor], alpha_eta: f64) -> Vec<Tensor> {
+    params
+        .iter()
+        .map(|x| filter_norms(x) * (-alpha_eta))
+        .collect()
+}
+
+impl Perturbation {
+    /// GNC for iteration t: `prev_mean` is g~(t-1), `None` at the first iteration.
+    pub fn gnc(params: &[Tensor], alpha: f64, lr: f64, prev_mean: Option<&[Tensor]>) -> Self {
+        let neg_scale = neg_scales(params, alpha * lr);
+        let base = match prev_mean {
+            Some(mean) => params
+                .iter()
+                .zip(mean)
+                .zip(&neg_scale)
+                .map(|((x, g), ns)| x - ns * g)
+                .collect(),
+            None => params.iter().map(Tensor::shallow_clone).collect(),
+        };
+        Perturbation::Gnc { base, neg_scale }
+    }
+
+    pub fn rnc(params: &[Tensor], alpha: f64, lr: f64, seed: u64, iteration: u64) -> Self {
+        Perturbation::Rnc {
+            seed,
+            iteration,
+            neg_scale: neg_scales(params, alpha * lr),
+        }
+    }
+
+    /// A copy for another thread: shares storage, never written after creation.
+    pub fn share(&self) -> Perturbation {
+        let share = |v: &Vec<Tensor>| v.iter().map(Tensor::shallow_clone).collect();
+        match self {
+            Perturbation::None => Perturbation::None,
+            Perturbation::Gnc { base, neg_scale } => Perturbation::Gnc {
+                base: share(base),
+                neg_scale: share(neg_scale),
+            },
+            Perturbation::Rnc {
+                seed,
+                iteration,
+                neg_scale,
+            } => Perturbation::Rnc {
+                seed: *seed,
+                iteration: *iteration,
+                neg_scale: share(neg_scale),
+            },
+        }
+    }
+
+    /// The weights logical worker `worker` differentiates at, as fresh leaf tensors.
+    pub fn weights(
+        &self,
+        params: &[Tensor],
+        worker: usize,
+        prev_grad: Option<&[Tensor]>,
+    ) -> Vec<Tensor> {
+        match (self, prev_grad) {
+            (Perturbation::Gnc { base, neg_scale }, Some(g)) => base
+                .iter()
+                .zip(neg_scale)
+                .zip(g)
+                .map(|((b, ns), g)| b.addcmul(ns, g))
+                .collect(),
+            (
+                Perturbation::Rnc {
+                    seed,
+                    iteration,
+                    neg_scale,
+                },
+                _,
+            ) => params
+                .iter()
+                .zip(neg_scale)
+                .enumerate()
+                .map(|(k, (x, ns))| {
+                    let omega = rnc_noise(*seed, *iteration, worker, k, x);
+                    x.addcmul(&(ns / filter_norms(&omega)), &omega)
+                })
+                .collect(),
+            _ => params.iter().map(Tensor::detach).collect(),
+        }
+    }
+}
+
+/// ω for RNC: uniform on [-1, 1), drawn from (seed, RncNoise, iteration, worker, parameter).
+pub fn rnc_noise(seed: u64, iteration: u64, worker: usize, param: usize, like: &Tensor) -> Tensor {
+    let mut values = vec![0f32; like.numel()];
+    Stream::new(
+        seed,
+        Purpose::RncNoise,
+        &[iteration, worker as u64, param as u64],
+    )
+    .fill_uniform(&mut values, -1.0, 1.0);
+    Tensor::from_slice(&values).view(like.size().as_slice())
+}

@@ -1,0 +1,226 @@
+//! Networks written as pure functions of their parameters.
+//!
+//! A model is a description (shapes, how to initialise, how to compute) holding no tensors, so
+//! one instance serves every compute thread; each logical worker passes in its own (perturbed)
+//! parameter tensors. Parameters are listed in a fixed canonical order that checkpoints, the
+//! reduction and the hash all follow.
+
+mod mlp;
+mod resnet;
+mod vgg;
+
+use gnc_proto::ModelSpec;
+use tch::{Kind, Tensor};
+
+use crate::rng::{Purpose, Stream};
+
+pub use mlp::Mlp;
+pub use resnet::Resnet;
+pub use vgg::Vgg;
+
+/// How a parameter tensor starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Uniform on ±bound.
+    Uniform {
+        bound: f64,
+    },
+    Zeros,
+    Ones,
+}
+
+/// One parameter tensor.
+#[derive(Debug, Clone)]
+pub struct ParamSpec {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub init: Init,
+}
+
+impl ParamSpec {
+    /// He et al.'s uniform init for a layer followed by ReLU: bound = sqrt(6 / fan_in).
+    pub fn he(name: String, shape: Vec<i64>, fan_in: i64) -> ParamSpec {
+        let bound = (6.0 / fan_in as f64).sqrt();
+        ParamSpec {
+            name,
+            shape,
+            init: Init::Uniform { bound },
+        }
+    }
+
+    pub fn constant(name: String, shape: Vec<i64>, init: Init) -> ParamSpec {
+        ParamSpec { name, shape, init }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product::<i64>() as usize
+    }
+}
+
+/// Batch normalisation state of a forward pass.
+pub enum BatchNorm<'a> {
+    /// Normalise over the batch and record each layer's batch mean and unbiased variance.
+    Train { stats: Vec<(Tensor, Tensor)> },
+    /// Normalise with the given running statistics, one (mean, var) per layer.
+    Eval {
+        running: &'a [(Tensor, Tensor)],
+        next: usize,
+    },
+}
+
+pub const BN_EPS: f64 = 1e-5;
+
+impl BatchNorm<'_> {
+    pub fn train() -> BatchNorm<'static> {
+        BatchNorm::Train { stats: Vec::new() }
+    }
+
+    pub fn eval(running: &[(Tensor, Tensor)]) -> BatchNorm<'_> {
+        BatchNorm::Eval { running, next: 0 }
+    }
+
+    /// Applies one BatchNorm layer with affine parameters `weight`, `bias`.
+    pub fn apply(&mut self, x: &Tensor, weight: &Tensor, bias: &Tensor) -> Tensor {
+        match self {
+            BatchNorm::Train { stats } => {
+                // Momentum 1 makes libtorch write exactly this batch's mean and unbiased
+                // variance into the buffers; the engine combines them over logical workers in
+                // the fixed tree (DESIGN.md §3, BatchNorm).
+                let c = weight.size()[0];
+                let mean = Tensor::zeros([c], (Kind::Float, x.device()));
+                let var = Tensor::zeros([c], (Kind::Float, x.device()));
+                let y = x.batch_norm(
+                    Some(weight),
+                    Some(bias),
+                    Some(&mean),
+                    Some(&var),
+                    true,
+                    1.0,
+                    BN_EPS,
+                    false,
+                );
+                stats.push((mean, var));
+                y
+            }
+            BatchNorm::Eval { running, next } => {
+                let (mean, var) = &running[*next];
+                *next += 1;
+                x.batch_norm(
+                    Some(weight),
+                    Some(bias),
+                    Some(mean),
+                    Some(var),
+                    false,
+                    0.0,
+                    BN_EPS,
+                    false,
+                )
+            }
+        }
+    }
+
+    /// The recorded per-layer (mean, var) of a training pass.
+    pub fn into_stats(self) -> Vec<(Tensor, Tensor)> {
+        match self {
+            BatchNorm::Train { stats } => stats,
+            BatchNorm::Eval { .. } => Vec::new(),
+        }
+    }
+}
+
+/// Hands out parameters in canonical order during a forward pass.
+pub struct ParamCursor<'a> {
+    params: &'a [Tensor],
+    next: usize,
+}
+
+impl<'a> ParamCursor<'a> {
+    pub fn new(params: &'a [Tensor]) -> Self {
+        ParamCursor { params, next: 0 }
+    }
+
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> &'a Tensor {
+        let p = &self.params[self.next];
+        self.next += 1;
+        p
+    }
+}
+
+/// A network.
+pub trait Model: Send + Sync {
+    /// Parameters in canonical order.
+    fn params(&self) -> &[ParamSpec];
+    /// Channels of each BatchNorm layer, in the order the forward pass applies them.
+    fn bn_channels(&self) -> Vec<i64>;
+    /// Logits for a batch `x` of shape `[n, example shape...]`.
+    fn forward(&self, params: &[Tensor], bn: &mut BatchNorm, x: &Tensor) -> Tensor;
+}
+
+/// Builds the network a spec asks for, for examples of `input_shape` and `classes` outputs.
+pub fn build(spec: &ModelSpec, input_shape: &[usize], classes: usize) -> Box<dyn Model> {
+    let classes = classes as i64;
+    match spec {
+        ModelSpec::Mlp { hidden } => Box::new(Mlp::new(
+            input_shape.iter().product::<usize>() as i64,
+            hidden,
+            classes,
+        )),
+        ModelSpec::Vgg {
+            channels,
+            convs_per_stage,
+        } => Box::new(Vgg::new(
+            input_shape[0] as i64,
+            channels,
+            *convs_per_stage,
+            classes,
+        )),
+        ModelSpec::Resnet { depth } => {
+            Box::new(Resnet::new(input_shape[0] as i64, *depth, classes))
+        }
+    }
+}
+
+/// Initial parameters, drawn on the CPU from counter-based streams (one per parameter), so
+/// they do not depend on libtorch's generator or the device (DESIGN.md §4.4).
+pub fn init_params(model: &dyn Model, seed: u64) -> Vec<Tensor> {
+    model
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut values = vec![0f32; p.numel()];
+            match p.init {
+                Init::Uniform { bound } => {
+                    Stream::new(seed, Purpose::Init, &[i as u64]).fill_uniform(
+                        &mut values,
+                        -bound as f32,
+                        bound as f32,
+                    );
+                }
+                Init::Zeros => {}
+                Init::Ones => values.fill(1.0),
+            }
+            Tensor::from_slice(&values).view(p.shape.as_slice())
+        })
+        .collect()
+}
+
+/// Initial running statistics: mean 0, variance 1 per BatchNorm layer.
+pub fn init_running_stats(model: &dyn Model) -> Vec<(Tensor, Tensor)> {
+    model
+        .bn_channels()
+        .into_iter()
+        .map(|c| {
+            (
+                Tensor::zeros([c], (Kind::Float, tch::Device::Cpu)),
+                Tensor::ones([c], (Kind::Float, tch::Device::Cpu)),
+            )
+        })
+        .collect()
+}
+
+/// Number of scalar parameters.
+pub fn parameter_count(model: &dyn Model) -> usize {
+    model.params().iter().map(ParamSpec::numel).sum()
+}

@@ -1,0 +1,107 @@
+//! The CIFAR ResNet of He et al. (2016, §4.2): depth 6n+2 = a 3x3 conv of 16 channels, three
+//! stages of n basic blocks with 16, 32, 64 channels (stride 2 at the start of stages 2 and 3),
+//! global average pooling and a linear classifier. Shortcuts are option A: identity, with
+//! stride-2 subsampling and zero channels where the shape changes (no extra parameters).
+
+use tch::Tensor;
+
+use super::{BatchNorm, Init, Model, ParamCursor, ParamSpec};
+
+pub struct Resnet {
+    params: Vec<ParamSpec>,
+    bn_channels: Vec<i64>,
+    blocks_per_stage: usize,
+}
+
+const WIDTHS: [i64; 3] = [16, 32, 64];
+
+fn conv_bn(params: &mut Vec<ParamSpec>, bn: &mut Vec<i64>, name: &str, cin: i64, cout: i64) {
+    params.push(ParamSpec::he(
+        format!("{name}.weight"),
+        vec![cout, cin, 3, 3],
+        cin * 9,
+    ));
+    params.push(ParamSpec::constant(
+        format!("{name}.bn.weight"),
+        vec![cout],
+        Init::Ones,
+    ));
+    params.push(ParamSpec::constant(
+        format!("{name}.bn.bias"),
+        vec![cout],
+        Init::Zeros,
+    ));
+    bn.push(cout);
+}
+
+impl Resnet {
+    pub fn new(in_channels: i64, depth: usize, classes: i64) -> Resnet {
+        let n = (depth - 2) / 6;
+        let mut params = Vec::new();
+        let mut bn = Vec::new();
+        conv_bn(&mut params, &mut bn, "conv1", in_channels, WIDTHS[0]);
+        let mut cin = WIDTHS[0];
+        for (s, &c) in WIDTHS.iter().enumerate() {
+            for b in 0..n {
+                let name = format!("stage{s}.block{b}");
+                conv_bn(&mut params, &mut bn, &format!("{name}.conv1"), cin, c);
+                conv_bn(&mut params, &mut bn, &format!("{name}.conv2"), c, c);
+                cin = c;
+            }
+        }
+        params.push(ParamSpec::he("fc.weight".into(), vec![classes, cin], cin));
+        params.push(ParamSpec::constant(
+            "fc.bias".into(),
+            vec![classes],
+            Init::Zeros,
+        ));
+        Resnet {
+            params,
+            bn_channels: bn,
+            blocks_per_stage: n,
+        }
+    }
+}
+
+fn conv(x: &Tensor, w: &Tensor, stride: i64) -> Tensor {
+    x.conv2d(w, None::<Tensor>, [stride, stride], [1, 1], [1, 1], 1)
+}
+
+/// Option-A shortcut: subsample by `stride`, pad new channels with zeros.
+fn shortcut(x: &Tensor, stride: i64, cout: i64) -> Tensor {
+    let cin = x.size()[1];
+    if stride == 1 && cin == cout {
+        return x.shallow_clone();
+    }
+    let sub = x.slice(2, 0, None, stride).slice(3, 0, None, stride);
+    let extra = cout - cin;
+    sub.constant_pad_nd([0, 0, 0, 0, extra / 2, extra - extra / 2])
+}
+
+impl Model for Resnet {
+    fn params(&self) -> &[ParamSpec] {
+        &self.params
+    }
+
+    fn bn_channels(&self) -> Vec<i64> {
+        self.bn_channels.clone()
+    }
+
+    fn forward(&self, params: &[Tensor], bn: &mut BatchNorm, x: &Tensor) -> Tensor {
+        let mut p = ParamCursor::new(params);
+        let w = p.next();
+        let mut h = bn.apply(&conv(x, w, 1), p.next(), p.next()).relu();
+        for (s, &c) in WIDTHS.iter().enumerate() {
+            for b in 0..self.blocks_per_stage {
+                let stride = if s > 0 && b == 0 { 2 } else { 1 };
+                let w1 = p.next();
+                let y = bn.apply(&conv(&h, w1, stride), p.next(), p.next()).relu();
+                let w2 = p.next();
+                let y = bn.apply(&conv(&y, w2, 1), p.next(), p.next());
+                h = (y + shortcut(&h, stride, c)).relu();
+            }
+        }
+        let h = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        h.linear(p.next(), Some(p.next()))
+    }
+}

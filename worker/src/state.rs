@@ -1,0 +1,127 @@
+//! The complete training state (DESIGN.md §4.5) and its names in a checkpoint:
+//! `param/<name>`, `bn/<layer>/mean|var`, `opt/<slot>/<name>`, `prev_mean/<name>` (g~(t-1)) and
+//! `prev_grad/<worker>/<name>` (g_i(t-1)), plus the optimiser's step count as a scalar.
+
+use std::collections::HashMap;
+
+use tch::Tensor;
+
+use crate::model::ParamSpec;
+use crate::optim::Optimizer;
+use crate::CheckpointError;
+
+pub struct TrainState {
+    /// Iterations completed.
+    pub iteration: u64,
+    pub params: Vec<Tensor>,
+    pub running: Vec<(Tensor, Tensor)>,
+    pub optimizer: Optimizer,
+    /// g~(t-1), kept while the method is GNC.
+    pub prev_mean: Option<Vec<Tensor>>,
+    /// g_i(t-1) per logical worker, kept while the method is GNC.
+    pub prev_grads: Vec<Option<Vec<Tensor>>>,
+}
+
+impl TrainState {
+    pub fn to_named(&self, specs: &[ParamSpec]) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        let named = |prefix: &str, ts: &[Tensor], out: &mut Vec<(String, Tensor)>| {
+            for (s, t) in specs.iter().zip(ts) {
+                out.push((format!("{prefix}/{}", s.name), t.shallow_clone()));
+            }
+        };
+        named("param", &self.params, &mut out);
+        for (i, (m, v)) in self.running.iter().enumerate() {
+            out.push((format!("bn/{i}/mean"), m.shallow_clone()));
+            out.push((format!("bn/{i}/var"), v.shallow_clone()));
+        }
+        for (slot, ts) in &self.optimizer.slots {
+            named(&format!("opt/{slot}"), ts, &mut out);
+        }
+        out.push((
+            "opt/steps".into(),
+            Tensor::from_slice(&[self.optimizer.steps as f32]),
+        ));
+        if let Some(mean) = &self.prev_mean {
+            named("prev_mean", mean, &mut out);
+        }
+        for (w, g) in self.prev_grads.iter().enumerate() {
+            if let Some(g) = g {
+                named(&format!("prev_grad/{w}"), g, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Fills this freshly initialised state from checkpoint tensors; every tensor the state
+    /// has must be present with the same shape.
+    pub fn load_named(
+        &mut self,
+        specs: &[ParamSpec],
+        iteration: u64,
+        tensors: Vec<(String, Tensor)>,
+    ) -> Result<(), CheckpointError> {
+        let mut map: HashMap<String, Tensor> = tensors.into_iter().collect();
+        for (s, p) in specs.iter().zip(self.params.iter_mut()) {
+            *p = take(&mut map, format!("param/{}", s.name), p)?;
+        }
+        for (i, (m, v)) in self.running.iter_mut().enumerate() {
+            *m = take(&mut map, format!("bn/{i}/mean"), m)?;
+            *v = take(&mut map, format!("bn/{i}/var"), v)?;
+        }
+        for (slot, ts) in self.optimizer.slots.iter_mut() {
+            for (s, t) in specs.iter().zip(ts.iter_mut()) {
+                *t = take(&mut map, format!("opt/{slot}/{}", s.name), t)?;
+            }
+        }
+        let steps = take(&mut map, "opt/steps".into(), &Tensor::from_slice(&[0f32]))?;
+        self.optimizer.steps = steps.double_value(&[0]) as u64;
+        self.prev_mean = take_set(&mut map, "prev_mean", specs, &self.params)?;
+        for (w, g) in self.prev_grads.iter_mut().enumerate() {
+            *g = take_set(&mut map, &format!("prev_grad/{w}"), specs, &self.params)?;
+        }
+        if let Some(extra) = map.keys().next() {
+            return Err(CheckpointError::Unexpected(extra.clone()));
+        }
+        self.iteration = iteration;
+        Ok(())
+    }
+}
+
+/// Removes `name` from the checkpoint's tensors, checking its shape against `like`.
+fn take(
+    map: &mut HashMap<String, Tensor>,
+    name: String,
+    like: &Tensor,
+) -> Result<Tensor, CheckpointError> {
+    let t = map
+        .remove(&name)
+        .ok_or_else(|| CheckpointError::Missing(name.clone()))?;
+    if t.size() != like.size() {
+        return Err(CheckpointError::Shape {
+            name,
+            expected: like.size(),
+            found: t.size(),
+        });
+    }
+    Ok(t)
+}
+
+/// A per-parameter set stored under `prefix/` (optional: present only while GNC keeps it).
+fn take_set(
+    map: &mut HashMap<String, Tensor>,
+    prefix: &str,
+    specs: &[ParamSpec],
+    params: &[Tensor],
+) -> Result<Option<Vec<Tensor>>, CheckpointError> {
+    let marker = format!("{prefix}/");
+    if !map.keys().any(|k| k.starts_with(&marker)) {
+        return Ok(None);
+    }
+    specs
+        .iter()
+        .zip(params)
+        .map(|(s, p)| take(map, format!("{prefix}/{}", s.name), p))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}

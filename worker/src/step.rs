@@ -1,0 +1,137 @@
+//! One logical worker's contribution to an iteration, and a block of workers run in order.
+//!
+//! A worker's contribution is a [`Bundle`] in a fixed layout — its gradient (one tensor per
+//! parameter), the mean and variance of each BatchNorm layer over its small batch, its loss and
+//! the squared norm of its gradient — so that one tree reduction combines all of them.
+
+use std::ops::Range;
+
+use tch::{Kind, Tensor};
+
+use crate::data::{self, order::EpochOrder, Augment, Examples};
+use crate::method::Perturbation;
+use crate::model::{BatchNorm, Model};
+use crate::tree::{Bundle, TreeSum};
+
+/// The second, independent batch of noise enhancement (NE Eq. 6): the gradient becomes
+/// α g_B + (1 - α) g_B'.
+pub struct SecondBatch<'a> {
+    pub order: &'a EpochOrder,
+    pub alpha: f64,
+}
+
+/// Everything a block of logical workers needs for one iteration; cheap to build per thread.
+pub struct BlockTask<'a> {
+    pub model: &'a dyn Model,
+    pub params: Vec<Tensor>,
+    pub perturbation: Perturbation,
+    pub train: &'a Examples,
+    pub order: &'a EpochOrder,
+    pub second: Option<SecondBatch<'a>>,
+    pub augment: Option<Augment>,
+    /// Index of the iteration within its epoch.
+    pub k: u64,
+    pub workers: Range<usize>,
+    /// Previous gradients g_i(t-1) of these workers, when the method uses them.
+    pub prev_grads: Vec<Option<Vec<Tensor>>>,
+    /// Whether to return this iteration's per-worker gradients (GNC needs them next time).
+    pub keep_grads: bool,
+}
+
+/// What a block hands back: its tree sum and, for GNC, each worker's gradient.
+pub struct BlockResult {
+    pub workers: Range<usize>,
+    pub sum: Bundle,
+    pub grads: Vec<Option<Vec<Tensor>>>,
+}
+
+/// Where each part sits in a worker's bundle.
+#[derive(Debug, Clone, Copy)]
+pub struct BundleLayout {
+    pub params: usize,
+    pub bn_layers: usize,
+}
+
+impl BundleLayout {
+    pub fn bn_mean(&self, layer: usize) -> usize {
+        self.params + 2 * layer
+    }
+    pub fn bn_var(&self, layer: usize) -> usize {
+        self.params + 2 * layer + 1
+    }
+    pub fn loss(&self) -> usize {
+        self.params + 2 * self.bn_layers
+    }
+    pub fn grad_sq(&self) -> usize {
+        self.loss() + 1
+    }
+}
+
+fn loss_of(
+    model: &dyn Model,
+    weights: &[Tensor],
+    x: &Tensor,
+    y: &Tensor,
+) -> (Tensor, Vec<(Tensor, Tensor)>) {
+    let mut bn = BatchNorm::train();
+    let logits = model.forward(weights, &mut bn, x);
+    let loss = logits.log_softmax(-1, Kind::Float).nll_loss(y);
+    (loss, bn.into_stats())
+}
+
+impl BlockTask<'_> {
+    fn batch(&self, order: &EpochOrder, worker: usize) -> (Tensor, Tensor) {
+        data::gather(self.train, order.worker_batch(self.k, worker), self.augment)
+    }
+
+    /// Gradient, BatchNorm statistics and loss of one logical worker.
+    fn worker(&self, worker: usize, prev_grad: Option<&[Tensor]>) -> (Bundle, Vec<Tensor>) {
+        let weights: Vec<Tensor> = self
+            .perturbation
+            .weights(&self.params, worker, prev_grad)
+            .into_iter()
+            .map(|w| w.set_requires_grad(true))
+            .collect();
+        let (x, y) = self.batch(self.order, worker);
+        let (loss, stats) = loss_of(self.model, &weights, &x, &y);
+        let objective = match &self.second {
+            None => loss.shallow_clone(),
+            Some(second) => {
+                let (x2, y2) = self.batch(second.order, worker);
+                let (loss2, _) = loss_of(self.model, &weights, &x2, &y2);
+                &loss * second.alpha + loss2 * (1.0 - second.alpha)
+            }
+        };
+        let grads = Tensor::run_backward(&[objective], &weights, false, false);
+        let grad_sq = Tensor::stack(&grads.iter().map(Tensor::norm).collect::<Vec<_>>(), 0)
+            .square()
+            .sum(Kind::Float)
+            .view([1]);
+        let mut bundle: Bundle = grads.iter().map(Tensor::shallow_clone).collect();
+        for (mean, var) in stats {
+            bundle.push(mean);
+            bundle.push(var);
+        }
+        bundle.push(loss.detach().view([1]));
+        bundle.push(grad_sq);
+        (bundle, grads)
+    }
+
+    /// Runs the block's workers in index order, folding their bundles in tree order.
+    pub fn run(mut self) -> BlockResult {
+        tch::set_num_threads(1);
+        let prev = std::mem::take(&mut self.prev_grads);
+        let mut sum = TreeSum::new();
+        let mut grads = Vec::with_capacity(self.workers.len());
+        for (worker, prev_grad) in self.workers.clone().zip(prev) {
+            let (bundle, g) = self.worker(worker, prev_grad.as_deref());
+            sum.push(bundle);
+            grads.push(self.keep_grads.then_some(g));
+        }
+        BlockResult {
+            workers: self.workers.clone(),
+            sum: sum.finish().expect("a block has at least one worker"),
+            grads,
+        }
+    }
+}
