@@ -73,16 +73,17 @@ pub struct RunSummary {
     pub environment: Vec<(String, String)>,
 }
 
-/// One job's fixed ingredients.
-struct Job<'a> {
-    spec: &'a JobSpec,
+/// One job's fixed ingredients, and the means to advance a [`TrainState`] by one iteration.
+pub struct Trainer {
+    spec: JobSpec,
     data: DataSet,
     model: Box<dyn Model>,
     schedule: Schedule,
     iterations_per_epoch: u64,
     layout: BundleLayout,
     blocks: Vec<(usize, usize)>,
-    out: PathBuf,
+    /// The current epoch's data orders (main, and NE's second batch).
+    orders: Option<(EpochOrder, Option<EpochOrder>)>,
 }
 
 /// Which noise the method injects during a given epoch.
@@ -115,7 +116,7 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-impl Job<'_> {
+impl Trainer {
     fn orders(&self, epoch: u64) -> (EpochOrder, Option<EpochOrder>) {
         let p = &self.spec.parallel;
         let n = self.data.train.len();
@@ -126,16 +127,63 @@ impl Job<'_> {
         (make(Purpose::DataOrder), second)
     }
 
+    /// Loads the data and builds the model; `threads` compute threads (at most M).
+    pub fn new(spec: &JobSpec, threads: usize) -> Result<Trainer, EngineError> {
+        spec.validate()?;
+        let data = data::load(&spec.data, spec.seed)?;
+        let p = &spec.parallel;
+        let iterations_per_epoch =
+            data::order::iterations_per_epoch(data.train.len(), p.workers, p.small_batch);
+        if iterations_per_epoch == 0 {
+            return Err(gnc_proto::SpecError::Invalid {
+                key: "parallel.small_batch".into(),
+                message: format!(
+                    "the large batch B = b * M = {} exceeds the {} training examples",
+                    spec.large_batch(),
+                    data.train.len()
+                ),
+            }
+            .into());
+        }
+        let model = model::build(&spec.model, &data.train.shape, data.classes);
+        let layout = BundleLayout {
+            params: model.params().len(),
+            bn_layers: model.bn_channels().len(),
+        };
+        Ok(Trainer {
+            spec: spec.clone(),
+            schedule: Schedule::new(&spec.schedule, iterations_per_epoch),
+            iterations_per_epoch,
+            blocks: even_blocks(p.workers, threads.clamp(1, p.workers)),
+            data,
+            model,
+            layout,
+            orders: None,
+        })
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    pub fn model(&self) -> &dyn Model {
+        self.model.as_ref()
+    }
+
+    pub fn threads(&self) -> usize {
+        self.blocks.len()
+    }
+
     /// Runs iteration `state.iteration` and returns its record.
-    fn iteration(
-        &self,
-        state: &mut TrainState,
-        orders: &(EpochOrder, Option<EpochOrder>),
-    ) -> Result<IterRecord, EngineError> {
+    pub fn step(&mut self, state: &mut TrainState) -> Result<IterRecord, EngineError> {
+        let epoch = state.iteration / self.iterations_per_epoch;
+        if self.orders.as_ref().is_none_or(|o| o.0.epoch != epoch) {
+            self.orders = Some(self.orders(epoch));
+        }
+        let orders = self.orders.as_ref().expect("just set");
         let t = state.iteration;
         let m = self.spec.parallel.workers;
         let lr = self.schedule.lr(t);
-        let epoch = t / self.iterations_per_epoch;
         let perturbation = match phase(&self.spec.method, epoch) {
             Phase::Plain => Perturbation::None,
             Phase::Gnc(alpha) => {
@@ -224,7 +272,8 @@ impl Job<'_> {
         }
     }
 
-    fn evaluate(&self, state: &TrainState) -> EvalRecord {
+    /// Loss and accuracy on the training subset and the test set.
+    pub fn evaluate(&self, state: &TrainState) -> EvalRecord {
         let e = &self.spec.eval;
         let p = &state.params;
         let r = &state.running;
@@ -247,7 +296,13 @@ impl Job<'_> {
         }
     }
 
-    fn checkpoint(&self, state: &TrainState, generation: u64) -> Result<(), EngineError> {
+    /// Writes a checkpoint of `state` under `out/checkpoints`.
+    pub fn checkpoint(
+        &self,
+        out: &std::path::Path,
+        state: &TrainState,
+        generation: u64,
+    ) -> Result<(), EngineError> {
         let manifest = Manifest {
             format: checkpoint::FORMAT,
             job: self.spec.name.clone(),
@@ -260,7 +315,7 @@ impl Job<'_> {
         };
         let named = state.to_named(self.model.params());
         checkpoint::write(
-            &self.out.join("checkpoints"),
+            &out.join("checkpoints"),
             manifest,
             &named,
             self.spec.checkpoint.keep,
@@ -268,11 +323,13 @@ impl Job<'_> {
         Ok(())
     }
 
-    fn hash(&self, state: &TrainState) -> String {
+    /// SHA-256 of the model state (parameters and BatchNorm running statistics).
+    pub fn hash(&self, state: &TrainState) -> String {
         model_sha256(self.model.params(), &state.params, &state.running)
     }
 
-    fn fresh_state(&self) -> TrainState {
+    /// The state at iteration 0.
+    pub fn fresh_state(&self) -> TrainState {
         let params = model::init_params(self.model.as_ref(), self.spec.seed);
         let optimizer = Optimizer::new(&self.spec.optimizer, &params);
         TrainState {
@@ -322,47 +379,17 @@ pub fn train(
     options: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, EngineError> {
-    spec.validate()?;
     let out = options
         .output_dir
         .clone()
         .unwrap_or_else(|| spec.output_dir.clone());
     std::fs::create_dir_all(&out).map_err(|e| io_err(&out, e))?;
-    let data = data::load(&spec.data, spec.seed)?;
-    let p = &spec.parallel;
-    let iterations_per_epoch =
-        data::order::iterations_per_epoch(data.train.len(), p.workers, p.small_batch);
-    if iterations_per_epoch == 0 {
-        return Err(gnc_proto::SpecError::Invalid {
-            key: "parallel.small_batch".into(),
-            message: format!(
-                "the large batch B = b * M = {} exceeds the {} training examples",
-                spec.large_batch(),
-                data.train.len()
-            ),
-        }
-        .into());
-    }
-    let model = model::build(&spec.model, &data.train.shape, data.classes);
     let threads = options
         .threads
-        .or(p.threads)
-        .unwrap_or_else(default_threads)
-        .clamp(1, p.workers);
-    let layout = BundleLayout {
-        params: model.params().len(),
-        bn_layers: model.bn_channels().len(),
-    };
-    let job = Job {
-        spec,
-        schedule: Schedule::new(&spec.schedule, iterations_per_epoch),
-        iterations_per_epoch,
-        blocks: even_blocks(p.workers, threads),
-        data,
-        model,
-        layout,
-        out: out.clone(),
-    };
+        .or(spec.parallel.threads)
+        .unwrap_or_else(default_threads);
+    let mut job = Trainer::new(spec, threads)?;
+    let iterations_per_epoch = job.iterations_per_epoch;
     let total = job.schedule.total_iterations();
     let mut state = job.fresh_state();
     let metrics_path = out.join("metrics.jsonl");
@@ -387,13 +414,8 @@ pub fn train(
     let started = Instant::now();
     let mut last_checkpoint = state.iteration;
     let mut last_eval: Option<EvalRecord> = None;
-    let mut orders: Option<(EpochOrder, Option<EpochOrder>)> = None;
     while state.iteration < stop {
-        let epoch = state.iteration / iterations_per_epoch;
-        if orders.as_ref().is_none_or(|o| o.0.epoch != epoch) {
-            orders = Some(job.orders(epoch));
-        }
-        let record = job.iteration(&mut state, orders.as_ref().expect("just set"))?;
+        let record = job.step(&mut state)?;
         if !record.loss.is_finite() || !record.grad_norm.is_finite() {
             return Err(EngineError::Diverged {
                 iteration: record.iter,
@@ -417,7 +439,7 @@ pub fn train(
         }
         let ck = spec.checkpoint.every_iterations;
         if (ck > 0 && done % ck == 0) || done == stop {
-            job.checkpoint(&state, options.generation)?;
+            job.checkpoint(&out, &state, options.generation)?;
             last_checkpoint = done;
         }
     }

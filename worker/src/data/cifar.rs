@@ -42,7 +42,7 @@ pub fn read_batch(path: &Path, variant: Variant, into: &mut CifarRecords) -> Res
 
 pub fn parse_batch(bytes: &[u8], variant: Variant, into: &mut CifarRecords) -> Result<(), String> {
     let record = variant.label_bytes() + IMAGE_BYTES;
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         return Err(format!(
             "{} bytes is not a whole number of {record}-byte records",
             bytes.len()

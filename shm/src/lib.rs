@@ -1,0 +1,36 @@
+//! gnc data plane: shared-memory segments, the slot protocol and the fixed-tree reduction
+//! (DESIGN.md §4.2 and §5).
+//!
+//! * [`naming`]: the one place segment names `/gnc-<job>-<generation>-<what>` are built.
+//! * [`header`], [`segment`]: a mapped segment with a `#[repr(C)]` header published last and
+//!   checked by every opener; the creator's handle unlinks it on drop.
+//! * [`slots`]: per-slot (generation, iteration) stamps with Release/Acquire pairs, in-place
+//!   writes, per-reader done words for reuse; no mutex.
+//! * [`tree`]: the canonical reduction tree over logical workers and sums along it.
+//! * [`reduce`]: the sharded cross-process all-reduce built from the two.
+//! * [`cleaner`]: removes segments whose creator died.
+//!
+//! All unsafe code of the workspace lives in this crate, behind these safe types; each unsafe
+//! block states why it is sound in a `// SAFETY:` comment.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod backoff;
+pub mod cleaner;
+pub mod geometry;
+pub mod header;
+mod mapping;
+pub mod naming;
+pub mod reduce;
+pub mod segment;
+pub mod slots;
+pub mod stamp;
+pub mod tree;
+
+pub use geometry::Geometry;
+pub use header::SegmentSpec;
+pub use naming::{job_id, parse_segment_name, segment_name, SegmentName};
+pub use reduce::{shard_range, ReductionGeometry, ShardedReducer};
+pub use segment::{Segment, SegmentError};
+pub use slots::{Producer, Reader, SlotArray, SlotError, SlotWrite};
+pub use stamp::Stamp;
