@@ -25,7 +25,7 @@ use crate::rng::Purpose;
 use crate::schedule::Schedule;
 use crate::state::TrainState;
 use crate::step::{BlockResult, BlockTask, BundleLayout, SecondBatch};
-use crate::tree::{combine_blocks, even_blocks};
+use crate::tree::{combine_blocks, even_blocks, Bundle};
 use crate::{CheckpointError, EngineError};
 
 /// How to run a job (things that do not change its result).
@@ -84,6 +84,15 @@ pub struct Trainer {
     blocks: Vec<(usize, usize)>,
     /// The current epoch's data orders (main, and NE's second batch).
     orders: Option<(EpochOrder, Option<EpochOrder>)>,
+}
+
+/// The per-iteration data computed in [`Trainer::prepare`].
+pub struct Prepared {
+    t: u64,
+    epoch: u64,
+    lr: f64,
+    perturbation: Perturbation,
+    keep_grads: bool,
 }
 
 /// Which noise the method injects during a given epoch.
@@ -174,15 +183,24 @@ impl Trainer {
         self.blocks.len()
     }
 
-    /// Runs iteration `state.iteration` and returns its record.
+    /// Runs iteration `state.iteration` with every logical worker in this process and
+    /// returns its record.
     pub fn step(&mut self, state: &mut TrainState) -> Result<IterRecord, EngineError> {
-        let epoch = state.iteration / self.iterations_per_epoch;
+        let prepared = self.prepare(state);
+        let blocks = self.blocks.clone();
+        let sums = self.compute_blocks(state, &prepared, &blocks)?;
+        let total = combine_blocks(self.spec.parallel.workers, sums);
+        Ok(self.finish(state, prepared, total))
+    }
+
+    /// First phase of an iteration, identical in every process: the rate and the method's
+    /// shared perturbation data.
+    pub fn prepare(&mut self, state: &mut TrainState) -> Prepared {
+        let t = state.iteration;
+        let epoch = t / self.iterations_per_epoch;
         if self.orders.as_ref().is_none_or(|o| o.0.epoch != epoch) {
             self.orders = Some(self.orders(epoch));
         }
-        let orders = self.orders.as_ref().expect("just set");
-        let t = state.iteration;
-        let m = self.spec.parallel.workers;
         let lr = self.schedule.lr(t);
         let perturbation = match phase(&self.spec.method, epoch) {
             Phase::Plain => Perturbation::None,
@@ -196,23 +214,43 @@ impl Trainer {
                 Perturbation::rnc(&state.params, alpha, lr, self.spec.seed, t)
             }
         };
-        let keep_grads = matches!(perturbation, Perturbation::Gnc { .. });
+        Prepared {
+            t,
+            epoch,
+            lr,
+            keep_grads: matches!(perturbation, Perturbation::Gnc { .. }),
+            perturbation,
+        }
+    }
+
+    /// Second phase: the tree sums of the given blocks of logical workers (nodes of the
+    /// reduction tree), one thread per block. Keeps each worker's gradient in `state` when
+    /// the method needs it next time.
+    pub fn compute_blocks(
+        &self,
+        state: &mut TrainState,
+        prepared: &Prepared,
+        blocks: &[(usize, usize)],
+    ) -> Result<Vec<((usize, usize), Bundle)>, EngineError> {
+        let orders = self
+            .orders
+            .as_ref()
+            .expect("prepare() sets the epoch's orders");
         let augment = self.spec.data.augment.then_some(Augment {
             seed: self.spec.seed,
-            epoch,
+            epoch: prepared.epoch,
             padding: self.spec.data.crop_padding,
         });
         let second_alpha = match self.spec.method {
             MethodSpec::NoiseEnhancement { alpha } => Some(alpha),
             _ => None,
         };
-        let tasks: Vec<BlockTask> = self
-            .blocks
+        let tasks: Vec<BlockTask> = blocks
             .iter()
             .map(|&(lo, hi)| BlockTask {
                 model: self.model.as_ref(),
                 params: state.params.iter().map(Tensor::shallow_clone).collect(),
-                perturbation: perturbation.share(),
+                perturbation: prepared.perturbation.share(),
                 train: &self.data.train,
                 order: &orders.0,
                 second: orders
@@ -221,13 +259,13 @@ impl Trainer {
                     .zip(second_alpha)
                     .map(|(order, alpha)| SecondBatch { order, alpha }),
                 augment,
-                k: t % self.iterations_per_epoch,
+                k: prepared.t % self.iterations_per_epoch,
                 workers: lo..hi,
                 prev_grads: state.prev_grads[lo..hi]
                     .iter_mut()
                     .map(Option::take)
                     .collect(),
-                keep_grads,
+                keep_grads: prepared.keep_grads,
             })
             .collect();
         let results = run_blocks(tasks)?;
@@ -238,7 +276,13 @@ impl Trainer {
             }
             sums.push(((r.workers.start, r.workers.end), r.sum));
         }
-        let total = combine_blocks(m, sums);
+        Ok(sums)
+    }
+
+    /// Last phase, identical in every process: from the sum over all M workers' bundles
+    /// (in tree order), the mean gradient, the BatchNorm statistics and the update.
+    pub fn finish(&self, state: &mut TrainState, prepared: Prepared, total: Bundle) -> IterRecord {
+        let m = self.spec.parallel.workers;
         let mean: Vec<Tensor> = total.iter().map(|t| t / m as f64).collect();
         let l = self.layout;
         let grads: Vec<Tensor> = mean[..l.params].iter().map(Tensor::shallow_clone).collect();
@@ -246,20 +290,37 @@ impl Trainer {
         let grad_norm = Tensor::stack(&grads.iter().map(Tensor::norm).collect::<Vec<_>>(), 0)
             .norm()
             .double_value(&[]);
-        // Σ_i ‖g_i - g~‖² = Σ_i ‖g_i‖² - M ‖g~‖² (g~ is the mean of the g_i).
+        // Σ_i ‖g_i - g~‖² / M = mean_i ‖g_i‖² - ‖g~‖² (g~ is the mean of the g_i).
         let noise_var = (mean[l.grad_sq()].double_value(&[0]) - grad_norm * grad_norm).max(0.0);
         self.update_running_stats(state, &mean);
-        state.optimizer.step(&mut state.params, &grads, lr);
-        state.prev_mean = keep_grads.then_some(grads);
+        state.optimizer.step(&mut state.params, &grads, prepared.lr);
+        state.prev_mean = prepared.keep_grads.then_some(grads);
         state.iteration += 1;
-        Ok(IterRecord {
-            iter: t,
-            epoch: self.schedule.epoch(t),
+        IterRecord {
+            iter: prepared.t,
+            epoch: self.schedule.epoch(prepared.t),
             loss,
-            lr,
+            lr: prepared.lr,
             grad_norm,
             noise_norm: noise_var.sqrt(),
-        })
+        }
+    }
+
+    /// Shapes of one worker's bundle, in order (for flattening it into shared memory).
+    pub fn bundle_shapes(&self) -> Vec<Vec<i64>> {
+        let mut shapes: Vec<Vec<i64>> = self
+            .model
+            .params()
+            .iter()
+            .map(|p| p.shape.clone())
+            .collect();
+        for c in self.model.bn_channels() {
+            shapes.push(vec![c]);
+            shapes.push(vec![c]);
+        }
+        shapes.push(vec![1]);
+        shapes.push(vec![1]);
+        shapes
     }
 
     /// running ← (1 - 0.1) running + 0.1 × (mean over workers of their batch statistics),
