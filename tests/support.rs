@@ -1,1 +1,184 @@
+//! Helpers for end-to-end tests: the real binaries, small real jobs, and their outputs.
 #![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `target/<profile>/`, the directory holding the workspace's binaries.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The workspace root (for `data/` and `examples/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+pub fn gncctl() -> Command {
+    let path = bin_dir().join("gncctl");
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (cargo build --release)",
+        path.display()
+    );
+    let mut c = Command::new(path);
+    c.current_dir(repo_root());
+    c
+}
+
+/// Runs `gncctl` with `args`, returning its output (whatever its status).
+pub fn gncctl_output(args: &[&str]) -> Output {
+    gncctl().args(args).output().expect("gncctl runs")
+}
+
+/// Runs `gncctl run <spec> --json --out <out> <extra>` and returns the parsed summary; panics
+/// with gncctl's stderr if it fails.
+pub fn run_job(spec: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "run",
+        spec.to_str().unwrap(),
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = gncctl_output(&args);
+    assert!(
+        o.status.success(),
+        "gncctl {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("--json prints the summary")
+}
+
+/// Writes a spec file into `dir` and returns its path.
+pub fn write_spec(dir: &Path, name: &str, toml: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// The per-iteration lines of a run's metrics.jsonl (the loss sequence and more).
+pub fn iteration_lines(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"iter\""))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The method tables of the five methods, each with settings that exercise it.
+pub const METHODS: [(&str, &str); 5] = [
+    ("baseline", "kind = \"baseline\""),
+    ("gnc", "kind = \"gnc\"\nalpha = 0.5"),
+    ("rnc", "kind = \"rnc\"\nalpha = 0.05"),
+    (
+        "gnc_to_rnc",
+        "kind = \"gnc_to_rnc\"\nalpha_gnc = 0.5\nalpha_rnc = 0.05\nswitch_epoch = 2",
+    ),
+    (
+        "noise_enhancement",
+        "kind = \"noise_enhancement\"\nalpha = 1.5",
+    ),
+];
+
+/// A small, fast job on the synthetic teacher–student set: M = 8 workers of b = 8, 3 epochs
+/// of 6 iterations, with momentum SGD, warmup and step decay.
+pub fn tiny_job(name: &str, method: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+seed = 3
+output_dir = "runs/{name}"
+
+[data]
+dataset = "teacher-student"
+teacher_student = {{ train_examples = 400, test_examples = 200, input_dim = 16, classes = 4, teacher_hidden = 32 }}
+
+[model]
+kind = "mlp"
+hidden = [32, 32]
+
+[parallel]
+workers = 8
+small_batch = 8
+
+[method]
+{method}
+
+[optimizer]
+kind = "momentum"
+momentum = 0.9
+weight_decay = 1e-4
+
+[schedule]
+epochs = 3
+base_lr = 0.2
+warmup_epochs = 1
+warmup_start_lr = 0.02
+decay = {{ kind = "step", milestones = [2.5], factor = 0.1 }}
+
+[checkpoint]
+every_iterations = 4
+keep = 2
+"#
+    )
+}
+
+/// A small CNN job with BatchNorm on a real subset of Fashion-MNIST (the first 512 training
+/// images): exercises convolutions, BN statistics over logical workers, LARS and polynomial
+/// decay.
+pub fn tiny_cnn_job(name: &str, method: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+seed = 5
+output_dir = "runs/{name}"
+
+[data]
+dataset = "fashion-mnist"
+root = "data/fashion-mnist"
+train_subset = 512
+test_subset = 256
+
+[model]
+kind = "vgg"
+channels = [4, 8]
+
+[parallel]
+workers = 4
+small_batch = 16
+
+[method]
+{method}
+
+[optimizer]
+kind = "lars"
+momentum = 0.9
+weight_decay = 1e-4
+trust = 0.02
+
+[schedule]
+epochs = 2
+base_lr = 2.0
+warmup_epochs = 0.5
+warmup_start_lr = 0.1
+decay = {{ kind = "polynomial", power = 2.0, collapse_epoch = 1.5, collapse_divisor = 5.0 }}
+
+[eval]
+train_examples = 256
+
+[checkpoint]
+every_iterations = 5
+"#
+    )
+}

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod run;
+mod supervised;
 
 use clap::{Parser, Subcommand};
 

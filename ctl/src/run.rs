@@ -27,6 +27,17 @@ pub struct RunArgs {
     /// Print the summary as JSON on stdout, and no progress bar.
     #[arg(long)]
     pub json: bool,
+    /// Train in worker processes over shared memory, e.g. `cpu:4` (same bits as in-process);
+    /// overrides the spec's `parallel.devices`.
+    #[arg(long)]
+    pub devices: Option<gnc_proto::Devices>,
+    /// With worker processes: restart the group when it makes no progress for this many
+    /// seconds (start-up, evaluation and checkpoints included).
+    #[arg(long, default_value_t = 300.0)]
+    pub hang_timeout: f64,
+    /// With worker processes: how many group restarts to allow before giving up.
+    #[arg(long, default_value_t = 3)]
+    pub max_restarts: u32,
 }
 
 /// Progress bar on stderr, updated a few times a second.
@@ -96,11 +107,12 @@ impl Observer for Progress {
     }
 
     fn warning(&mut self, message: &str) {
-        self.bar.println(format!("warning: {message}"));
+        // Always shown, also under --json where the bar is hidden.
+        self.bar.suspend(|| eprintln!("warning: {message}"));
     }
 }
 
-fn print_summary(s: &RunSummary) {
+pub(crate) fn print_summary(s: &RunSummary) {
     let pct = |v: Option<f64>| v.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
     println!();
     println!("job            {} ({})", s.job, s.method);
@@ -125,6 +137,9 @@ fn print_summary(s: &RunSummary) {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let spec = JobSpec::load(&args.spec)?;
+    if let Some(devices) = args.devices.or(spec.devices()?) {
+        return crate::supervised::run(&spec, &args, devices);
+    }
     let options = RunOptions {
         output_dir: args.out,
         resume: args.resume,

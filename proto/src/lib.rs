@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 pub use metrics::{EvalRecord, FinalRecord, IterRecord, MetricRecord};
 pub use spec::{
-    CheckpointSpec, DataSpec, Dataset, Decay, EvalSpec, JobSpec, MethodSpec, ModelSpec,
+    CheckpointSpec, DataSpec, Dataset, Decay, Devices, EvalSpec, JobSpec, MethodSpec, ModelSpec,
     OptimizerSpec, ParallelSpec, ScheduleSpec, TeacherStudentSpec,
 };
 

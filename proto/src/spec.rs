@@ -116,6 +116,49 @@ pub struct ParallelSpec {
     /// never bits; `None` uses every core that gives a valid layout.
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Worker processes, `"cpu:N"`: N `gnc-worker` processes, each hosting a block of M / N
+    /// logical workers (a subtree of the reduction tree) on one compute thread, reducing over
+    /// shared memory. Changes speed, never bits, so it is left out of the spec hash. `None`
+    /// (the default) trains in the `gncctl` process itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<String>,
+}
+
+/// Where a job's worker processes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Devices {
+    /// `cpu:N`: N worker processes on the CPU.
+    Cpu(usize),
+}
+
+impl Devices {
+    /// The number of worker processes.
+    pub fn processes(&self) -> usize {
+        match *self {
+            Devices::Cpu(n) => n,
+        }
+    }
+}
+
+impl std::str::FromStr for Devices {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Devices, String> {
+        let bad = || format!("{text:?} is not a device list; write cpu:N with N >= 1, e.g. cpu:4");
+        let count = text.strip_prefix("cpu:").ok_or_else(bad)?;
+        match count.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Devices::Cpu(n)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Devices::Cpu(n) => write!(f, "cpu:{n}"),
+        }
+    }
 }
 
 /// The training method (GNC paper §2, NE paper §2).
@@ -312,7 +355,26 @@ impl JobSpec {
     /// The canonical serialisation whose hash identifies the job in checkpoints: two specs
     /// that train identically have the same hash whatever their TOML formatting.
     pub fn canonical_json(&self) -> String {
-        serde_json::to_string(self).expect("a JobSpec always serialises")
+        // Where and on how many threads the workers run never changes a bit, so a checkpoint
+        // written with one device list or thread count resumes with another.
+        let mut spec = self.clone();
+        spec.parallel.devices = None;
+        spec.parallel.threads = None;
+        serde_json::to_string(&spec).expect("a JobSpec always serialises")
+    }
+
+    /// The spec's `parallel.devices`, parsed (validated by [`JobSpec::validate`]).
+    pub fn devices(&self) -> Result<Option<Devices>, SpecError> {
+        self.parallel
+            .devices
+            .as_deref()
+            .map(|text| {
+                text.parse().map_err(|message| SpecError::Invalid {
+                    key: "parallel.devices".into(),
+                    message,
+                })
+            })
+            .transpose()
     }
 
     /// SHA-256 of [`JobSpec::canonical_json`], hex.
@@ -329,5 +391,66 @@ impl JobSpec {
     /// Rejects values that parse but cannot be trained, naming the key.
     pub fn validate(&self) -> Result<(), SpecError> {
         crate::validate::validate(self)
+    }
+}
+
+#[cfg(test)]
+mod devices_tests {
+    use super::Devices;
+
+    #[test]
+    fn devices_parse_only_cpu_counts() {
+        assert_eq!("cpu:4".parse::<Devices>(), Ok(Devices::Cpu(4)));
+        assert_eq!(Devices::Cpu(4).to_string(), "cpu:4");
+        for bad in ["cpu:0", "cpu:", "gpu:2", "4", "cpu:-1"] {
+            assert!(bad.parse::<Devices>().is_err(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::JobSpec;
+
+    const SPEC: &str = r#"
+name = "h"
+seed = 1
+output_dir = "out"
+[data]
+dataset = "teacher-student"
+teacher_student = { train_examples = 64, test_examples = 8, input_dim = 4, classes = 2, teacher_hidden = 4 }
+[model]
+kind = "mlp"
+hidden = [4]
+[parallel]
+workers = 4
+small_batch = 2
+[method]
+kind = "gnc"
+alpha = 0.1
+[optimizer]
+kind = "momentum"
+momentum = 0.9
+weight_decay = 0.0
+[schedule]
+epochs = 1
+base_lr = 0.1
+"#;
+
+    #[test]
+    fn spec_hash_ignores_formatting_threads_and_devices_but_not_the_math() {
+        let base = JobSpec::from_toml(SPEC, "t").unwrap();
+        let reformatted = JobSpec::from_toml(&SPEC.replace("alpha = 0.1", "alpha   =   0.10"), "t");
+        assert_eq!(base.spec_hash(), reformatted.unwrap().spec_hash());
+        let placed = SPEC.replace(
+            "small_batch = 2",
+            "small_batch = 2\nthreads = 2\ndevices = \"cpu:2\"",
+        );
+        assert_eq!(
+            base.spec_hash(),
+            JobSpec::from_toml(&placed, "t").unwrap().spec_hash()
+        );
+        let other = JobSpec::from_toml(&SPEC.replace("alpha = 0.1", "alpha = 0.2"), "t").unwrap();
+        assert_ne!(base.spec_hash(), other.spec_hash());
     }
 }

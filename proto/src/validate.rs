@@ -161,6 +161,18 @@ fn validate_parallel(spec: &JobSpec) -> Result<(), SpecError> {
     if p.threads == Some(0) {
         return Err(bad("parallel.threads", "must be at least 1"));
     }
+    if let Some(devices) = spec.devices()? {
+        if devices.processes() > p.workers {
+            return Err(bad(
+                "parallel.devices",
+                format!(
+                    "asks for {} worker processes, more than the M = {} logical workers",
+                    devices.processes(),
+                    p.workers
+                ),
+            ));
+        }
+    }
     if let Some(n) = spec.data.train_subset {
         if spec.large_batch() > n {
             return Err(bad(

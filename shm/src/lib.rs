@@ -9,6 +9,7 @@
 //! * [`tree`]: the canonical reduction tree over logical workers and sums along it.
 //! * [`reduce`]: the sharded cross-process all-reduce built from the two.
 //! * [`cleaner`]: removes segments whose creator died.
+//! * [`control`]: a block of single-writer `u64` words (progress, checkpoint marks).
 //!
 //! All unsafe code of the workspace lives in this crate, behind these safe types; each unsafe
 //! block states why it is sound in a `// SAFETY:` comment.
@@ -17,6 +18,7 @@
 
 mod backoff;
 pub mod cleaner;
+pub mod control;
 pub mod geometry;
 pub mod header;
 mod mapping;
@@ -27,6 +29,7 @@ pub mod slots;
 pub mod stamp;
 pub mod tree;
 
+pub use control::ControlBlock;
 pub use geometry::Geometry;
 pub use header::SegmentSpec;
 pub use naming::{job_id, parse_segment_name, segment_name, SegmentName};

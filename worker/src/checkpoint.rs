@@ -4,8 +4,15 @@
 //! the names); `ckpt-<iteration>.json` is written after it and names it with its SHA-256, so a
 //! manifest only ever points at a complete tensor file. Both are replaced atomically, and the
 //! newest `keep` checkpoints are retained. Loading verifies the spec hash and the tensor
-//! file's checksum; a damaged newest checkpoint is reported and the previous one is used,
-//! and nothing is deleted.
+//! file's checksum; a damaged newest checkpoint is reported, moved to `damaged/` for
+//! inspection (so neither pruning nor a later resume touches it) and the previous one is used.
+//!
+//! A checkpoint written by several worker processes also has *parts*: process p writes the
+//! tensors only it holds (the previous gradients of its block of logical workers) to
+//! `ckpt-<iteration>.part-<lo>-<hi>.safetensors` ([`write_part`]), and process 0 writes the
+//! main file and the manifest only once every part is durable, naming each part with its
+//! SHA-256 ([`Manifest::parts`]). [`read`] verifies and merges the parts, so a checkpoint
+//! loads the same whatever process count wrote it, and whatever count reads it.
 
 use std::path::{Path, PathBuf};
 
@@ -33,10 +40,33 @@ pub struct Manifest {
     pub params_sha256: String,
     pub tensors_file: String,
     pub tensors_sha256: String,
+    /// Part files holding the rest of the state (multi-process runs only; absent otherwise,
+    /// so single-process manifests are unchanged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartRef>,
+}
+
+/// One part file of a checkpoint, as named in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRef {
+    pub file: String,
+    pub sha256: String,
+    /// The logical workers [lo, hi) whose tensors it holds.
+    pub workers: (usize, usize),
+}
+
+/// The file name of the part of checkpoint `iteration` written for workers [lo, hi).
+pub fn part_file_name(iteration: u64, (lo, hi): (usize, usize)) -> String {
+    format!("ckpt-{iteration:09}.part-{lo}-{hi}.safetensors")
 }
 
 fn manifest_path(dir: &Path, iteration: u64) -> PathBuf {
     dir.join(format!("ckpt-{iteration:09}.json"))
+}
+
+/// The manifest of checkpoint `iteration` in `dir` (which may not exist).
+pub fn manifest_file(dir: &Path, iteration: u64) -> PathBuf {
+    manifest_path(dir, iteration)
 }
 
 /// Writes a checkpoint and prunes old ones beyond `keep`.
@@ -51,6 +81,51 @@ pub fn write(
         move |e: std::io::Error| CheckpointError::Io(p, e.to_string())
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let file = serialize(dir, tensors)?;
+    manifest.format = FORMAT;
+    manifest.tensors_file = format!("ckpt-{:09}.safetensors", manifest.iteration);
+    manifest.tensors_sha256 = hex::encode(Sha256::digest(&file));
+    let tensors_path = dir.join(&manifest.tensors_file);
+    write_atomic(&tensors_path, &file).map_err(io(&tensors_path))?;
+    let mpath = manifest_path(dir, manifest.iteration);
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
+    write_atomic(&mpath, &json).map_err(io(&mpath))?;
+    prune(dir, keep);
+    Ok(mpath)
+}
+
+/// Writes (atomically, durably) the part of checkpoint `iteration` for `workers`.
+pub fn write_part(
+    dir: &Path,
+    iteration: u64,
+    workers: (usize, usize),
+    tensors: &[(String, Tensor)],
+) -> Result<PathBuf, CheckpointError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CheckpointError::Io(dir.to_path_buf(), e.to_string()))?;
+    let file = serialize(dir, tensors)?;
+    let path = dir.join(part_file_name(iteration, workers));
+    write_atomic(&path, &file).map_err(|e| CheckpointError::Io(path.clone(), e.to_string()))?;
+    Ok(path)
+}
+
+/// The manifest entry of a part already written by [`write_part`] (hashes the file).
+pub fn part_ref(
+    dir: &Path,
+    iteration: u64,
+    workers: (usize, usize),
+) -> Result<PartRef, CheckpointError> {
+    let file = part_file_name(iteration, workers);
+    let path = dir.join(&file);
+    let bytes = std::fs::read(&path).map_err(|e| CheckpointError::Io(path, e.to_string()))?;
+    Ok(PartRef {
+        file,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        workers,
+    })
+}
+
+fn serialize(dir: &Path, tensors: &[(String, Tensor)]) -> Result<Vec<u8>, CheckpointError> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
         .map(|(name, t)| {
@@ -62,18 +137,8 @@ pub fn write(
         let view = TensorView::new(Dtype::F32, shape.clone(), data).expect("shape matches data");
         (name.clone(), view)
     });
-    let file = safetensors::serialize(views, &None)
-        .map_err(|e| CheckpointError::Format(dir.to_path_buf(), e.to_string()))?;
-    manifest.format = FORMAT;
-    manifest.tensors_file = format!("ckpt-{:09}.safetensors", manifest.iteration);
-    manifest.tensors_sha256 = hex::encode(Sha256::digest(&file));
-    let tensors_path = dir.join(&manifest.tensors_file);
-    write_atomic(&tensors_path, &file).map_err(io(&tensors_path))?;
-    let mpath = manifest_path(dir, manifest.iteration);
-    let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
-    write_atomic(&mpath, &json).map_err(io(&mpath))?;
-    prune(dir, keep);
-    Ok(mpath)
+    safetensors::serialize(views, &None)
+        .map_err(|e| CheckpointError::Format(dir.to_path_buf(), e.to_string()))
 }
 
 /// Manifests in `dir`, newest first.
@@ -99,6 +164,9 @@ fn prune(dir: &Path, keep: usize) {
         if let Ok(text) = std::fs::read_to_string(&old) {
             if let Ok(m) = serde_json::from_str::<Manifest>(&text) {
                 let _ = std::fs::remove_file(dir.join(m.tensors_file));
+                for part in m.parts {
+                    let _ = std::fs::remove_file(dir.join(part.file));
+                }
             }
         }
         let _ = std::fs::remove_file(old);
@@ -132,16 +200,33 @@ pub fn read(manifest_file: &Path, spec_hash: &str) -> Result<Loaded, CheckpointE
         });
     }
     let dir = manifest_file.parent().unwrap_or(Path::new("."));
-    let tpath = dir.join(&manifest.tensors_file);
+    let mut tensors = read_tensors(&dir.join(&manifest.tensors_file), &manifest.tensors_sha256)?;
+    for part in &manifest.parts {
+        let path = dir.join(&part.file);
+        for (name, tensor) in read_tensors(&path, &part.sha256)? {
+            if tensors.iter().any(|(n, _)| *n == name) {
+                return Err(CheckpointError::Format(
+                    path,
+                    format!("tensor {name} appears in more than one file of the checkpoint"),
+                ));
+            }
+            tensors.push((name, tensor));
+        }
+    }
+    Ok(Loaded { manifest, tensors })
+}
+
+/// Reads a safetensors file of f32 tensors whose SHA-256 must be `sha256`.
+fn read_tensors(tpath: &Path, sha256: &str) -> Result<Vec<(String, Tensor)>, CheckpointError> {
+    let tpath = tpath.to_path_buf();
     let bytes =
         std::fs::read(&tpath).map_err(|e| CheckpointError::Io(tpath.clone(), e.to_string()))?;
     let digest = hex::encode(Sha256::digest(&bytes));
-    if digest != manifest.tensors_sha256 {
+    if digest != sha256 {
         return Err(CheckpointError::Format(
             tpath,
             format!(
-                "checksum {digest} does not match the manifest's {} ({} bytes; truncated or damaged)",
-                manifest.tensors_sha256,
+                "checksum {digest} does not match the manifest's {sha256} ({} bytes; truncated or damaged)",
                 bytes.len()
             ),
         ));
@@ -164,23 +249,53 @@ pub fn read(manifest_file: &Path, spec_hash: &str) -> Result<Loaded, CheckpointE
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         tensors.push((name, Tensor::from_slice(&values).view(shape.as_slice())));
     }
-    Ok(Loaded { manifest, tensors })
+    Ok(tensors)
 }
 
-/// The newest readable checkpoint in `dir` for this spec. Damaged ones are reported through
-/// `warn` and skipped (and kept on disk); a checkpoint of another spec is an error, since
-/// resuming it would silently train something else.
+/// The newest readable checkpoint in `dir` for this spec. Damaged ones are moved to
+/// `dir/damaged/`, reported through `warn` and skipped; a checkpoint of another spec is an
+/// error, since resuming it would silently train something else.
 pub fn latest(
     dir: &Path,
     spec_hash: &str,
-    warn: &mut dyn FnMut(&CheckpointError),
+    warn: &mut dyn FnMut(&str),
 ) -> Result<Option<Loaded>, CheckpointError> {
     for m in manifests(dir) {
         match read(&m, spec_hash) {
             Ok(loaded) => return Ok(Some(loaded)),
             Err(e @ CheckpointError::SpecMismatch { .. }) => return Err(e),
-            Err(e) => warn(&e),
+            Err(e) => {
+                let moved = set_aside(dir, &m);
+                warn(&format!("skipping {e}; {moved}"));
+            }
         }
     }
     Ok(None)
+}
+
+/// Moves a damaged checkpoint (its manifest and, if named, its tensor file) to `damaged/`.
+fn set_aside(dir: &Path, manifest_file: &Path) -> String {
+    let aside = dir.join("damaged");
+    let tensors: Vec<PathBuf> = std::fs::read_to_string(manifest_file)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+        .map(|m| {
+            std::iter::once(m.tensors_file)
+                .chain(m.parts.into_iter().map(|part| part.file))
+                .map(|file| dir.join(file))
+                .collect()
+        })
+        .unwrap_or_default();
+    let moved = std::fs::create_dir_all(&aside).and_then(|()| {
+        for file in std::iter::once(manifest_file.to_path_buf()).chain(tensors) {
+            if let Some(name) = file.file_name().filter(|_| file.exists()) {
+                std::fs::rename(&file, aside.join(name))?;
+            }
+        }
+        Ok(())
+    });
+    match moved {
+        Ok(()) => format!("moved to {} for inspection", aside.display()),
+        Err(e) => format!("left in place (could not move it: {e})"),
+    }
 }

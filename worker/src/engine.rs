@@ -25,8 +25,8 @@ use crate::rng::Purpose;
 use crate::schedule::Schedule;
 use crate::state::TrainState;
 use crate::step::{BlockResult, BlockTask, BundleLayout, SecondBatch};
-use crate::tree::{combine_blocks, even_blocks, Bundle};
-use crate::{CheckpointError, EngineError};
+use crate::tree::{combine_blocks, even_blocks, BlockSum, Bundle};
+use crate::EngineError;
 
 /// How to run a job (things that do not change its result).
 #[derive(Debug, Clone, Default)]
@@ -231,7 +231,7 @@ impl Trainer {
         state: &mut TrainState,
         prepared: &Prepared,
         blocks: &[(usize, usize)],
-    ) -> Result<Vec<((usize, usize), Bundle)>, EngineError> {
+    ) -> Result<Vec<BlockSum>, EngineError> {
         let orders = self
             .orders
             .as_ref()
@@ -373,6 +373,7 @@ impl Trainer {
             params_sha256: self.hash(state),
             tensors_file: String::new(),
             tensors_sha256: String::new(),
+            parts: Vec::new(),
         };
         let named = state.to_named(self.model.params());
         checkpoint::write(
@@ -455,7 +456,7 @@ pub fn train(
     let mut state = job.fresh_state();
     let metrics_path = out.join("metrics.jsonl");
     let mut log = if options.resume {
-        let mut warn = |e: &CheckpointError| observer.warning(&format!("skipping {e}"));
+        let mut warn = |message: &str| observer.warning(message);
         match checkpoint::latest(&out.join("checkpoints"), &spec.spec_hash(), &mut warn)? {
             Some(loaded) => {
                 state.load_named(

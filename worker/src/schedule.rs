@@ -17,6 +17,10 @@ impl Schedule {
         }
     }
 
+    pub fn iterations_per_epoch(&self) -> u64 {
+        self.iterations_per_epoch
+    }
+
     pub fn total_iterations(&self) -> u64 {
         self.spec.epochs as u64 * self.iterations_per_epoch
     }

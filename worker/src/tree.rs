@@ -16,6 +16,9 @@ use tch::Tensor;
 /// and scalars, all in a fixed order.
 pub type Bundle = Vec<Tensor>;
 
+/// The sum of the bundles of the logical workers [lo, hi), a node of the tree.
+pub type BlockSum = ((usize, usize), Bundle);
+
 /// Where the tree on [lo, hi) splits: lo + the largest power of two strictly below hi - lo.
 pub fn split(lo: usize, hi: usize) -> usize {
     let n = hi - lo;
@@ -74,18 +77,14 @@ impl TreeSum {
 
 /// Combines the sums of `blocks` — consecutive nodes of the tree over [0, m) covering it —
 /// following the tree, so the result equals the sum of all leaves in tree order.
-pub fn combine_blocks(m: usize, blocks: Vec<((usize, usize), Bundle)>) -> Bundle {
+pub fn combine_blocks(m: usize, blocks: Vec<BlockSum>) -> Bundle {
     let mut blocks: std::collections::VecDeque<_> = blocks.into();
     let sum = combine(0, m, &mut blocks);
     assert!(blocks.is_empty(), "blocks beyond [0, {m})");
     sum
 }
 
-fn combine(
-    lo: usize,
-    hi: usize,
-    blocks: &mut std::collections::VecDeque<((usize, usize), Bundle)>,
-) -> Bundle {
+fn combine(lo: usize, hi: usize, blocks: &mut std::collections::VecDeque<BlockSum>) -> Bundle {
     let front = blocks.front().expect("blocks cover [0, m)").0;
     if front == (lo, hi) {
         return blocks.pop_front().expect("checked").1;

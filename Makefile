@@ -1,0 +1,50 @@
+# gnc — set-up, demo and tests. Everything is project-local: the libtorch of the PyPI torch
+# wheel in .venv, the data sets in data/, build outputs in target/. Every target is
+# idempotent: a second run reuses what is there.
+
+PYTHON ?= python3
+TORCH_VERSION := 2.11.0
+VENV := .venv
+VENV_STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+CARGO_CONFIG := .cargo/config.toml
+DATA_STAMP := data/fashion-mnist/SOURCE.txt data/mnist/SOURCE.txt
+CARGO := cargo
+
+.PHONY: demo test setup venv data build lint bench clean-runs
+
+## The main job: GNC on real Fashion-MNIST (examples/demo.toml); prints the final hash.
+demo: setup build
+	./target/release/gncctl run examples/demo.toml
+
+## The whole test suite (unit, reference, end-to-end), after format and lint checks.
+test: setup build lint
+	$(CARGO) test --release --workspace
+
+setup: venv $(CARGO_CONFIG) data
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION) numpy
+	touch $@
+
+$(CARGO_CONFIG): $(VENV_STAMP) scripts/cargo-config.sh
+	./scripts/cargo-config.sh
+
+data: $(VENV_STAMP)
+	$(VENV)/bin/python scripts/fetch_data.py
+
+build: $(CARGO_CONFIG)
+	$(CARGO) build --release --workspace
+
+lint: $(CARGO_CONFIG)
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+## Benchmarks (minutes); results in bench/RESULTS.md.
+bench: setup build
+	$(VENV)/bin/python bench/run_step_bench.py
+
+clean-runs:
+	rm -rf runs

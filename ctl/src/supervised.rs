@@ -1,0 +1,96 @@
+//! `gncctl run --devices cpu:N`: the embedded supervisor (gnc-daemon) runs the job in N
+//! `gnc-worker` processes over shared memory, restarting the group on failure.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use gnc_daemon::{supervise, Events, SupervisorOptions, WorkerFailure};
+use gnc_proto::{Devices, JobSpec};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::run::{print_summary, RunArgs};
+
+/// Progress bar and notices on stderr.
+struct Report {
+    bar: ProgressBar,
+}
+
+impl Report {
+    fn say(&self, message: String) {
+        // Shown also under --json, where the bar is hidden.
+        self.bar.suspend(|| eprintln!("{message}"));
+    }
+}
+
+impl Events for Report {
+    fn stale_segment_removed(&mut self, name: &str, why: &str) {
+        self.say(format!("removed stale segment /dev/shm/{name}: {why}"));
+    }
+
+    fn started(&mut self, generation: u64, pids: &[u32], from: u64, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(from);
+        self.bar.reset_eta();
+        self.bar.println(format!(
+            "training {total} iterations in {} worker processes (generation {generation}, pids {pids:?}), from iteration {from}",
+            pids.len()
+        ));
+    }
+
+    fn progress(&mut self, completed: u64) {
+        self.bar.set_position(completed);
+    }
+
+    fn restarting(&mut self, failure: &WorkerFailure, restart: u32, max: u32) {
+        self.say(format!(
+            "warning: {failure}; restarting every worker from the last checkpoint (restart {restart} of {max})"
+        ));
+    }
+
+    fn warning(&mut self, message: &str) {
+        self.say(format!("warning: {message}"));
+    }
+}
+
+pub fn run(spec: &JobSpec, args: &RunArgs, devices: Devices) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.threads.is_none(),
+        "--threads does not apply with worker processes (each computes on one thread); \
+         choose the process count with --devices"
+    );
+    anyhow::ensure!(
+        args.hang_timeout.is_finite() && args.hang_timeout > 0.0,
+        "--hang-timeout must be a positive number of seconds"
+    );
+    let options = SupervisorOptions {
+        output_dir: args.out.clone(),
+        resume: args.resume,
+        stop_after: args.stop_after,
+        hang_timeout: Duration::from_secs_f64(args.hang_timeout),
+        max_restarts: args.max_restarts,
+        ..SupervisorOptions::new(devices)
+    };
+    let target = if args.json {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr_with_hz(4)
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} it ({per_sec}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut report = Report { bar };
+    let result = supervise(spec, &options, &mut report);
+    report.bar.finish_and_clear();
+    let summary = result.with_context(|| format!("job {} failed", spec.name))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The worker processes of one generation: spawned with the pinned environment, polled with
+//! `waitpid` (`Child::try_wait`), and killed together. Dropping a group kills and reaps every
+//! process still running, so no error path leaves workers behind.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// Why a worker was declared dead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureCause {
+    /// It exited with this non-zero code.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(String),
+    /// Its control words did not move for this long.
+    Hung(Duration),
+}
+
+/// A dead worker, for restart decisions and error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerFailure {
+    pub process: usize,
+    pub pid: u32,
+    pub generation: u64,
+    pub cause: FailureCause,
+    /// Iterations this worker had completed.
+    pub iteration: u64,
+}
+
+impl fmt::Display for WorkerFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "worker {} (pid {}, generation {}) ",
+            self.process, self.pid, self.generation
+        )?;
+        match &self.cause {
+            FailureCause::Exited(code) => write!(f, "exited with status {code}")?,
+            FailureCause::Signaled(signal) => write!(f, "was killed by {signal}")?,
+            FailureCause::Hung(waited) => write!(f, "made no progress for {waited:?}")?,
+        }
+        write!(f, " in iteration {}", self.iteration)
+    }
+}
+
+impl FailureCause {
+    pub fn from_status(status: ExitStatus) -> FailureCause {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => FailureCause::Exited(code),
+            (None, Some(signal)) => FailureCause::Signaled(
+                nix::sys::signal::Signal::try_from(signal)
+                    .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string()),
+            ),
+            (None, None) => FailureCause::Exited(-1),
+        }
+    }
+}
+
+/// What polling the group found.
+pub enum Poll {
+    Running,
+    AllSucceeded,
+    /// The first process found dead with a failure status.
+    Died {
+        process: usize,
+        status: ExitStatus,
+    },
+}
+
+pub struct Group {
+    children: Vec<Option<Child>>,
+    pids: Vec<u32>,
+}
+
+impl Group {
+    /// Starts one process per entry of `args`, in order.
+    pub fn spawn(
+        bin: &Path,
+        args: impl IntoIterator<Item = Vec<OsString>>,
+        env: &[(&str, &str)],
+    ) -> std::io::Result<Group> {
+        let mut group = Group {
+            children: Vec::new(),
+            pids: Vec::new(),
+        };
+        for args in args {
+            let child = Command::new(bin)
+                .args(args)
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                // stdout stays free for the CLI's own output (`--json`); errors go to stderr.
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()?;
+            group.pids.push(child.id());
+            group.children.push(Some(child));
+        }
+        Ok(group)
+    }
+
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
+    }
+
+    /// Whether process `p` has exited successfully.
+    pub fn finished(&self, p: usize) -> bool {
+        self.children[p].is_none()
+    }
+
+    /// Reaps whatever has exited.
+    pub fn poll(&mut self) -> std::io::Result<Poll> {
+        for (process, slot) in self.children.iter_mut().enumerate() {
+            let Some(child) = slot else { continue };
+            if let Some(status) = child.try_wait()? {
+                *slot = None;
+                if !status.success() {
+                    return Ok(Poll::Died { process, status });
+                }
+            }
+        }
+        Ok(if self.children.iter().all(Option::is_none) {
+            Poll::AllSucceeded
+        } else {
+            Poll::Running
+        })
+    }
+
+    /// SIGKILLs every process still running and waits for each.
+    pub fn kill_all(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+        }
+        for slot in self.children.iter_mut() {
+            if let Some(mut child) = slot.take() {
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_read_well() {
+        let failure = WorkerFailure {
+            process: 2,
+            pid: 4242,
+            generation: 1,
+            cause: FailureCause::Signaled("SIGKILL".into()),
+            iteration: 7,
+        };
+        assert_eq!(
+            failure.to_string(),
+            "worker 2 (pid 4242, generation 1) was killed by SIGKILL in iteration 7"
+        );
+    }
+
+    #[test]
+    fn a_dying_process_is_reported_and_the_rest_killed() {
+        let sh = Path::new("/bin/sh");
+        let args = [
+            vec!["-c".into(), "exit 0".into()],
+            vec!["-c".into(), "kill -9 $$".into()],
+            vec!["-c".into(), "sleep 60".into()],
+        ];
+        let mut group = Group::spawn(sh, args, &[]).unwrap();
+        let died = loop {
+            match group.poll().unwrap() {
+                Poll::Died { process, status } => break (process, status),
+                Poll::AllSucceeded => panic!("process 1 was killed"),
+                Poll::Running => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        assert_eq!(died.0, 1);
+        assert_eq!(
+            FailureCause::from_status(died.1),
+            FailureCause::Signaled("SIGKILL".into())
+        );
+        let sleeper = group.pids()[2];
+        group.kill_all();
+        assert!(!Path::new(&format!("/proc/{sleeper}")).exists());
+    }
+}

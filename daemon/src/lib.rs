@@ -1,0 +1,19 @@
+//! gnc supervisor library (DESIGN.md §2): runs one job as a group of `gnc-worker`
+//! processes over shared memory, used by `gncctl run --devices` now and by `gncd` next.
+//!
+//! - [`layout`]: which logical workers each process hosts (subtrees of the reduction tree);
+//! - [`worker_bin`]: where the `gnc-worker` binary is;
+//! - [`segments`]: one generation's shared-memory segments, unlinked on drop;
+//! - [`group`]: spawning, watching and killing the worker processes;
+//! - [`supervisor`]: the run loop — on any worker death or hang, stop the group, bump the
+//!   generation, recreate the segments and restart everyone from the last checkpoint.
+#![forbid(unsafe_code)]
+
+pub mod group;
+pub mod layout;
+pub mod segments;
+pub mod supervisor;
+pub mod worker_bin;
+
+pub use group::{FailureCause, WorkerFailure};
+pub use supervisor::{supervise, Events, SupervisorError, SupervisorOptions};

@@ -1,0 +1,127 @@
+//! Checkpoints of a multi-process run. Each process holds the previous gradients of its own
+//! block only, so every process writes those to a part file and announces it in its control
+//! word; process 0 then names every part, with its hash, in a manifest written after the main
+//! file (the rest of the state, identical in every process). A crash before the manifest
+//! leaves the previous checkpoint the newest complete one. Loading merges the parts, so any
+//! process count (or the in-process engine) resumes any checkpoint.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gnc_proto::JobSpec;
+use gnc_shm::tree::Block;
+use gnc_shm::ControlBlock;
+
+use super::hooks::Hooks;
+use super::protocol::part_word;
+use super::WorkerError;
+use crate::checkpoint::{self, Manifest};
+use crate::engine::Trainer;
+use crate::state::TrainState;
+
+/// Prefix of the tensors that only the hosting process has.
+const PREV_GRAD: &str = "prev_grad/";
+
+/// Who this process is, for writing its share of a checkpoint.
+pub struct Share<'a> {
+    pub spec: &'a JobSpec,
+    pub process: usize,
+    pub blocks: &'a [Block],
+    pub control: &'a ControlBlock,
+    pub generation: u64,
+    pub peer_timeout: Duration,
+    pub hooks: &'a Hooks,
+}
+
+/// Writes this process's share of the checkpoint of `state` (all of it, for process 0).
+pub fn write(
+    trainer: &Trainer,
+    state: &TrainState,
+    out: &Path,
+    share: &Share<'_>,
+    keep: usize,
+) -> Result<(), WorkerError> {
+    let dir = out.join("checkpoints");
+    let iteration = state.iteration;
+    let (part, main): (Vec<_>, Vec<_>) = state
+        .to_named(trainer.model().params())
+        .into_iter()
+        .partition(|(name, _)| name.starts_with(PREV_GRAD));
+    let block = share.blocks[share.process];
+    checkpoint::write_part(&dir, iteration, block, &part).map_err(crate::EngineError::from)?;
+    share.hooks.part_written(iteration);
+    // Release: the part is durable (fsync'd, renamed, directory fsync'd) before process 0
+    // can see this value.
+    share.control.store(part_word(share.process), iteration);
+    if share.process != 0 {
+        return Ok(());
+    }
+    wait_for_parts(share, iteration)?;
+    let parts = share
+        .blocks
+        .iter()
+        .map(|&b| checkpoint::part_ref(&dir, iteration, b))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(crate::EngineError::from)?;
+    let manifest = Manifest {
+        format: checkpoint::FORMAT,
+        job: share.spec.name.clone(),
+        spec_hash: share.spec.spec_hash(),
+        iteration,
+        generation: share.generation,
+        params_sha256: trainer.hash(state),
+        tensors_file: String::new(),
+        tensors_sha256: String::new(),
+        parts,
+    };
+    checkpoint::write(&dir, manifest, &main, keep).map_err(crate::EngineError::from)?;
+    Ok(())
+}
+
+fn wait_for_parts(share: &Share<'_>, iteration: u64) -> Result<(), WorkerError> {
+    let started = Instant::now();
+    for (peer, &(lo, hi)) in share.blocks.iter().enumerate() {
+        // Acquire (in load): pairs with the peer's Release store above.
+        while share.control.load(part_word(peer)) < iteration {
+            if started.elapsed() > share.peer_timeout {
+                return Err(WorkerError::PeerTimeout {
+                    peer,
+                    lo,
+                    hi,
+                    what: "write its checkpoint part for",
+                    iteration,
+                    waited: started.elapsed(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Ok(())
+}
+
+/// Loads checkpoint `iteration` into `state` (a fresh state), keeping only the previous
+/// gradients of `block`.
+pub fn resume(
+    trainer: &Trainer,
+    spec: &JobSpec,
+    state: &mut TrainState,
+    out: &Path,
+    iteration: u64,
+    block: Block,
+) -> Result<(), WorkerError> {
+    let file = checkpoint::manifest_file(&out.join("checkpoints"), iteration);
+    let loaded = checkpoint::read(&file, &spec.spec_hash()).map_err(crate::EngineError::from)?;
+    state
+        .load_named(
+            trainer.model().params(),
+            loaded.manifest.iteration,
+            loaded.tensors,
+        )
+        .map_err(crate::EngineError::from)?;
+    for (w, g) in state.prev_grads.iter_mut().enumerate() {
+        if !(block.0..block.1).contains(&w) {
+            *g = None;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Deliberate fault injection for the crash and hang tests, read from the environment.
+//! They act in generation 0 only, so the restarted group runs clean.
+//!
+//! - `GNC_TEST_KILL_AT=p:k[,p:k…]`: process p kills itself with SIGKILL as iteration k
+//!   begins; `p:k:part` instead after writing its checkpoint part for iteration k (before
+//!   announcing it; process 0 thus dies before the manifest exists).
+//! - `GNC_TEST_HANG_AT=p:k`: process p stops forever (sleeping) as iteration k begins.
+
+use nix::sys::signal::{raise, Signal};
+
+pub const KILL_ENV: &str = "GNC_TEST_KILL_AT";
+pub const HANG_ENV: &str = "GNC_TEST_HANG_AT";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    Begin(u64),
+    AfterPart(u64),
+}
+
+#[derive(Debug, Default)]
+pub struct Hooks {
+    kill: Vec<When>,
+    hang: Vec<u64>,
+}
+
+fn parse(var: &str, process: usize) -> Vec<(u64, bool)> {
+    let Ok(text) = std::env::var(var) else {
+        return Vec::new();
+    };
+    text.split(',')
+        .filter_map(|item| {
+            let mut fields = item.split(':');
+            let p: usize = fields.next()?.trim().parse().ok()?;
+            let k: u64 = fields.next()?.trim().parse().ok()?;
+            let part = fields.next().is_some_and(|f| f == "part");
+            (p == process).then_some((k, part))
+        })
+        .collect()
+}
+
+impl Hooks {
+    pub fn from_env(process: usize, generation: u64) -> Hooks {
+        if generation != 0 {
+            return Hooks::default();
+        }
+        Hooks {
+            kill: parse(KILL_ENV, process)
+                .into_iter()
+                .map(|(k, part)| {
+                    if part {
+                        When::AfterPart(k)
+                    } else {
+                        When::Begin(k)
+                    }
+                })
+                .collect(),
+            hang: parse(HANG_ENV, process)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect(),
+        }
+    }
+
+    pub fn iteration_begins(&self, t: u64) {
+        if self.kill.contains(&When::Begin(t)) {
+            let _ = raise(Signal::SIGKILL);
+        }
+        if self.hang.contains(&t) {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+    }
+
+    pub fn part_written(&self, iteration: u64) {
+        if self.kill.contains(&When::AfterPart(iteration)) {
+            let _ = raise(Signal::SIGKILL);
+        }
+    }
+}
