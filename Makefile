@@ -2,6 +2,7 @@
 # wheel in .venv, the data sets in data/, build outputs in target/. Every target is
 # idempotent: a second run reuses what is there.
 
+SHELL := /bin/bash
 PYTHON ?= python3
 TORCH_VERSION := 2.11.0
 VENV := .venv
@@ -18,7 +19,8 @@ demo: setup build
 
 ## The whole test suite (unit, reference, end-to-end), after format and lint checks.
 test: setup build lint
-	$(CARGO) test --release --workspace
+	set -o pipefail; $(CARGO) test --release --workspace 2>&1 | tee target/test.log
+	@scripts/test-summary.sh target/test.log
 
 setup: venv $(CARGO_CONFIG) data
 
