@@ -14,6 +14,7 @@
 
 use tch::Tensor;
 
+use crate::model::ParamCursor;
 use crate::rng::{Purpose, Stream};
 
 /// ‖x^(p)‖ per filter, shaped to broadcast against `x`.
@@ -100,20 +101,20 @@ impl Perturbation {
         }
     }
 
-    /// The weights logical worker `worker` differentiates at, as fresh leaf tensors.
-    pub fn weights(
-        &self,
+    /// The weights logical worker `worker` differentiates at, handed out in canonical order as
+    /// leaf tensors. GNC consumes the worker's previous gradient: each layer's weights are
+    /// written into that storage when the forward pass reaches the layer, so they are still in
+    /// cache when it reads them (the previous gradients are too large to stay in cache).
+    pub fn cursor<'a>(
+        &'a self,
         params: &[Tensor],
         worker: usize,
-        prev_grad: Option<&[Tensor]>,
-    ) -> Vec<Tensor> {
+        prev_grad: Option<Vec<Tensor>>,
+    ) -> ParamCursor<'a> {
         match (self, prev_grad) {
-            (Perturbation::Gnc { base, neg_scale }, Some(g)) => base
-                .iter()
-                .zip(neg_scale)
-                .zip(g)
-                .map(|((b, ns), g)| b.addcmul(ns, g))
-                .collect(),
+            (Perturbation::Gnc { base, neg_scale }, Some(prev)) => {
+                ParamCursor::gnc(base, neg_scale, prev)
+            }
             (
                 Perturbation::Rnc {
                     seed,
@@ -121,16 +122,18 @@ impl Perturbation {
                     neg_scale,
                 },
                 _,
-            ) => params
-                .iter()
-                .zip(neg_scale)
-                .enumerate()
-                .map(|(k, (x, ns))| {
-                    let omega = rnc_noise(*seed, *iteration, worker, k, x);
-                    x.addcmul(&(ns / filter_norms(&omega)), &omega)
-                })
-                .collect(),
-            _ => params.iter().map(Tensor::detach).collect(),
+            ) => ParamCursor::leaves(
+                params
+                    .iter()
+                    .zip(neg_scale)
+                    .enumerate()
+                    .map(|(k, (x, ns))| {
+                        let omega = rnc_noise(*seed, *iteration, worker, k, x);
+                        x.addcmul(&(ns / filter_norms(&omega)), &omega)
+                    })
+                    .collect(),
+            ),
+            _ => ParamCursor::leaves(params.iter().map(Tensor::detach).collect()),
         }
     }
 }

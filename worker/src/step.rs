@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use crate::data::{self, order::EpochOrder, Augment, Examples};
 use crate::method::Perturbation;
-use crate::model::{BatchNorm, Model};
+use crate::model::{BatchNorm, Model, ParamCursor};
 use crate::tree::{Bundle, TreeSum};
 
 /// The second, independent batch of noise enhancement (NE Eq. 6): the gradient becomes
@@ -67,14 +67,16 @@ impl BundleLayout {
     }
 }
 
+/// Mean cross-entropy of one small batch with the weights `weights` hands out, and the
+/// BatchNorm statistics of the pass.
 fn loss_of(
     model: &dyn Model,
-    weights: &[Tensor],
+    weights: &mut ParamCursor,
     x: &Tensor,
     y: &Tensor,
 ) -> (Tensor, Vec<(Tensor, Tensor)>) {
     let mut bn = BatchNorm::train();
-    let logits = model.forward(weights, &mut bn, x);
+    let logits = model.forward_with(weights, &mut bn, x);
     let loss = logits.log_softmax(-1, Kind::Float).nll_loss(y);
     (loss, bn.into_stats())
 }
@@ -84,21 +86,18 @@ impl BlockTask<'_> {
         data::gather(self.train, order.worker_batch(self.k, worker), self.augment)
     }
 
-    /// Gradient, BatchNorm statistics and loss of one logical worker.
-    fn worker(&self, worker: usize, prev_grad: Option<&[Tensor]>) -> (Bundle, Vec<Tensor>) {
-        let weights: Vec<Tensor> = self
-            .perturbation
-            .weights(&self.params, worker, prev_grad)
-            .into_iter()
-            .map(|w| w.set_requires_grad(true))
-            .collect();
+    /// Gradient, BatchNorm statistics and loss of one logical worker. Consumes its previous
+    /// gradient: GNC writes the worker's weights into that storage.
+    fn worker(&self, worker: usize, prev_grad: Option<Vec<Tensor>>) -> (Bundle, Vec<Tensor>) {
         let (x, y) = self.batch(self.order, worker);
-        let (loss, stats) = loss_of(self.model, &weights, &x, &y);
+        let mut cursor = self.perturbation.cursor(&self.params, worker, prev_grad);
+        let (loss, stats) = loss_of(self.model, &mut cursor, &x, &y);
+        let weights = cursor.into_made();
         let objective = match &self.second {
             None => loss.shallow_clone(),
             Some(second) => {
                 let (x2, y2) = self.batch(second.order, worker);
-                let (loss2, _) = loss_of(self.model, &weights, &x2, &y2);
+                let (loss2, _) = loss_of(self.model, &mut ParamCursor::new(&weights), &x2, &y2);
                 &loss * second.alpha + loss2 * (1.0 - second.alpha)
             }
         };
@@ -124,7 +123,7 @@ impl BlockTask<'_> {
         let mut sum = TreeSum::new();
         let mut grads = Vec::with_capacity(self.workers.len());
         for (worker, prev_grad) in self.workers.clone().zip(prev) {
-            let (bundle, g) = self.worker(worker, prev_grad.as_deref());
+            let (bundle, g) = self.worker(worker, prev_grad);
             sum.push(bundle);
             grads.push(self.keep_grads.then_some(g));
         }

@@ -328,7 +328,13 @@ fn gnc_noise_sums_to_zero_over_workers() {
     let perturbation = Perturbation::gnc(&params, 0.5, 0.1, Some(&mean));
     for (k, x) in params.iter().enumerate() {
         let deltas: Vec<Tensor> = (0..workers as usize)
-            .map(|w| &perturbation.weights(&params, w, Some(&grads[w]))[k] - x)
+            .map(|w| {
+                // The cursor consumes the previous gradient (it writes the weights into it).
+                let prev = grads[w].iter().map(Tensor::copy).collect();
+                let mut cursor = perturbation.cursor(&params, w, Some(prev));
+                let weights: Vec<Tensor> = params.iter().map(|_| cursor.next()).collect();
+                &weights[k].detach() - x
+            })
             .collect();
         let total = deltas.iter().fold(Tensor::zeros_like(x), |a, d| a + d);
         let magnitude: f64 = deltas

@@ -43,12 +43,11 @@ impl Model for Mlp {
         Vec::new()
     }
 
-    fn forward(&self, params: &[Tensor], _bn: &mut BatchNorm, x: &Tensor) -> Tensor {
-        let mut p = ParamCursor::new(params);
+    fn forward_with(&self, p: &mut ParamCursor, _bn: &mut BatchNorm, x: &Tensor) -> Tensor {
         let mut h = x.flatten(1, -1);
         for l in 0..self.layers {
             let (w, b) = (p.next(), p.next());
-            h = h.linear(w, Some(b));
+            h = h.linear(&w, Some(&b));
             if l + 1 < self.layers {
                 h = h.relu();
             }

@@ -130,20 +130,105 @@ impl BatchNorm<'_> {
 
 /// Hands out parameters in canonical order during a forward pass.
 pub struct ParamCursor<'a> {
-    params: &'a [Tensor],
+    source: Source<'a>,
     next: usize,
+    /// The leaves handed out so far (Leaves and Gnc), in canonical order.
+    made: Vec<Tensor>,
+}
+
+enum Source<'a> {
+    /// These tensors, as they are (inference, or a second pass over weights already made).
+    Given(&'a [Tensor]),
+    /// Fresh leaf tensors that require grad, handed out as they are.
+    Leaves(Vec<Tensor>),
+    /// GNC (method.rs): parameter k is base_k + neg_scale_k ⊙ g_k(t-1), written into
+    /// g_k(t-1)'s own storage (consumed) when the pass first asks for it, as a fresh leaf that
+    /// requires grad. Made layer by layer, it is still in cache when the layer reads it.
+    Gnc {
+        base: &'a [Tensor],
+        neg_scale: &'a [Tensor],
+        prev: Vec<Tensor>,
+    },
 }
 
 impl<'a> ParamCursor<'a> {
     pub fn new(params: &'a [Tensor]) -> Self {
-        ParamCursor { params, next: 0 }
+        ParamCursor {
+            source: Source::Given(params),
+            next: 0,
+            made: Vec::new(),
+        }
+    }
+
+    /// Leaves to differentiate with respect to: each is made a leaf that requires grad.
+    pub fn leaves(weights: Vec<Tensor>) -> Self {
+        ParamCursor {
+            made: Vec::with_capacity(weights.len()),
+            source: Source::Leaves(
+                weights
+                    .into_iter()
+                    .map(|w| w.set_requires_grad(true))
+                    .collect(),
+            ),
+            next: 0,
+        }
+    }
+
+    /// GNC's x_i = base + neg_scale ⊙ g_i(t-1), made lazily in `prev`'s storage.
+    pub fn gnc(base: &'a [Tensor], neg_scale: &'a [Tensor], prev: Vec<Tensor>) -> Self {
+        ParamCursor {
+            made: Vec::with_capacity(prev.len()),
+            source: Source::Gnc {
+                base,
+                neg_scale,
+                prev,
+            },
+            next: 0,
+        }
     }
 
     #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> &'a Tensor {
-        let p = &self.params[self.next];
+    pub fn next(&mut self) -> Tensor {
+        let k = self.next;
         self.next += 1;
-        p
+        match &self.source {
+            Source::Given(params) => params[k].shallow_clone(),
+            Source::Leaves(leaves) => {
+                self.made.push(leaves[k].shallow_clone());
+                leaves[k].shallow_clone()
+            }
+            Source::Gnc {
+                base,
+                neg_scale,
+                prev,
+            } => {
+                // Same kernel and operands as `base.addcmul(neg_scale, prev)`; only the output
+                // buffer differs (elementwise, so reading and writing it in place is exact).
+                let w = base[k]
+                    .addcmul_out(&prev[k], &neg_scale[k], &prev[k])
+                    .set_requires_grad(true);
+                self.made.push(w.shallow_clone());
+                w
+            }
+        }
+    }
+
+    /// The leaves the pass used, in canonical order (to differentiate with respect to); all
+    /// of them, or this panics.
+    pub fn into_made(self) -> Vec<Tensor> {
+        let expected = match &self.source {
+            Source::Given(_) => 0,
+            Source::Leaves(leaves) => leaves.len(),
+            Source::Gnc { prev, .. } => prev.len(),
+        };
+        {
+            assert_eq!(
+                self.made.len(),
+                expected,
+                "the forward pass used every parameter"
+            );
+        }
+        self.made
     }
 }
 
@@ -153,8 +238,14 @@ pub trait Model: Send + Sync {
     fn params(&self) -> &[ParamSpec];
     /// Channels of each BatchNorm layer, in the order the forward pass applies them.
     fn bn_channels(&self) -> Vec<i64>;
+    /// Logits for a batch `x` of shape `[n, example shape...]`, taking each parameter from `p`
+    /// (in canonical order) when the pass reaches it.
+    fn forward_with(&self, p: &mut ParamCursor, bn: &mut BatchNorm, x: &Tensor) -> Tensor;
+
     /// Logits for a batch `x` of shape `[n, example shape...]`.
-    fn forward(&self, params: &[Tensor], bn: &mut BatchNorm, x: &Tensor) -> Tensor;
+    fn forward(&self, params: &[Tensor], bn: &mut BatchNorm, x: &Tensor) -> Tensor {
+        self.forward_with(&mut ParamCursor::new(params), bn, x)
+    }
 }
 
 /// Builds the network a spec asks for, for examples of `input_shape` and `classes` outputs.

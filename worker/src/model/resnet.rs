@@ -87,21 +87,22 @@ impl Model for Resnet {
         self.bn_channels.clone()
     }
 
-    fn forward(&self, params: &[Tensor], bn: &mut BatchNorm, x: &Tensor) -> Tensor {
-        let mut p = ParamCursor::new(params);
+    fn forward_with(&self, p: &mut ParamCursor, bn: &mut BatchNorm, x: &Tensor) -> Tensor {
         let w = p.next();
-        let mut h = bn.apply(&conv(x, w, 1), p.next(), p.next()).relu();
+        let mut h = bn.apply(&conv(x, &w, 1), &p.next(), &p.next()).relu();
         for (s, &c) in WIDTHS.iter().enumerate() {
             for b in 0..self.blocks_per_stage {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
                 let w1 = p.next();
-                let y = bn.apply(&conv(&h, w1, stride), p.next(), p.next()).relu();
+                let y = bn
+                    .apply(&conv(&h, &w1, stride), &p.next(), &p.next())
+                    .relu();
                 let w2 = p.next();
-                let y = bn.apply(&conv(&y, w2, 1), p.next(), p.next());
+                let y = bn.apply(&conv(&y, &w2, 1), &p.next(), &p.next());
                 h = (y + shortcut(&h, stride, c)).relu();
             }
         }
         let h = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
-        h.linear(p.next(), Some(p.next()))
+        h.linear(&p.next(), Some(&p.next()))
     }
 }

@@ -64,18 +64,17 @@ impl Model for Vgg {
         self.bn_channels.clone()
     }
 
-    fn forward(&self, params: &[Tensor], bn: &mut BatchNorm, x: &Tensor) -> Tensor {
-        let mut p = ParamCursor::new(params);
+    fn forward_with(&self, p: &mut ParamCursor, bn: &mut BatchNorm, x: &Tensor) -> Tensor {
         let mut h = x.shallow_clone();
         for _ in 0..self.stages {
             for _ in 0..self.convs_per_stage {
                 let w = p.next();
-                h = h.conv2d(w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
-                h = bn.apply(&h, p.next(), p.next()).relu();
+                h = h.conv2d(&w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
+                h = bn.apply(&h, &p.next(), &p.next()).relu();
             }
             h = h.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
         }
         let h = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
-        h.linear(p.next(), Some(p.next()))
+        h.linear(&p.next(), Some(&p.next()))
     }
 }
