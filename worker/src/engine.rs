@@ -306,6 +306,23 @@ impl Trainer {
         }
     }
 
+    /// Whether to evaluate once `done` iterations are complete: every `eval.every_epochs`
+    /// epochs, and at the end.
+    pub fn eval_due(&self, done: u64) -> bool {
+        let per_epoch = self.iterations_per_epoch;
+        let every = self.spec.eval.every_epochs as u64;
+        done == self.schedule.total_iterations()
+            || (every > 0
+                && done.is_multiple_of(per_epoch)
+                && (done / per_epoch).is_multiple_of(every))
+    }
+
+    /// Whether to checkpoint once `done` iterations are complete, in a run that stops at `stop`.
+    pub fn checkpoint_due(&self, done: u64, stop: u64) -> bool {
+        let every = self.spec.checkpoint.every_iterations;
+        (every > 0 && done.is_multiple_of(every)) || done == stop
+    }
+
     /// Shapes of one worker's bundle, in order (for flattening it into shared memory).
     pub fn bundle_shapes(&self) -> Vec<Vec<i64>> {
         let mut shapes: Vec<Vec<i64>> = self
@@ -451,7 +468,6 @@ pub fn train(
         .or(spec.parallel.threads)
         .unwrap_or_else(default_threads);
     let mut job = Trainer::new(spec, threads)?;
-    let iterations_per_epoch = job.iterations_per_epoch;
     let total = job.schedule.total_iterations();
     let mut state = job.fresh_state();
     let metrics_path = out.join("metrics.jsonl");
@@ -478,39 +494,62 @@ pub fn train(
     let mut last_eval: Option<EvalRecord> = None;
     while state.iteration < stop {
         let record = job.step(&mut state)?;
-        if !record.loss.is_finite() || !record.grad_norm.is_finite() {
-            return Err(EngineError::Diverged {
-                iteration: record.iter,
-                loss: record.loss,
-                last_checkpoint,
-            });
-        }
+        check_finite(&record, last_checkpoint)?;
         log.write(&MetricRecord::Iter(record.clone()))?;
         observer.iteration(&record);
         let done = state.iteration;
-        let every = spec.eval.every_epochs as u64;
-        if done % iterations_per_epoch == 0
-            && every > 0
-            && (done / iterations_per_epoch) % every == 0
-            || done == total
-        {
+        if job.eval_due(done) {
             let eval = job.evaluate(&state);
             log.write(&MetricRecord::Eval(eval.clone()))?;
             observer.evaluated(&eval);
             last_eval = Some(eval);
         }
-        let ck = spec.checkpoint.every_iterations;
-        if (ck > 0 && done % ck == 0) || done == stop {
+        if job.checkpoint_due(done, stop) {
             job.checkpoint(&out, &state, options.generation)?;
             last_checkpoint = done;
         }
     }
+    conclude(
+        &job,
+        &state,
+        &out,
+        &mut log,
+        last_eval,
+        started,
+        job.threads(),
+    )
+}
+
+/// A diverging run stops here: the loss or the gradient is not finite.
+pub fn check_finite(record: &IterRecord, last_checkpoint: u64) -> Result<(), EngineError> {
+    if record.loss.is_finite() && record.grad_norm.is_finite() {
+        return Ok(());
+    }
+    Err(EngineError::Diverged {
+        iteration: record.iter,
+        loss: record.loss,
+        last_checkpoint,
+    })
+}
+
+/// The end of a run, in whichever process writes the files: the final evaluation (again, if
+/// the run resumed from the final checkpoint), the final metrics record, and `result.json`.
+pub fn conclude(
+    trainer: &Trainer,
+    state: &TrainState,
+    out: &std::path::Path,
+    log: &mut MetricsLog,
+    mut last_eval: Option<EvalRecord>,
+    started: Instant,
+    threads: usize,
+) -> Result<RunSummary, EngineError> {
+    let spec = &trainer.spec;
+    let total = trainer.schedule.total_iterations();
     if state.iteration == total && last_eval.is_none() {
-        // Resumed from the final checkpoint: report the finished model again.
-        last_eval = Some(job.evaluate(&state));
+        last_eval = Some(trainer.evaluate(state));
     }
     let train_seconds = started.elapsed().as_secs_f64();
-    let params_sha256 = job.hash(&state);
+    let params_sha256 = trainer.hash(state);
     let complete = state.iteration == total;
     if complete {
         log.write(&MetricRecord::Final(FinalRecord {
@@ -531,8 +570,8 @@ pub fn train(
         test_accuracy: last_eval.as_ref().map(|e| e.test_accuracy),
         test_loss: last_eval.as_ref().map(|e| e.test_loss),
         train_seconds,
-        threads: job.blocks.len(),
-        output_dir: out.clone(),
+        threads,
+        output_dir: out.to_path_buf(),
         environment: crate::pin::PINNED_ENVIRONMENT
             .iter()
             .map(|(k, _)| (k.to_string(), std::env::var(k).unwrap_or_default()))

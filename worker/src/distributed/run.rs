@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gnc_proto::{EvalRecord, FinalRecord, JobSpec, MetricRecord};
+use gnc_proto::{EvalRecord, JobSpec, MetricRecord};
 use gnc_shm::tree::{validate_layout, Block};
 use gnc_shm::{ControlBlock, Segment, ShardedReducer, SlotArray};
 use nix::sys::signal::Signal;
@@ -17,7 +17,7 @@ use super::flat::{flatten_into, unflatten};
 use super::hooks::Hooks;
 use super::protocol::{self, begun_word, done_word, GENERATION_WORD};
 use super::WorkerError;
-use crate::engine::{RunSummary, Trainer};
+use crate::engine::{check_finite, conclude, Trainer};
 use crate::metrics_log::MetricsLog;
 use crate::EngineError;
 
@@ -121,7 +121,6 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     };
 
     let schedule = trainer.schedule().clone();
-    let per_epoch = schedule.iterations_per_epoch();
     let total = schedule.total_iterations();
     let stop = args.stop_after.unwrap_or(total).min(total);
     let share = Share {
@@ -156,29 +155,18 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
             .map_err(|e| WorkerError::from_reduce(e, blocks, g))?;
         drop(bundle);
         let record = trainer.finish(&mut state, prepared, unflatten(&total_sum, &shapes));
-        if !record.loss.is_finite() || !record.grad_norm.is_finite() {
-            return Err(EngineError::Diverged {
-                iteration: record.iter,
-                loss: record.loss,
-                last_checkpoint,
-            }
-            .into());
-        }
+        check_finite(&record, last_checkpoint)?;
 
         let done = state.iteration;
         if let Some(log) = &mut log {
             log.write(&MetricRecord::Iter(record))?;
-            let every = spec.eval.every_epochs as u64;
-            if done % per_epoch == 0 && every > 0 && (done / per_epoch) % every == 0
-                || done == total
-            {
+            if trainer.eval_due(done) {
                 let eval = trainer.evaluate(&state);
                 log.write(&MetricRecord::Eval(eval.clone()))?;
                 last_eval = Some(eval);
             }
         }
-        let every = spec.checkpoint.every_iterations;
-        if (every > 0 && done % every == 0) || done == stop {
+        if trainer.checkpoint_due(done, stop) {
             ckpt::write(&trainer, &state, out, &share, spec.checkpoint.keep)?;
             last_checkpoint = done;
         }
@@ -186,71 +174,8 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     }
 
     if let Some(log) = &mut log {
-        finish_run(
-            &trainer,
-            &spec,
-            &state,
-            out,
-            log,
-            last_eval,
-            started,
-            blocks.len(),
-        )?;
-    }
-    Ok(())
-}
-
-/// Process 0's epilogue: the final metrics record and `result.json`, as the in-process
-/// engine writes them.
-#[allow(clippy::too_many_arguments)]
-fn finish_run(
-    trainer: &Trainer,
-    spec: &JobSpec,
-    state: &crate::state::TrainState,
-    out: &Path,
-    log: &mut MetricsLog,
-    mut last_eval: Option<EvalRecord>,
-    started: Instant,
-    processes: usize,
-) -> Result<(), WorkerError> {
-    let total = trainer.schedule().total_iterations();
-    if state.iteration == total && last_eval.is_none() {
-        // Resumed from the final checkpoint: report the finished model again.
-        last_eval = Some(trainer.evaluate(state));
-    }
-    let train_seconds = started.elapsed().as_secs_f64();
-    let params_sha256 = trainer.hash(state);
-    let complete = state.iteration == total;
-    if complete {
-        log.write(&MetricRecord::Final(FinalRecord {
-            iterations: total,
-            params_sha256: params_sha256.clone(),
-            test_accuracy: last_eval.as_ref().map_or(f64::NAN, |e| e.test_accuracy),
-            train_seconds,
-        }))?;
-    }
-    let summary = RunSummary {
-        job: spec.name.clone(),
-        method: spec.method.name().into(),
-        iterations: state.iteration,
-        total_iterations: total,
-        complete,
-        params_sha256,
-        spec_hash: spec.spec_hash(),
-        test_accuracy: last_eval.as_ref().map(|e| e.test_accuracy),
-        test_loss: last_eval.as_ref().map(|e| e.test_loss),
-        train_seconds,
         // One compute thread in each worker process.
-        threads: processes,
-        output_dir: out.to_path_buf(),
-        environment: crate::pin::PINNED_ENVIRONMENT
-            .iter()
-            .map(|(k, _)| (k.to_string(), std::env::var(k).unwrap_or_default()))
-            .collect(),
-    };
-    let path = out.join("result.json");
-    let json = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
-    crate::atomic::write_atomic(&path, &json)
-        .map_err(|e| EngineError::Io(path.clone(), e.to_string()))?;
+        conclude(&trainer, &state, out, log, last_eval, started, blocks.len())?;
+    }
     Ok(())
 }
