@@ -46,26 +46,30 @@ struct Progress {
     last_eval: Option<EvalRecord>,
 }
 
+/// A progress bar on stderr, updated a few times a second; hidden when `visible` is false
+/// (under --json). Shared by the in-process and the supervised run.
+pub(crate) fn progress_bar(visible: bool) -> ProgressBar {
+    let target = if visible {
+        ProgressDrawTarget::stderr_with_hz(4)
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} it ({per_sec}, eta {eta}) {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
 impl Progress {
     fn new(visible: bool) -> Progress {
-        let bar = ProgressBar::with_draw_target(
-            None,
-            if visible {
-                ProgressDrawTarget::stderr_with_hz(4)
-            } else {
-                ProgressDrawTarget::hidden()
-            },
-        );
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} it ({per_sec}, eta {eta}) {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.enable_steady_tick(Duration::from_millis(250));
         Progress {
-            bar,
+            bar: progress_bar(visible),
             last_eval: None,
         }
     }
@@ -112,7 +116,24 @@ impl Observer for Progress {
     }
 }
 
-pub(crate) fn print_summary(s: &RunSummary) {
+/// The end of `gncctl run`: the summary as JSON on stdout, or as a one-screen table.
+pub(crate) fn report(
+    result: Result<RunSummary, impl Into<anyhow::Error>>,
+    spec: &JobSpec,
+    json: bool,
+) -> anyhow::Result<()> {
+    let summary = result
+        .map_err(Into::into)
+        .with_context(|| format!("job {} failed", spec.name))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+fn print_summary(s: &RunSummary) {
     let pct = |v: Option<f64>| v.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
     println!();
     println!("job            {} ({})", s.job, s.method);
@@ -150,11 +171,5 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(!args.json);
     let result = train(&spec, &options, &mut progress);
     progress.bar.finish_and_clear();
-    let summary = result.with_context(|| format!("job {} failed", spec.name))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print_summary(&summary);
-    }
-    Ok(())
+    report(result, &spec, args.json)
 }

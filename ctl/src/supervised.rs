@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use gnc_daemon::{supervise, Events, SupervisorOptions, WorkerFailure};
 use gnc_proto::{Devices, JobSpec};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
-use crate::run::{print_summary, RunArgs};
+use crate::run::{progress_bar, RunArgs};
 
 /// Progress bar and notices on stderr.
 struct Report {
@@ -70,27 +69,10 @@ pub fn run(spec: &JobSpec, args: &RunArgs, devices: Devices) -> anyhow::Result<(
         max_restarts: args.max_restarts,
         ..SupervisorOptions::new(devices)
     };
-    let target = if args.json {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr_with_hz(4)
+    let mut report = Report {
+        bar: progress_bar(!args.json),
     };
-    let bar = ProgressBar::with_draw_target(None, target);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} it ({per_sec}, eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let mut report = Report { bar };
     let result = supervise(spec, &options, &mut report);
     report.bar.finish_and_clear();
-    let summary = result.with_context(|| format!("job {} failed", spec.name))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print_summary(&summary);
-    }
-    Ok(())
+    crate::run::report(result, spec, args.json)
 }
