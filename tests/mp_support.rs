@@ -17,45 +17,16 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// 512 / (4 M) iterations, checkpoints every 4 iterations; `parallel` adds keys to
 /// `[parallel]`.
 pub fn job(name: &str, method: &str, workers: usize, parallel: &str) -> String {
-    format!(
-        r#"
-name = "{name}"
-seed = 11
-output_dir = "runs/{name}"
-
-[data]
-dataset = "teacher-student"
-teacher_student = {{ train_examples = 512, test_examples = 128, input_dim = 16, classes = 4, teacher_hidden = 32 }}
-
-[model]
-kind = "mlp"
-hidden = [32, 32]
-
-[parallel]
-workers = {workers}
-small_batch = 4
-{parallel}
-
-[method]
-{method}
-
-[optimizer]
-kind = "momentum"
-momentum = 0.9
-weight_decay = 1e-4
-
-[schedule]
-epochs = 3
-base_lr = 0.2
-warmup_epochs = 1
-warmup_start_lr = 0.02
-decay = {{ kind = "step", milestones = [2.5], factor = 0.1 }}
-
-[checkpoint]
-every_iterations = 4
-keep = 2
-"#
-    )
+    gnc_tests::teacher_student_job(&gnc_tests::TinyJob {
+        name,
+        method,
+        seed: 11,
+        train_examples: 512,
+        test_examples: 128,
+        workers,
+        small_batch: 4,
+        parallel,
+    })
 }
 
 /// `gncctl run <spec> --json --out <out> <extra>` with extra environment variables.

@@ -91,26 +91,41 @@ pub const METHODS: [(&str, &str); 5] = [
     ),
 ];
 
-/// A small, fast job on the synthetic teacher–student set: M = 8 workers of b = 8, 3 epochs
-/// of 6 iterations, with momentum SGD, warmup and step decay.
-pub fn tiny_job(name: &str, method: &str) -> String {
+/// The knobs of [`teacher_student_job`].
+pub struct TinyJob<'a> {
+    pub name: &'a str,
+    /// The `[method]` table's body.
+    pub method: &'a str,
+    pub seed: u64,
+    pub train_examples: usize,
+    pub test_examples: usize,
+    pub workers: usize,
+    pub small_batch: usize,
+    /// Extra `[parallel]` keys, e.g. `devices = "cpu:2"`.
+    pub parallel: &'a str,
+}
+
+/// A small, fast MLP job on the synthetic teacher–student set: 3 epochs with momentum SGD,
+/// warmup and step decay, checkpoints every 4 iterations.
+pub fn teacher_student_job(j: &TinyJob) -> String {
     format!(
         r#"
 name = "{name}"
-seed = 3
+seed = {seed}
 output_dir = "runs/{name}"
 
 [data]
 dataset = "teacher-student"
-teacher_student = {{ train_examples = 400, test_examples = 200, input_dim = 16, classes = 4, teacher_hidden = 32 }}
+teacher_student = {{ train_examples = {train}, test_examples = {test}, input_dim = 16, classes = 4, teacher_hidden = 32 }}
 
 [model]
 kind = "mlp"
 hidden = [32, 32]
 
 [parallel]
-workers = 8
-small_batch = 8
+workers = {workers}
+small_batch = {small_batch}
+{parallel}
 
 [method]
 {method}
@@ -130,8 +145,30 @@ decay = {{ kind = "step", milestones = [2.5], factor = 0.1 }}
 [checkpoint]
 every_iterations = 4
 keep = 2
-"#
+"#,
+        name = j.name,
+        seed = j.seed,
+        train = j.train_examples,
+        test = j.test_examples,
+        workers = j.workers,
+        small_batch = j.small_batch,
+        parallel = j.parallel,
+        method = j.method,
     )
+}
+
+/// M = 8 workers of b = 8 on 400 examples: 3 epochs of 6 iterations.
+pub fn tiny_job(name: &str, method: &str) -> String {
+    teacher_student_job(&TinyJob {
+        name,
+        method,
+        seed: 3,
+        train_examples: 400,
+        test_examples: 200,
+        workers: 8,
+        small_batch: 8,
+        parallel: "",
+    })
 }
 
 /// A small CNN job with BatchNorm on a real subset of Fashion-MNIST (the first 512 training
