@@ -11,7 +11,7 @@ CARGO_CONFIG := .cargo/config.toml
 DATA_STAMP := data/fashion-mnist/SOURCE.txt data/mnist/SOURCE.txt
 CARGO := cargo
 
-.PHONY: demo test setup venv data build lint bench clean-runs
+.PHONY: demo test setup venv data build lint bench bench-shm clean-runs
 
 ## The main job: GNC on real Fashion-MNIST (examples/demo.toml); prints the final hash.
 demo: setup build
@@ -47,6 +47,10 @@ lint: $(CARGO_CONFIG)
 ## Benchmarks (minutes); results in bench/RESULTS.md.
 bench: setup build
 	$(VENV)/bin/python bench/run_step_bench.py
+
+## Data-plane benchmarks (minutes): all-reduce vs memcpy and gloo, 2 processes vs 1.
+bench-shm: setup build
+	$(VENV)/bin/python bench/run_shm_bench.py
 
 clean-runs:
 	rm -rf runs

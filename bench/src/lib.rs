@@ -3,6 +3,9 @@
 //! - `gnc-bench-step` times whole iterations of `gnc_worker::engine::Trainer`;
 //!   `bench/run_step_bench.py` runs it next to `bench/pytorch_reference.py` and writes
 //!   `bench/RESULTS.md`.
+//! - `gnc-bench-reduce` times the shared-memory all-reduce against memcpy of the same bytes;
+//!   `bench/run_shm_bench.py` runs it next to `bench/gloo_allreduce.py` and a 1- vs 2-process
+//!   training run.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
