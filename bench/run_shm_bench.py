@@ -32,8 +32,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import re
 import shlex
 import statistics
 import subprocess
@@ -42,10 +40,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import RESULTS, ROOT, machine, median, pinned_environment, replace_section, sh
+
 BENCH = ROOT / "bench"
 OUT = BENCH / "out"
-RESULTS = BENCH / "RESULTS.md"
 START = "<!-- shm-bench:start -->"
 END = "<!-- shm-bench:end -->"
 FRACTION_TARGET = 0.5
@@ -53,23 +51,8 @@ GLOO_TARGET = 2.0
 SPEEDUP_TARGET = 1.6
 SCALING_SPEC = "bench/f1-scaling.toml"
 
-FALLBACK_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_CBWR": "AVX2,STRICT",
-}
 
 
-def pinned_environment():
-    text = (ROOT / "worker/src/pin.rs").read_text()
-    block = re.search(r"PINNED_ENVIRONMENT[^=]*=\s*&\[(.*?)\];", text, re.S)
-    pairs = re.findall(r'\(\s*"([A-Z0-9_]+)"\s*,\s*"([^"]*)"\s*\)', block.group(1)) if block else []
-    if not pairs:
-        print("warning: could not read PINNED_ENVIRONMENT from worker/src/pin.rs", file=sys.stderr)
-        return dict(FALLBACK_ENV)
-    return dict(pairs)
 
 
 def run_lines(cmd, env):
@@ -80,34 +63,10 @@ def run_lines(cmd, env):
     return [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
 
 
-def sh(cmd):
-    try:
-        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return ""
 
 
-def machine():
-    model, cores = platform.processor() or "unknown CPU", os.cpu_count()
-    caches = []
-    for line in sh(["lscpu"]).splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "Model name":
-            model = value.strip()
-        if key.strip() in ("L2 cache", "L3 cache"):
-            caches.append(f"{key.strip()} {value.strip()}")
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{model}, {cores} cores (lscpu; {', '.join(caches)}){mem}, Linux {platform.release()}"
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else float("nan")
 
 
 def timed_training(cmd, out_dir, env, iterations, skip):
@@ -559,13 +518,7 @@ final checkpoint are left out. Every run ends with the same parameter hash: {'ye
                  speedup_threads,
                  {k: {n: scale(k, n) for n in (1, 2)} for k in ("processes", "threads")}).strip())
     if not args.no_results:
-        old = RESULTS.read_text() if RESULTS.exists() else "# gnc benchmark results\n"
-        if START in old and END in old:
-            head, rest = old.split(START, 1)
-            new = head + section.rstrip("\n") + rest.split(END, 1)[1]
-        else:
-            new = old.rstrip("\n") + "\n\n" + section
-        RESULTS.write_text(new)
+        replace_section(START, END, section)
     else:
         print(section)
     for x in reduce_rows:

@@ -23,42 +23,22 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import re
 import shlex
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import RESULTS, ROOT, machine, median, pinned_environment, replace_section, sh
+
 BENCH = ROOT / "bench"
 OUT = BENCH / "out"
-RESULTS = BENCH / "RESULTS.md"
 START = "<!-- step-bench:start -->"
 END = "<!-- step-bench:end -->"
 SPEED_TARGET = 1.0
 OVERHEAD_TARGET = 0.05
 
-# The pinned environment of worker/src/pin.rs (PINNED_ENVIRONMENT); read from there, these
-# copies are only the fallback should the file ever change shape.
-FALLBACK_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_CBWR": "AVX2,STRICT",
-}
 
 
-def pinned_environment():
-    text = (ROOT / "worker/src/pin.rs").read_text()
-    block = re.search(r"PINNED_ENVIRONMENT[^=]*=\s*&\[(.*?)\];", text, re.S)
-    pairs = re.findall(r'\(\s*"([A-Z0-9_]+)"\s*,\s*"([^"]*)"\s*\)', block.group(1)) if block else []
-    if not pairs:
-        print("warning: could not read PINNED_ENVIRONMENT from worker/src/pin.rs", file=sys.stderr)
-        return dict(FALLBACK_ENV)
-    return dict(pairs)
 
 
 def run_json(cmd, env):
@@ -69,25 +49,10 @@ def run_json(cmd, env):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def sh(cmd):
-    try:
-        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return ""
 
 
-def machine():
-    model, cores = platform.processor() or "unknown CPU", os.cpu_count()
-    for line in sh(["lscpu"]).splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "Model name":
-            model = value.strip()
-    return f"{model}, {cores} cores (lscpu), Linux {platform.release()}"
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else float("nan")
 
 
 def pct(x):
@@ -272,13 +237,7 @@ noise norms; the reference does not (they are not part of the algorithm), so tha
 against gnc.
 {END}
 """
-    old = RESULTS.read_text() if RESULTS.exists() else "# gnc benchmark results\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(new)
+    replace_section(START, END, section)
     print(f"\nspeed ratio (PyTorch GNC / gnc GNC): {wall['speed']:.3f} (cpu {cpu['speed']:.3f})")
     print(f"gnc GNC overhead: {pct(wall['gnc_overhead'])} (cpu {pct(cpu['gnc_overhead'])})")
     print(f"PyTorch GNC overhead: {pct(wall['torch_overhead'])}")

@@ -1,5 +1,5 @@
 //! Types shared by every gnc process: the job spec (TOML), metric records (JSON lines), and
-//! the names of data-set files. No torch, no unsafe code.
+//! the names of data-set files. No torch; `unsafe_code` is forbidden.
 #![forbid(unsafe_code)]
 
 mod metrics;

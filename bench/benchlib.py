@@ -1,0 +1,77 @@
+"""Helpers shared by gnc's benchmark runners (run_step_bench.py, run_shm_bench.py)."""
+
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+# The pinned environment of worker/src/pin.rs (PINNED_ENVIRONMENT); read from there, these
+# copies are only the fallback should the file ever change shape.
+FALLBACK_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "AVX2,STRICT",
+}
+
+
+def pinned_environment():
+    """The CPU environment every gnc binary pins itself to, for the processes we compare."""
+    text = (ROOT / "worker/src/pin.rs").read_text()
+    block = re.search(r"PINNED_ENVIRONMENT[^=]*=\s*&\[(.*?)\];", text, re.S)
+    pairs = re.findall(r'\(\s*"([A-Z0-9_]+)"\s*,\s*"([^"]*)"\s*\)', block.group(1)) if block else []
+    if not pairs:
+        print("warning: could not read PINNED_ENVIRONMENT from worker/src/pin.rs", file=sys.stderr)
+        return dict(FALLBACK_ENV)
+    return dict(pairs)
+
+
+def sh(cmd):
+    """A command's stdout, or "" if it cannot run."""
+    try:
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def machine():
+    """CPU model, cores, caches and memory, for the results file."""
+    model, cores = platform.processor() or "unknown CPU", os.cpu_count()
+    caches = []
+    for line in sh(["lscpu"]).splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Model name":
+            model = value.strip()
+        if key.strip() in ("L2 cache", "L3 cache"):
+            caches.append(f"{key.strip()} {value.strip()}")
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{model}, {cores} cores (lscpu; {', '.join(caches)}){mem}, Linux {platform.release()}"
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def replace_section(start, end, section):
+    """Writes `section` (which begins with `start` and ends with `end`) into RESULTS.md in
+    place of the previous one, keeping every other section."""
+    old = RESULTS.read_text() if RESULTS.exists() else "# gnc benchmark results\n"
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        new = head + section.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(new)
