@@ -195,3 +195,19 @@ fn checkpoint_of_another_spec_is_refused() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("belongs to another job spec"));
 }
+
+#[test]
+fn divergence_before_any_checkpoint_says_so() {
+    let toml = base()
+        .replace("base_lr = 0.2", "base_lr = 1e9")
+        .replace("every_iterations = 4", "every_iterations = 100");
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr) = run_spec(dir.path(), &toml, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("diverged at iteration"), "{stderr}");
+    assert!(
+        stderr.contains("no checkpoint had been written yet"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out/checkpoints").exists());
+}

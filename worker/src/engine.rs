@@ -490,7 +490,8 @@ pub fn train(
     let stop = options.stop_after.unwrap_or(total).min(total);
     observer.started(state.iteration, total, job.blocks.len());
     let started = Instant::now();
-    let mut last_checkpoint = state.iteration;
+    // A resumed run starts from a checkpoint on disk; a fresh one has none yet.
+    let mut last_checkpoint = (state.iteration > 0).then_some(state.iteration);
     let mut last_eval: Option<EvalRecord> = None;
     while state.iteration < stop {
         let record = job.step(&mut state)?;
@@ -506,7 +507,7 @@ pub fn train(
         }
         if job.checkpoint_due(done, stop) {
             job.checkpoint(&out, &state, options.generation)?;
-            last_checkpoint = done;
+            last_checkpoint = Some(done);
         }
     }
     conclude(
@@ -521,7 +522,7 @@ pub fn train(
 }
 
 /// A diverging run stops here: the loss or the gradient is not finite.
-pub fn check_finite(record: &IterRecord, last_checkpoint: u64) -> Result<(), EngineError> {
+pub fn check_finite(record: &IterRecord, last_checkpoint: Option<u64>) -> Result<(), EngineError> {
     if record.loss.is_finite() && record.grad_norm.is_finite() {
         return Ok(());
     }

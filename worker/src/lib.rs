@@ -78,16 +78,24 @@ pub enum EngineError {
     #[error("{0}: {1}")]
     Io(PathBuf, String),
     #[error(
-        "training diverged at iteration {iteration}: loss is {loss}; the last good checkpoint \
-         (iteration {last_checkpoint}) is kept"
+        "training diverged at iteration {iteration}: loss is {loss}; {}",
+        kept_checkpoint(*last_checkpoint)
     )]
     Diverged {
         iteration: u64,
         loss: f64,
-        last_checkpoint: u64,
+        /// Iterations completed by the newest checkpoint on disk, if any.
+        last_checkpoint: Option<u64>,
     },
     #[error("{0}")]
     Config(String),
     #[error("a compute thread failed: {0}")]
     Thread(String),
+}
+
+fn kept_checkpoint(last: Option<u64>) -> String {
+    match last {
+        Some(k) => format!("the last good checkpoint (iteration {k}) is kept"),
+        None => "no checkpoint had been written yet".into(),
+    }
 }

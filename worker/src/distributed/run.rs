@@ -133,7 +133,8 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         hooks: &hooks,
     };
     let started = Instant::now();
-    let mut last_checkpoint = state.iteration;
+    // A resumed run starts from a checkpoint on disk; a fresh one has none yet.
+    let mut last_checkpoint = (state.iteration > 0).then_some(state.iteration);
     let mut last_eval: Option<EvalRecord> = None;
     let mut total_sum = vec![0f32; len];
     while state.iteration < stop {
@@ -168,7 +169,7 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         }
         if trainer.checkpoint_due(done, stop) {
             ckpt::write(&trainer, &state, out, &share, spec.checkpoint.keep)?;
-            last_checkpoint = done;
+            last_checkpoint = Some(done);
         }
         segments.control.store(done_word(p), done);
     }
