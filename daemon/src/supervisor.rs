@@ -14,7 +14,8 @@ use gnc_shm::tree::{Block, LayoutError};
 use gnc_shm::SegmentError;
 use gnc_worker::distributed::args::{BlockList, WorkerArgs};
 use gnc_worker::distributed::protocol::{self, begun_word, done_word};
-use gnc_worker::engine::{RunSummary, Trainer};
+use gnc_worker::engine::Trainer;
+use gnc_worker::RunSummary;
 use gnc_worker::{checkpoint, EngineError};
 
 use crate::group::{FailureCause, Group, Poll, WorkerFailure};

@@ -1,4 +1,4 @@
-//! The training loop of one job, with all logical workers in this process.
+//! One iteration of a job, with any set of logical workers in this process ([`Trainer`]).
 //!
 //! Each iteration: every logical worker i computes its gradient g_i on its small batch at its
 //! perturbed weights (method.rs); blocks of consecutive workers — subtrees of the reduction
@@ -6,11 +6,7 @@
 //! combined along the same tree, divided by M, and the optimiser updates the weights. Thread
 //! count therefore changes speed, never bits.
 
-use std::path::PathBuf;
-use std::time::Instant;
-
-use gnc_proto::{EvalRecord, FinalRecord, IterRecord, JobSpec, MethodSpec, MetricRecord};
-use serde::{Deserialize, Serialize};
+use gnc_proto::{EvalRecord, IterRecord, JobSpec, MethodSpec};
 use tch::Tensor;
 
 use crate::checkpoint::{self, Manifest};
@@ -18,7 +14,6 @@ use crate::data::{self, order::EpochOrder, Augment, DataSet};
 use crate::eval::evaluate;
 use crate::hash::model_sha256;
 use crate::method::Perturbation;
-use crate::metrics_log::MetricsLog;
 use crate::model::{self, Model};
 use crate::optim::Optimizer;
 use crate::rng::Purpose;
@@ -27,51 +22,6 @@ use crate::state::TrainState;
 use crate::step::{BlockResult, BlockTask, BundleLayout, SecondBatch};
 use crate::tree::{combine_blocks, even_blocks, BlockSum, Bundle};
 use crate::EngineError;
-
-/// How to run a job (things that do not change its result).
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Overrides the spec's `output_dir`.
-    pub output_dir: Option<PathBuf>,
-    /// Continue from the newest checkpoint in the output directory.
-    pub resume: bool,
-    /// Stop (with a checkpoint) once this many iterations are complete.
-    pub stop_after: Option<u64>,
-    /// Compute threads; overrides the spec's `parallel.threads`.
-    pub threads: Option<usize>,
-    /// Supervisor generation recorded in checkpoints.
-    pub generation: u64,
-}
-
-/// Progress events, for progress bars and logs.
-pub trait Observer {
-    fn started(&mut self, _start: u64, _total: u64, _threads: usize) {}
-    fn iteration(&mut self, _record: &IterRecord) {}
-    fn evaluated(&mut self, _record: &EvalRecord) {}
-    fn warning(&mut self, _message: &str) {}
-}
-
-/// What a finished (or deliberately stopped) run reports; also written to `result.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSummary {
-    pub job: String,
-    pub method: String,
-    /// Iterations completed.
-    pub iterations: u64,
-    pub total_iterations: u64,
-    /// False when the run stopped at `stop_after` before the end.
-    pub complete: bool,
-    pub params_sha256: String,
-    pub spec_hash: String,
-    pub test_accuracy: Option<f64>,
-    pub test_loss: Option<f64>,
-    /// Seconds spent in this process's training loop (evaluation included).
-    pub train_seconds: f64,
-    pub threads: usize,
-    pub output_dir: PathBuf,
-    /// The pinned CPU environment the run computed under (part of its reproducibility key).
-    pub environment: Vec<(String, String)>,
-}
 
 /// One job's fixed ingredients, and the means to advance a [`TrainState`] by one iteration.
 pub struct Trainer {
@@ -119,10 +69,6 @@ fn phase(method: &MethodSpec, epoch: u64) -> Phase {
             }
         }
     }
-}
-
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Trainer {
@@ -177,6 +123,10 @@ impl Trainer {
 
     pub fn model(&self) -> &dyn Model {
         self.model.as_ref()
+    }
+
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
     }
 
     pub fn threads(&self) -> usize {
@@ -446,140 +396,4 @@ fn run_blocks(mut tasks: Vec<BlockTask>) -> Result<Vec<BlockResult>, EngineError
         }
         Ok(results)
     })
-}
-
-fn io_err(path: &std::path::Path, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Io(path.to_path_buf(), e.to_string())
-}
-
-/// Trains the job to completion (or to `options.stop_after`).
-pub fn train(
-    spec: &JobSpec,
-    options: &RunOptions,
-    observer: &mut dyn Observer,
-) -> Result<RunSummary, EngineError> {
-    let out = options
-        .output_dir
-        .clone()
-        .unwrap_or_else(|| spec.output_dir.clone());
-    std::fs::create_dir_all(&out).map_err(|e| io_err(&out, e))?;
-    let threads = options
-        .threads
-        .or(spec.parallel.threads)
-        .unwrap_or_else(default_threads);
-    let mut job = Trainer::new(spec, threads)?;
-    let total = job.schedule.total_iterations();
-    let mut state = job.fresh_state();
-    let metrics_path = out.join("metrics.jsonl");
-    let mut log = if options.resume {
-        let mut warn = |message: &str| observer.warning(message);
-        match checkpoint::latest(&out.join("checkpoints"), &spec.spec_hash(), &mut warn)? {
-            Some(loaded) => {
-                state.load_named(
-                    job.model.params(),
-                    loaded.manifest.iteration,
-                    loaded.tensors,
-                )?;
-            }
-            None => observer.warning("no checkpoint to resume from; starting from iteration 0"),
-        }
-        MetricsLog::resume(&metrics_path, state.iteration)?
-    } else {
-        MetricsLog::create(&metrics_path)?
-    };
-    let stop = options.stop_after.unwrap_or(total).min(total);
-    observer.started(state.iteration, total, job.blocks.len());
-    let started = Instant::now();
-    // A resumed run starts from a checkpoint on disk; a fresh one has none yet.
-    let mut last_checkpoint = (state.iteration > 0).then_some(state.iteration);
-    let mut last_eval: Option<EvalRecord> = None;
-    while state.iteration < stop {
-        let record = job.step(&mut state)?;
-        check_finite(&record, last_checkpoint)?;
-        log.write(&MetricRecord::Iter(record.clone()))?;
-        observer.iteration(&record);
-        let done = state.iteration;
-        if job.eval_due(done) {
-            let eval = job.evaluate(&state);
-            log.write(&MetricRecord::Eval(eval.clone()))?;
-            observer.evaluated(&eval);
-            last_eval = Some(eval);
-        }
-        if job.checkpoint_due(done, stop) {
-            job.checkpoint(&out, &state, options.generation)?;
-            last_checkpoint = Some(done);
-        }
-    }
-    conclude(
-        &job,
-        &state,
-        &out,
-        &mut log,
-        last_eval,
-        started,
-        job.threads(),
-    )
-}
-
-/// A diverging run stops here: the loss or the gradient is not finite.
-pub fn check_finite(record: &IterRecord, last_checkpoint: Option<u64>) -> Result<(), EngineError> {
-    if record.loss.is_finite() && record.grad_norm.is_finite() {
-        return Ok(());
-    }
-    Err(EngineError::Diverged {
-        iteration: record.iter,
-        loss: record.loss,
-        last_checkpoint,
-    })
-}
-
-/// The end of a run, in whichever process writes the files: the final evaluation (again, if
-/// the run resumed from the final checkpoint), the final metrics record, and `result.json`.
-pub fn conclude(
-    trainer: &Trainer,
-    state: &TrainState,
-    out: &std::path::Path,
-    log: &mut MetricsLog,
-    mut last_eval: Option<EvalRecord>,
-    started: Instant,
-    threads: usize,
-) -> Result<RunSummary, EngineError> {
-    let spec = &trainer.spec;
-    let total = trainer.schedule.total_iterations();
-    if state.iteration == total && last_eval.is_none() {
-        last_eval = Some(trainer.evaluate(state));
-    }
-    let train_seconds = started.elapsed().as_secs_f64();
-    let params_sha256 = trainer.hash(state);
-    let complete = state.iteration == total;
-    if complete {
-        log.write(&MetricRecord::Final(FinalRecord {
-            iterations: total,
-            params_sha256: params_sha256.clone(),
-            test_accuracy: last_eval.as_ref().map_or(f64::NAN, |e| e.test_accuracy),
-            train_seconds,
-        }))?;
-    }
-    let summary = RunSummary {
-        job: spec.name.clone(),
-        method: spec.method.name().into(),
-        iterations: state.iteration,
-        total_iterations: total,
-        complete,
-        params_sha256,
-        spec_hash: spec.spec_hash(),
-        test_accuracy: last_eval.as_ref().map(|e| e.test_accuracy),
-        test_loss: last_eval.as_ref().map(|e| e.test_loss),
-        train_seconds,
-        threads,
-        output_dir: out.to_path_buf(),
-        environment: crate::pin::PINNED_ENVIRONMENT
-            .iter()
-            .map(|(k, _)| (k.to_string(), std::env::var(k).unwrap_or_default()))
-            .collect(),
-    };
-    let result_path = out.join("result.json");
-    let json = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
-    crate::atomic::write_atomic(&result_path, &json).map_err(|e| io_err(&result_path, e))?;
-    Ok(summary)
 }

@@ -7,6 +7,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod data;
 pub mod distributed;
+pub mod driver;
 pub mod engine;
 pub mod eval;
 pub mod hash;
@@ -23,7 +24,7 @@ pub mod tree;
 
 use std::path::PathBuf;
 
-pub use engine::{train, Observer, RunOptions, RunSummary};
+pub use driver::{train, Observer, RunOptions, RunSummary};
 
 /// A data set could not be loaded.
 #[derive(Debug, thiserror::Error)]

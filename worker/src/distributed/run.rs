@@ -1,4 +1,4 @@
-//! The worker's iteration loop: the in-process engine's [`crate::engine::train`], with the
+//! The worker's iteration loop: the in-process engine's [`crate::driver::train`], with the
 //! cross-block sum done by the shared-memory all-reduce, and the files (metrics, evaluation,
 //! checkpoint manifest, result) left to process 0.
 
@@ -17,7 +17,8 @@ use super::flat::{flatten_into, unflatten};
 use super::hooks::Hooks;
 use super::protocol::{self, begun_word, done_word, GENERATION_WORD};
 use super::WorkerError;
-use crate::engine::{check_finite, conclude, Trainer};
+use crate::driver::{check_finite, conclude};
+use crate::engine::Trainer;
 use crate::metrics_log::MetricsLog;
 use crate::EngineError;
 
