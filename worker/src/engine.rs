@@ -20,7 +20,7 @@ use crate::rng::Purpose;
 use crate::schedule::Schedule;
 use crate::state::TrainState;
 use crate::step::{BlockResult, BlockTask, BundleLayout, SecondBatch};
-use crate::tree::{combine_blocks, even_blocks, BlockSum, Bundle};
+use crate::tree::{combine_blocks, BlockSum, Bundle};
 use crate::EngineError;
 
 /// One job's fixed ingredients, and the means to advance a [`TrainState`] by one iteration.
@@ -109,7 +109,8 @@ impl Trainer {
             spec: spec.clone(),
             schedule: Schedule::new(&spec.schedule, iterations_per_epoch),
             iterations_per_epoch,
-            blocks: even_blocks(p.workers, threads.clamp(1, p.workers)),
+            blocks: gnc_shm::tree::subtree_layout(p.workers, threads.clamp(1, p.workers))
+                .expect("1 <= threads <= M always has a subtree layout"),
             data,
             model,
             layout,

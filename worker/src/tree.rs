@@ -1,4 +1,5 @@
-//! The canonical fixed reduction tree over logical workers (DESIGN.md §4.2), for tensors.
+//! Sums of tensors along the canonical fixed reduction tree over logical workers
+//! (DESIGN.md §4.2); the tree itself (split rule, layouts) is `gnc_shm::tree`.
 //!
 //! The tree on [lo, hi) splits at lo + p, p the largest power of two strictly below hi - lo;
 //! a node's sum is left + right, elementwise in f32. Because every float addition is the same
@@ -10,6 +11,7 @@
 //! not a power of two, the partial sums left at the end are the node's power-of-two
 //! decomposition, and folding them right to left is exactly the split rule above.
 
+use gnc_shm::tree::split;
 use tch::Tensor;
 
 /// A bundle of tensors summed together: one logical worker's gradients, BatchNorm statistics
@@ -18,13 +20,6 @@ pub type Bundle = Vec<Tensor>;
 
 /// The sum of the bundles of the logical workers [lo, hi), a node of the tree.
 pub type BlockSum = ((usize, usize), Bundle);
-
-/// Where the tree on [lo, hi) splits: lo + the largest power of two strictly below hi - lo.
-pub fn split(lo: usize, hi: usize) -> usize {
-    let n = hi - lo;
-    assert!(n >= 2, "a leaf has no split");
-    lo + (1usize << (usize::BITS - 1 - (n - 1).leading_zeros()))
-}
 
 /// `a + b` for a pair of leaves (a fresh result: the leaves may be kept by their owner);
 /// `a += b` in place for partial sums, which belong to the accumulator.
@@ -101,30 +96,10 @@ fn combine(lo: usize, hi: usize, blocks: &mut std::collections::VecDeque<BlockSu
     add((if mid - lo == 1 { 1 } else { 2 }, left), right)
 }
 
-/// Splits [0, m) into at most `parts` consecutive tree nodes of near-equal size by descending
-/// the tree breadth-first; every returned block is a subtree, as the contract requires.
-pub fn even_blocks(m: usize, parts: usize) -> Vec<(usize, usize)> {
-    let mut blocks = vec![(0, m)];
-    while blocks.len() < parts {
-        // Split the largest splittable block; ties go to the leftmost, so the result is fixed.
-        let Some((i, _)) = blocks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.1 - b.0 >= 2)
-            .max_by_key(|(i, b)| (b.1 - b.0, std::cmp::Reverse(*i)))
-        else {
-            break;
-        };
-        let (lo, hi) = blocks[i];
-        let mid = split(lo, hi);
-        blocks.splice(i..=i, [(lo, mid), (mid, hi)]);
-    }
-    blocks
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gnc_shm::tree::subtree_layout;
 
     /// Reference: the recursive definition, on f32 values.
     fn reference(values: &[f32], lo: usize, hi: usize) -> f32 {
@@ -151,15 +126,6 @@ mod tests {
     }
 
     #[test]
-    fn split_points() {
-        assert_eq!(split(0, 2), 1);
-        assert_eq!(split(0, 8), 4);
-        assert_eq!(split(0, 6), 4);
-        assert_eq!(split(8, 11), 10);
-        assert_eq!(split(0, 9), 8);
-    }
-
-    #[test]
     fn streaming_sum_matches_the_recursive_tree_bit_for_bit() {
         for m in 1..=40 {
             let v = leaves(m);
@@ -182,9 +148,9 @@ mod tests {
     fn blocks_combine_to_the_full_tree_sum() {
         for m in 1..=40 {
             let v = leaves(m);
-            for parts in 1..=8 {
-                let blocks = even_blocks(m, parts);
-                assert!(blocks.len() <= parts);
+            for parts in 1..=m.min(8) {
+                let blocks = subtree_layout(m, parts).unwrap();
+                assert_eq!(blocks.len(), parts);
                 let sums = blocks
                     .iter()
                     .map(|&(lo, hi)| ((lo, hi), vec![Tensor::from_slice(&[streaming(&v, lo, hi)])]))
