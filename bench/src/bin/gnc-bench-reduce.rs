@@ -121,6 +121,18 @@ fn touched(len: usize) -> Vec<f32> {
     v
 }
 
+/// The block-sum and shard segments of one all-reduce job; unlinked when dropped.
+fn create_reduction_segments(job: &str, geometry: &ReductionGeometry) -> Result<[Segment; 2]> {
+    let create = |what, geometry| -> Result<Segment> {
+        let name = segment_name(job, GENERATION, what)?;
+        Ok(Segment::create(&name, &segment_spec(job, geometry))?)
+    };
+    Ok([
+        create("blocksums", geometry.block_sums)?,
+        create("shards", geometry.shards)?,
+    ])
+}
+
 fn segment_spec(job: &str, geometry: gnc_shm::Geometry) -> SegmentSpec {
     SegmentSpec {
         job_id: job_id(job),
@@ -467,14 +479,7 @@ fn main() -> Result<()> {
 
         let job = format!("benchreduce{}_{len}", std::process::id());
         let geometry = ReductionGeometry::new(args.processes as u32, len);
-        let create = |what, geometry| -> Result<Segment> {
-            let name = segment_name(&job, GENERATION, what)?;
-            Ok(Segment::create(&name, &segment_spec(&job, geometry))?)
-        };
-        let _segments = [
-            create("blocksums", geometry.block_sums)?,
-            create("shards", geometry.shards)?,
-        ];
+        let _segments = create_reduction_segments(&job, &geometry)?;
         let results = run_children(&args, Role::Reduce, len, &job)?;
         let total = results
             .iter()
@@ -497,14 +502,7 @@ fn main() -> Result<()> {
 
         let phases = if args.phases {
             let job = format!("benchphases{}_{len}", std::process::id());
-            let create = |what, geometry| -> Result<Segment> {
-                let name = segment_name(&job, GENERATION, what)?;
-                Ok(Segment::create(&name, &segment_spec(&job, geometry))?)
-            };
-            let _segments = [
-                create("blocksums", geometry.block_sums)?,
-                create("shards", geometry.shards)?,
-            ];
+            let _segments = create_reduction_segments(&job, &geometry)?;
             run_children(&args, Role::Phases, len, &job)?
         } else {
             Vec::new()

@@ -202,15 +202,16 @@ fn normalise(set: &mut DataSet) {
     for ex in [&mut set.train, &mut set.test] {
         let channels = stats.len();
         let plane = ex.example_len() / channels;
-        let mut features = ex.features.as_ref().clone();
-        for example in features.chunks_exact_mut(ex.example_len()) {
+        let len = ex.example_len();
+        // Just loaded, so this is the only reference: normalise in place, no copy.
+        let features = Arc::make_mut(&mut ex.features);
+        for example in features.chunks_exact_mut(len) {
             for (c, (mean, std)) in stats.iter().enumerate() {
                 for v in &mut example[c * plane..(c + 1) * plane] {
                     *v = ((*v as f64 - mean) / std) as f32;
                 }
             }
         }
-        ex.features = Arc::new(features);
     }
 }
 
