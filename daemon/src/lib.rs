@@ -4,16 +4,19 @@
 //! - [`layout`]: which logical workers each process hosts (subtrees of the reduction tree);
 //! - [`worker_bin`]: where the `gnc-worker` binary is;
 //! - [`segments`]: one generation's shared-memory segments, unlinked on drop;
+//! - [`control`]: checkpoint / stop / cancel requests from outside the run loop;
 //! - [`group`]: spawning, watching and killing the worker processes;
 //! - [`supervisor`]: the run loop — on any worker death or hang, stop the group, bump the
 //!   generation, recreate the segments and restart everyone from the last checkpoint.
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod group;
 pub mod layout;
 pub mod segments;
 pub mod supervisor;
 pub mod worker_bin;
 
+pub use control::RunControl;
 pub use group::{FailureCause, WorkerFailure};
 pub use supervisor::{supervise, Events, SupervisorError, SupervisorOptions};

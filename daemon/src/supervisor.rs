@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gnc_proto::{Devices, JobSpec, SpecError};
@@ -18,6 +19,7 @@ use gnc_worker::engine::Trainer;
 use gnc_worker::RunSummary;
 use gnc_worker::{checkpoint, EngineError};
 
+use crate::control::RunControl;
 use crate::group::{FailureCause, Group, Poll, WorkerFailure};
 use crate::segments::GenerationSegments;
 
@@ -38,6 +40,10 @@ pub struct SupervisorOptions {
     pub max_restarts: u32,
     /// The `gnc-worker` binary; default [`crate::worker_bin::locate`].
     pub worker_bin: Option<PathBuf>,
+    /// Checkpoint / stop / cancel requests from outside (the daemon).
+    pub control: Option<Arc<RunControl>>,
+    /// Append the workers' stderr to this file instead of inheriting ours.
+    pub worker_log: Option<PathBuf>,
 }
 
 impl SupervisorOptions {
@@ -50,6 +56,8 @@ impl SupervisorOptions {
             hang_timeout: Duration::from_secs(300),
             max_restarts: 3,
             worker_bin: None,
+            control: None,
+            worker_log: None,
         }
     }
 }
@@ -63,6 +71,8 @@ pub trait Events {
     fn progress(&mut self, _completed: u64) {}
     fn restarting(&mut self, _failure: &WorkerFailure, _restart: u32, _max: u32) {}
     fn warning(&mut self, _message: &str) {}
+    /// A checkpoint of `iteration` completed iterations is durable.
+    fn checkpointed(&mut self, _iteration: u64) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +103,8 @@ pub enum SupervisorError {
         failure: WorkerFailure,
         restarts: u32,
     },
+    #[error("cancelled")]
+    Cancelled,
     #[error("the workers finished but {path} is unreadable: {message}")]
     Result { path: PathBuf, message: String },
 }

@@ -1,7 +1,11 @@
-//! Types shared by every gnc process: the job spec (TOML), metric records (JSON lines), and
-//! the names of data-set files. No torch; `unsafe_code` is forbidden.
+//! Types shared by every gnc process: the job spec (TOML), metric records (JSON lines), the
+//! names of data-set files, and the `gncctl` ↔ `gncd` control protocol with its client. No
+//! torch; `unsafe_code` is forbidden.
 #![forbid(unsafe_code)]
 
+pub mod client;
+pub mod control;
+pub mod framing;
 mod metrics;
 mod spec;
 mod validate;
