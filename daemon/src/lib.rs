@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+mod forward;
 pub mod group;
 pub mod layout;
 pub mod segments;

@@ -16,6 +16,7 @@ use super::ckpt::{self, Share};
 use super::flat::{flatten_into, unflatten};
 use super::hooks::Hooks;
 use super::protocol::{self, begun_word, done_word, GENERATION_WORD};
+use super::request::{self, Action};
 use super::WorkerError;
 use crate::driver::{check_finite, conclude};
 use crate::engine::Trainer;
@@ -142,6 +143,15 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         let t = state.iteration;
         hooks.iteration_begins(t);
         segments.check_generation(g)?;
+        if let Some(action) = request::at_boundary(&segments.control, t) {
+            if last_checkpoint != Some(t) {
+                ckpt::write(&trainer, &state, out, &share, spec.checkpoint.keep)?;
+                last_checkpoint = Some(t);
+            }
+            if action == Action::Stop {
+                break;
+            }
+        }
         segments.control.store(begun_word(p), t + 1);
 
         let prepared = trainer.prepare(&mut state);
