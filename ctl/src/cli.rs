@@ -50,6 +50,9 @@ pub enum Command {
     CheckpointNow(cmd::checkpoint_now::Args),
     /// Ask gncd to checkpoint its running job and exit.
     Shutdown(cmd::shutdown::Args),
+    /// Compare runs in a chart (PNG or SVG): by default test accuracy, training loss and
+    /// learning rate against the epoch.
+    Plot(cmd::plot::Args),
     /// Print a shell completion script on stdout.
     Completions(cmd::completions::Args),
     /// Print the man page (roff) on stdout.

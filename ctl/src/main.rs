@@ -40,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Cancel(args) => cmd::cancel::run(args, &socket),
         Command::CheckpointNow(args) => cmd::checkpoint_now::run(args, &socket),
         Command::Shutdown(args) => cmd::shutdown::run(args, &socket),
+        Command::Plot(args) => cmd::plot::run(args),
         Command::Completions(args) => cmd::completions::run(args),
         Command::Man => cmd::man::run(),
     };

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod man;
 pub mod metrics;
 pub mod pause;
+pub mod plot;
 pub mod resume;
 pub mod shutdown;
 pub mod status;
