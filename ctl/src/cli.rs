@@ -53,6 +53,8 @@ pub enum Command {
     /// Compare runs in a chart (PNG or SVG): by default test accuracy, training loss and
     /// learning rate against the epoch.
     Plot(cmd::plot::Args),
+    /// Re-run a recorded run and check that it reproduces bit for bit (non-zero exit if not).
+    Verify(cmd::verify::Args),
     /// Print a shell completion script on stdout.
     Completions(cmd::completions::Args),
     /// Print the man page (roff) on stdout.

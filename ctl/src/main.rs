@@ -7,6 +7,7 @@ mod cmd;
 mod daemon;
 mod exit;
 mod run;
+mod run_dir;
 mod supervised;
 
 use clap::Parser;
@@ -41,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::CheckpointNow(args) => cmd::checkpoint_now::run(args, &socket),
         Command::Shutdown(args) => cmd::shutdown::run(args, &socket),
         Command::Plot(args) => cmd::plot::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
         Command::Completions(args) => cmd::completions::run(args),
         Command::Man => cmd::man::run(),
     };

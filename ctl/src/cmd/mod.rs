@@ -16,4 +16,5 @@ pub mod resume;
 pub mod shutdown;
 pub mod status;
 pub mod submit;
+pub mod verify;
 pub mod watch;
