@@ -27,6 +27,9 @@ pub struct Args {
     /// recorded spec's `parallel.devices`, else in this process.
     #[arg(long)]
     pub devices: Option<Devices>,
+    /// Print the verdict as JSON on stdout: reproduced, iterations, params_sha256, message.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -62,12 +65,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             _ => None,
         })
         .collect();
-    if let Some(difference) = compare::first_difference(&recorded.iters, &rerun_iters, n) {
-        return Err(Negative(format!("not reproduced: {difference}")).into());
+    let verdict = judge(&recorded, &rerun_iters, n, &summary.params_sha256)?;
+    if args.json {
+        let (reproduced, message) = match &verdict {
+            Ok(m) => (true, m),
+            Err(m) => (false, m),
+        };
+        let report = serde_json::json!({
+            "reproduced": reproduced,
+            "iterations": n,
+            "params_sha256": summary.params_sha256,
+            "message": message,
+        });
+        println!("{report}");
+    }
+    match verdict {
+        Ok(message) => {
+            if !args.json {
+                println!("{message}");
+            }
+            Ok(())
+        }
+        Err(message) => Err(Negative(message).into()),
+    }
+}
+
+/// `Ok` with the report of a reproduced run, `Err` naming the first difference.
+fn judge(
+    recorded: &recorded::Recorded,
+    rerun_iters: &[IterRecord],
+    n: u64,
+    rerun_hash: &str,
+) -> anyhow::Result<Result<String, String>> {
+    if let Some(difference) = compare::first_difference(&recorded.iters, rerun_iters, n) {
+        return Ok(Err(format!("not reproduced: {difference}")));
     }
     // The params hash after n iterations: in result.json when the record ends there, else in
     // the checkpoint manifest of iteration n if the run kept it.
-    let (expected, source) = if n == recorded_iters {
+    let (expected, source) = if n == recorded.result.iterations {
         (
             Some(recorded.result.params_sha256.clone()),
             "result.json".to_string(),
@@ -78,27 +113,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             format!("the checkpoint manifest of iteration {n}"),
         )
     };
-    match expected {
-        Some(hash) if hash != summary.params_sha256 => Err(Negative(format!(
+    Ok(match expected {
+        Some(hash) if hash != rerun_hash => Err(format!(
             "not reproduced: the params sha256 after iteration {n} differs: recorded {hash} \
-             ({source}), re-run {}",
-            summary.params_sha256
-        ))
-        .into()),
-        Some(_) => {
-            println!(
-                "reproduced: {n} iterations bit for bit; params sha256 {} matches {source}",
-                summary.params_sha256
-            );
-            Ok(())
-        }
-        None => {
-            println!(
-                "reproduced: {n} iterations bit for bit; params sha256 {} (no checkpoint of \
-                 iteration {n} recorded to compare it with)",
-                summary.params_sha256
-            );
-            Ok(())
-        }
-    }
+             ({source}), re-run {rerun_hash}"
+        )),
+        Some(_) => Ok(format!(
+            "reproduced: {n} iterations bit for bit; params sha256 {rerun_hash} matches {source}"
+        )),
+        None => Ok(format!(
+            "reproduced: {n} iterations bit for bit; params sha256 {rerun_hash} (no checkpoint \
+             of iteration {n} recorded to compare it with)"
+        )),
+    })
 }
