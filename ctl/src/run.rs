@@ -66,6 +66,18 @@ pub(crate) fn progress_bar(visible: bool) -> ProgressBar {
     bar
 }
 
+/// One evaluation as a line of progress output (shared with `gncctl watch`).
+pub(crate) fn eval_line(e: &EvalRecord) -> String {
+    format!(
+        "epoch {:>6.2}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%",
+        e.epoch,
+        e.train_loss,
+        100.0 * e.train_accuracy,
+        e.test_loss,
+        100.0 * e.test_accuracy
+    )
+}
+
 impl Progress {
     fn new(visible: bool) -> Progress {
         Progress {
@@ -99,14 +111,7 @@ impl Observer for Progress {
     }
 
     fn evaluated(&mut self, e: &EvalRecord) {
-        self.bar.println(format!(
-            "epoch {:>6.2}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%",
-            e.epoch,
-            e.train_loss,
-            100.0 * e.train_accuracy,
-            e.test_loss,
-            100.0 * e.test_accuracy
-        ));
+        self.bar.println(eval_line(e));
         self.last_eval = Some(e.clone());
     }
 

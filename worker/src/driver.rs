@@ -77,6 +77,10 @@ pub fn train(
         .clone()
         .unwrap_or_else(|| spec.output_dir.clone());
     std::fs::create_dir_all(&out).map_err(|e| io_err(&out, e))?;
+    // A record of what ran, as worker-process runs keep it: `gncctl verify` re-runs it.
+    let spec_file = out.join("spec.json");
+    let json = serde_json::to_vec_pretty(spec).expect("specs serialise");
+    crate::atomic::write_atomic(&spec_file, &json).map_err(|e| io_err(&spec_file, e))?;
     let threads = options
         .threads
         .or(spec.parallel.threads)

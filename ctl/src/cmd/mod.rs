@@ -1,0 +1,20 @@
+//! The subcommands that talk to gncd, one file each, and the offline ones (`plot`, `verify`,
+//! `completions`, `man`).
+
+pub mod cancel;
+pub mod checkpoint_now;
+pub mod completions;
+pub mod format;
+pub mod job_action;
+pub mod list;
+pub mod logs;
+pub mod man;
+pub mod metrics;
+pub mod pause;
+pub mod plot;
+pub mod resume;
+pub mod shutdown;
+pub mod status;
+pub mod submit;
+pub mod verify;
+pub mod watch;

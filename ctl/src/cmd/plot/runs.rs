@@ -1,0 +1,63 @@
+//! A run to plot: its metric records (from `metrics.jsonl` in its directory) and its name
+//! (from `result.json`, else `spec.json`, else the directory's name).
+
+use std::path::{Path, PathBuf};
+
+use gnc_proto::{EvalRecord, IterRecord, MetricRecord};
+
+use crate::run_dir::read_metrics;
+
+/// One run's records.
+pub struct Run {
+    pub label: String,
+    pub dir: PathBuf,
+    pub iters: Vec<IterRecord>,
+    pub evals: Vec<EvalRecord>,
+}
+
+/// The name a run directory records for its job, if any.
+fn recorded_name(dir: &Path) -> Option<String> {
+    [("result.json", "job"), ("spec.json", "name")]
+        .iter()
+        .find_map(|(file, key)| {
+            let text = std::fs::read_to_string(dir.join(file)).ok()?;
+            let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+            value.get(key)?.as_str().map(str::to_string)
+        })
+}
+
+fn dir_name(dir: &Path) -> String {
+    std::path::absolute(dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// Reads every run; two runs of the same job name are told apart by their directories.
+pub fn load(dirs: &[PathBuf]) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let mut iters = Vec::new();
+        let mut evals = Vec::new();
+        for record in read_metrics(dir)? {
+            match record {
+                MetricRecord::Iter(r) => iters.push(r),
+                MetricRecord::Eval(e) => evals.push(e),
+                MetricRecord::Final(_) => {}
+            }
+        }
+        runs.push(Run {
+            label: recorded_name(dir).unwrap_or_else(|| dir_name(dir)),
+            dir: dir.clone(),
+            iters,
+            evals,
+        });
+    }
+    let labels: Vec<String> = runs.iter().map(|r| r.label.clone()).collect();
+    for run in &mut runs {
+        if labels.iter().filter(|l| **l == run.label).count() > 1 {
+            run.label = format!("{} ({})", run.label, run.dir.display());
+        }
+    }
+    Ok(runs)
+}

@@ -1,0 +1,17 @@
+//! `gncctl resume JOB`.
+
+use std::path::Path;
+
+use gnc_proto::control::Command;
+
+pub use super::job_action::JobArgs as Args;
+
+pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
+    super::job_action::run(
+        socket,
+        "resume",
+        Command::Resume { job: args.job },
+        args.json,
+        "queued again (continues from its checkpoint)",
+    )
+}

@@ -1,0 +1,129 @@
+//! `gncctl verify RUN_DIR [--iterations N]`: re-runs a recorded job from its `spec.json` in a
+//! temporary directory and checks that it reproduces the record bit for bit: every iteration
+//! record (loss, grad_norm, noise_norm, lr, epoch), and the params SHA-256 against
+//! `result.json` (whole run) or the checkpoint manifest at iteration N (when kept).
+
+mod compare;
+mod recorded;
+mod rerun;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use gnc_proto::{Devices, IterRecord, MetricRecord};
+
+use crate::exit::Negative;
+use crate::run_dir::read_metrics;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The recorded run's output directory (with spec.json, result.json and metrics.jsonl).
+    /// A relative `data.root` in its spec is taken relative to the working directory.
+    pub run_dir: PathBuf,
+    /// Re-run only the first N iterations (default: as many as the record has).
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u64>,
+    /// Re-run in worker processes, e.g. `cpu:2` (the bits must not change); default: the
+    /// recorded spec's `parallel.devices`, else in this process.
+    #[arg(long)]
+    pub devices: Option<Devices>,
+    /// Print the verdict as JSON on stdout: reproduced, iterations, params_sha256, message.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let recorded = recorded::read(&args.run_dir)?;
+    let recorded_iters = recorded.result.iterations;
+    let n = args.iterations.unwrap_or(recorded_iters);
+    anyhow::ensure!(n >= 1, "--iterations must be at least 1");
+    anyhow::ensure!(
+        n <= recorded_iters,
+        "the recorded run has {recorded_iters} iterations, fewer than the {n} asked for"
+    );
+    // Stop early unless the re-run goes exactly as far as a complete record.
+    let stop = (n < recorded.result.total_iterations).then_some(n);
+    let devices = args.devices.or(recorded.spec.devices()?);
+    let scratch = tempfile::Builder::new()
+        .prefix("gncctl-verify-")
+        .tempdir()
+        .context("cannot create a temporary directory for the re-run")?;
+    eprintln!(
+        "re-running {} ({} of {} iterations{}) in {}",
+        recorded.spec.name,
+        n,
+        recorded.result.total_iterations,
+        devices.map_or(String::new(), |d| format!(", on {d}")),
+        scratch.path().display()
+    );
+    let summary = rerun::rerun(&recorded.spec, scratch.path(), stop, devices)
+        .with_context(|| format!("the re-run of {} failed", args.run_dir.display()))?;
+    let rerun_iters: Vec<IterRecord> = read_metrics(scratch.path())?
+        .into_iter()
+        .filter_map(|r| match r {
+            MetricRecord::Iter(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let verdict = judge(&recorded, &rerun_iters, n, &summary.params_sha256)?;
+    if args.json {
+        let (reproduced, message) = match &verdict {
+            Ok(m) => (true, m),
+            Err(m) => (false, m),
+        };
+        let report = serde_json::json!({
+            "reproduced": reproduced,
+            "iterations": n,
+            "params_sha256": summary.params_sha256,
+            "message": message,
+        });
+        println!("{report}");
+    }
+    match verdict {
+        Ok(message) => {
+            if !args.json {
+                println!("{message}");
+            }
+            Ok(())
+        }
+        Err(message) => Err(Negative(message).into()),
+    }
+}
+
+/// `Ok` with the report of a reproduced run, `Err` naming the first difference.
+fn judge(
+    recorded: &recorded::Recorded,
+    rerun_iters: &[IterRecord],
+    n: u64,
+    rerun_hash: &str,
+) -> anyhow::Result<Result<String, String>> {
+    if let Some(difference) = compare::first_difference(&recorded.iters, rerun_iters, n) {
+        return Ok(Err(format!("not reproduced: {difference}")));
+    }
+    // The params hash after n iterations: in result.json when the record ends there, else in
+    // the checkpoint manifest of iteration n if the run kept it.
+    let (expected, source) = if n == recorded.result.iterations {
+        (
+            Some(recorded.result.params_sha256.clone()),
+            "result.json".to_string(),
+        )
+    } else {
+        (
+            recorded.checkpoint_hash(n)?,
+            format!("the checkpoint manifest of iteration {n}"),
+        )
+    };
+    Ok(match expected {
+        Some(hash) if hash != rerun_hash => Err(format!(
+            "not reproduced: the params sha256 after iteration {n} differs: recorded {hash} \
+             ({source}), re-run {rerun_hash}"
+        )),
+        Some(_) => Ok(format!(
+            "reproduced: {n} iterations bit for bit; params sha256 {rerun_hash} matches {source}"
+        )),
+        None => Ok(format!(
+            "reproduced: {n} iterations bit for bit; params sha256 {rerun_hash} (no checkpoint \
+             of iteration {n} recorded to compare it with)"
+        )),
+    })
+}

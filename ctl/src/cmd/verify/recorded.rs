@@ -1,0 +1,58 @@
+//! What a run directory recorded: the spec it ran (`spec.json`), its summary (`result.json`),
+//! its per-iteration records (`metrics.jsonl`) and its checkpoint manifests.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use gnc_proto::{IterRecord, JobSpec, MetricRecord};
+use gnc_worker::checkpoint::{manifest_file, Manifest};
+use gnc_worker::RunSummary;
+
+use crate::run_dir::read_metrics;
+
+pub struct Recorded {
+    pub dir: PathBuf,
+    pub spec: JobSpec,
+    pub result: RunSummary,
+    pub iters: Vec<IterRecord>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} ({what})", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid {what}", path.display()))
+}
+
+/// Reads the records `verify` compares against.
+pub fn read(dir: &Path) -> anyhow::Result<Recorded> {
+    let spec: JobSpec = read_json(&dir.join("spec.json"), "the run's job spec")?;
+    spec.validate()
+        .with_context(|| format!("{} holds an invalid spec", dir.join("spec.json").display()))?;
+    let result: RunSummary = read_json(&dir.join("result.json"), "the run's summary")?;
+    let iters = read_metrics(dir)?
+        .into_iter()
+        .filter_map(|r| match r {
+            MetricRecord::Iter(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    Ok(Recorded {
+        dir: dir.to_path_buf(),
+        spec,
+        result,
+        iters,
+    })
+}
+
+impl Recorded {
+    /// The params SHA-256 of the recorded checkpoint after `iteration` iterations, if the
+    /// run still keeps that checkpoint.
+    pub fn checkpoint_hash(&self, iteration: u64) -> anyhow::Result<Option<String>> {
+        let path = manifest_file(&self.dir.join("checkpoints"), iteration);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let manifest: Manifest = read_json(&path, "a checkpoint manifest")?;
+        Ok(Some(manifest.params_sha256))
+    }
+}
