@@ -42,7 +42,7 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     let reply = daemon::request(
         socket,
         Command::Submit {
-            spec,
+            spec: Box::new(spec),
             devices: args.devices.map(|d| d.to_string()),
         },
     )?;
