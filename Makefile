@@ -11,7 +11,7 @@ CARGO_CONFIG := .cargo/config.toml
 DATA_STAMP := data/fashion-mnist/SOURCE.txt data/mnist/SOURCE.txt
 CARGO := cargo
 
-.PHONY: demo test setup venv data build lint bench bench-shm clean-runs
+.PHONY: demo test setup venv data build lint bench bench-shm bench-control clean-runs
 
 ## The main job: GNC on real Fashion-MNIST (examples/demo.toml); prints the final hash.
 demo: setup build
@@ -51,6 +51,10 @@ bench: setup build
 ## Data-plane benchmarks (minutes): all-reduce vs memcpy and gloo, 2 processes vs 1.
 bench-shm: setup build
 	$(VENV)/bin/python bench/run_shm_bench.py
+
+## Control-plane benchmark (a few minutes): training under gncd with 200 status clients.
+bench-control: setup build
+	$(VENV)/bin/python bench/run_control_bench.py
 
 clean-runs:
 	rm -rf runs

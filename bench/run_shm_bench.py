@@ -19,8 +19,11 @@ then writes raw JSON lines to bench/out/shm-bench.jsonl and its section of bench
 pinned CPU environment of worker/src/pin.rs.
 
 Measures (per round, then the median over rounds):
-  fraction of memcpy = memcpy time / all-reduce time for the same vector (N = 4·len bytes):
-      the all-reduce's throughput in vector bytes per second over memcpy's (target >= 0.5);
+  fraction of memcpy = memcpy time / all-reduce time for the same vector (N = 4·len bytes),
+      the memcpy single-core, measured in the same gnc-bench-reduce run, interleaved with the
+      all-reduce calls (while the reducing processes sleep), the all-reduce time the time of
+      one call per process (the slowest process's, per call); i.e. the all-reduce's throughput
+      in vector bytes per second over memcpy's (target >= 0.5);
   gloo / gnc = gloo all-reduce time / gnc all-reduce time, same sizes (target >= 2);
   speedup = ms per iteration with cpu:1 / with cpu:2 (target >= 1.6); the ratio of the two
       medians is reported too, as bench/run_step_bench.py computes its ratios.
@@ -121,7 +124,7 @@ def analysis(args, reduce_rows, phase_rows, s_rows, speedup, speedup_of_medians,
     small = min(reduce_rows, key=lambda x: x["len"])
     p_ = args.processes
     traffic = big["traffic"]
-    share = big["memcpy_conc_ms"] / big["memcpy_ms"]
+    share = big["memcpy_conc_ms"] / big["memcpy_hot_ms"]
     any_ceiling = big["memcpy_ms"] / big["memcpy_conc_ms"]
     gnc_ceiling = any_ceiling / traffic
     fractions = [x["fraction"] for x in reduce_rows]
@@ -139,7 +142,7 @@ def analysis(args, reduce_rows, phase_rows, s_rows, speedup, speedup_of_medians,
     out.append(
         f"- At {big['len']:,} floats ({big['mib']:.0f} MiB, beyond the 32 MiB L3) {p_} processes "
         f"copying at once take {share:.2f}× as long as one ({big['memcpy_conc_ms']:.1f} vs "
-        f"{big['memcpy_ms']:.1f} ms): together the {p_} cores copy only {p_ / share:.2f}× as "
+        f"{big['memcpy_hot_ms']:.1f} ms): together the {p_} cores copy only {p_ / share:.2f}× as "
         f"fast as one. Any all-reduce that reads {p_} input vectors and writes {p_} output "
         f"vectors moves at least {p_} memcpys' worth of bytes, so here even an ideal one would "
         f"reach at most ≈ {any_ceiling:.2f}; with gnc's {traffic:.2f}× per process the bound is "
@@ -153,12 +156,13 @@ def analysis(args, reduce_rows, phase_rows, s_rows, speedup, speedup_of_medians,
         for x in reduce_rows
     ]
     out.append(
-        f"- At the smaller sizes the hot memcpy runs from cache ({4 * small['len'] / small['memcpy_ms'] / 1e6:.0f} GB/s "
+        f"- At the smaller sizes the hot memcpy runs from cache ({4 * small['len'] / small['memcpy_hot_ms'] / 1e6:.0f} GB/s "
         f"at {small['mib']:.0f} MiB) but the all-reduce cannot: its working set per process is "
         "about 5N (input, both block sums, both shards, output) and what one core wrote must be "
         f"fetched by the other. At F1's bundle ({f1['mib']:.1f} MiB) the fill alone takes "
         f"{f1['fill_ms']:.2f} ms, close to a cold memcpy ({f1['memcpy_cold_ms']:.2f} ms) rather "
-        f"than the hot one ({f1['memcpy_ms']:.2f} ms). At every size the call's time is of the order of "
+        f"than the hot one ({f1['memcpy_hot_ms']:.2f} ms; interleaved with the all-reduce: "
+        f"{f1['memcpy_ms']:.2f} ms). At every size the call's time is of the order of "
         f"{traffic:.2f} memcpys' time, of a cold memcpy while the data fits the L3 and of "
         f"{p_} concurrent memcpys once both cores stream from DRAM ({traffic:.2f} × cold / "
         f"{traffic:.2f} × {p_}-at-once / measured: {'; '.join(parts)}).")
@@ -178,15 +182,14 @@ def analysis(args, reduce_rows, phase_rows, s_rows, speedup, speedup_of_medians,
     out.append(
         "- The lever is the number of bytes moved: at "
         f"{big['mib']:.0f} MiB an all-reduce moving only {p_} memcpys' worth could reach "
-        f"≈ {any_ceiling:.2f} here, gnc's present protocol ≈ {gnc_ceiling:.2f}. Changes to `shm/` "
-        "that would close part of the gap (not made here): let readers use the reduced shards "
-        "where they lie instead of copying them into a private vector (the worker copies the "
-        "sum into its tensors afterwards anyway), and keep producing the block sum straight "
-        "into its slot (the worker's `flatten_into` does; the benchmark's fill stands for that "
-        f"copy); that leaves {(traffic * 2 - 4) / 2:.2f} memcpys' worth of traffic per process "
-        "for the reduction itself. Below the L3 size the reference (a single-core memcpy that "
-        "stays in the core's cache) is out of reach for any operation whose data crosses "
-        "cores.")
+        f"≈ {any_ceiling:.2f} here, gnc's present protocol ≈ {gnc_ceiling:.2f}. Readers already "
+        "consume the reduced shards where they lie (the shard visitor of `all_reduce`; the "
+        "worker copies them straight into its tensors, once), and the block sum is copied into "
+        "its slot once (`flatten_into`; the benchmark's fill stands for that copy): the one copy "
+        "in and the one copy out are what training needs, and leave "
+        f"{(traffic * 2 - 4) / 2:.2f} memcpys' worth of traffic per process for the reduction "
+        "itself. Below the L3 size the reference (a single-core memcpy) is out of reach for any "
+        "operation whose data crosses cores.")
     ratios = [x["ratio"] for x in reduce_rows]
     low = min(x["ratio_lo"] for x in reduce_rows)
     low_at = min(reduce_rows, key=lambda x: x["ratio_lo"])
@@ -315,6 +318,7 @@ def main():
             "memcpy_cold_ms": median([x["memcpy_cold_ms"] for x in g]),
             "gnc_ms": median([x["allreduce_ms"] for x in g]),
             "fill_ms": median([x["fill_ms"] for x in g]),
+            "memcpy_hot_ms": median([x.get("memcpy_hot_ms", x["memcpy_ms"]) for x in g]),
             "proper_ms": median([x["reduce_only_ms"] for x in g]),
             "gloo_ms": median([x["allreduce_ms"] for x in t]),
             "fraction": median(fractions),
@@ -394,7 +398,8 @@ def main():
     p_ = args.processes
 
     reduce_table = "\n".join(
-        f"| {x['len']:,} | {x['mib']:.1f} | {x['memcpy_ms']:.3f} | {x['memcpy_cold_ms']:.3f}"
+        f"| {x['len']:,} | {x['mib']:.1f} | {x['memcpy_ms']:.3f} | {x['memcpy_hot_ms']:.3f}"
+        f" | {x['memcpy_cold_ms']:.3f}"
         f" | {x['memcpy_conc_ms']:.3f} | {x['gnc_ms']:.3f}"
         f" | {x['fill_ms']:.3f} | {x['gloo_ms']:.3f}"
         f" | **{x['fraction']:.2f}** ({x['fraction_lo']:.2f} – {x['fraction_hi']:.2f})"
@@ -436,28 +441,34 @@ between measurements of the same round, then the median over {args.rounds} round
 
 gnc: `ShardedReducer::all_reduce` between {p_} processes over real `/dev/shm` segments
 (`bench/src/bin/gnc-bench-reduce.rs`), M = 16 logical workers in blocks [0, 8) [8, 16). One
-timed call takes the process's input vector (an ordinary `Vec<f32>` of `len` floats) to the
-summed output vector: it copies the input into the process's block-sum slot (the in-place
-write a worker's `flatten_into` does), reduces its half of the vector over both block sums in
-tree order, publishes it, and copies both halves into the output. gloo: `dist.all_reduce`
+timed call does what a training iteration's call does, taking the process's input vector (an
+ordinary `Vec<f32>` of `len` floats) to the summed output vector: it copies the input into the
+process's block-sum slot (the in-place write a worker's `flatten_into` does), reduces its half
+of the vector over both block sums in tree order, publishes it, and its shard visitor copies
+both reduced halves, where they lie in shared memory, into the output (as the worker copies
+them straight into its gradient tensors; there is no other copy). gloo: `dist.all_reduce`
 of a float32 tensor of the same length, {p_} processes over loopback TCP
 (`bench/gloo_allreduce.py`, PyTorch {torch_version}); only the call is timed (re-copying the
 input before each in-place call is left out of gloo's time). Both: {args.warmup} untimed calls,
-then {args.iters} timed ones back to back; the time of call t is the slowest process's; median
-over calls. memcpy, in the same `gnc-bench-reduce` run: `copy_from_slice` of the same `len`
-floats (N = 4·len bytes), median of {args.iters} copies, three ways: *hot* (one process, the
-same two pre-faulted vectors every time, so they stay in cache while 2N fits in the 32 MiB L3),
+then {args.iters} timed ones (gnc: in chunks of 5, see below); the time of call t is the slowest
+process's; median over calls. memcpy, in the same `gnc-bench-reduce` run: `copy_from_slice` of
+the same `len` floats (N = 4·len bytes), median of its copies, four ways: *interleaved* (the
+reference of the fraction: after every chunk of 5 all-reduce calls the reducing processes
+sleep on a pipe while the benchmark's parent process alone, on one core, copies between the
+same two pre-faulted vectors 5 times; so memcpy and all-reduce are measured alternately under
+the same conditions), *hot* (context: one process, back to back before the all-reduce, the
+same two vectors every time, so they stay in cache while 2N fits in the 32 MiB L3),
 *cold* (one process, around a ring of vectors of 128 MiB in all, so the source comes from
 DRAM), and *{p_}× at once* ({p_} processes, started together, each copying its own vectors; the
 slowest's time).
 
-**Fraction of memcpy** (the target's measure) = hot memcpy time / gnc all-reduce time for the
-same N bytes, i.e. the all-reduce's throughput in vector bytes per second (N / t) over
+**Fraction of memcpy** (the target's measure) = interleaved single-core memcpy time / gnc
+all-reduce time per process (slowest process per call) for the same N bytes, i.e. the all-reduce's throughput in vector bytes per second (N / t) over
 memcpy's (N / t). Each byte of the vector counts once, as a reader would expect ("the all-reduce
 moves the vector at x × memcpy speed"; for P = 2 this is also NCCL's bus bandwidth, which
 equals its algorithm bandwidth at 2 ranks). It does not credit the protocol for the extra bytes
 it moves: per process and call, read N + write N to fill the slot, read N + write N/{p_} to
-reduce its shard, read N + write N to gather, i.e. {reduce_rows[0]['traffic']:.2f} memcpys' worth
+reduce its shard, read N + write N to copy the reduced shards out, i.e. {reduce_rows[0]['traffic']:.2f} memcpys' worth
 of memory traffic on each of the {p_} cores. Other columns: *proper* leaves out the fill (the
 reduction once the block sum is in its slot, as in training, where the worker's block sum is
 flattened straight into the slot); *vs cold* uses the cold memcpy; *memory bandwidth used* =
@@ -465,8 +476,8 @@ the protocol's bytes read + written by all processes per second over those of {p
 memcpys ({reduce_rows[0]['traffic']:.2f} × {p_}× memcpy time / all-reduce time; about 1 means the
 all-reduce moves its bytes as fast as this machine's memory moves any).
 
-| floats | MiB | memcpy ms, hot | memcpy ms, cold | memcpy ms, {p_}× at once | gnc all-reduce ms | of which fill ms | gloo all-reduce ms | fraction of memcpy | fraction, proper | fraction vs cold | memory bandwidth used | gloo / gnc | gnc bits = tree sum |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| floats | MiB | memcpy ms, interleaved | memcpy ms, hot | memcpy ms, cold | memcpy ms, {p_}× at once | gnc all-reduce ms | of which fill ms | gloo all-reduce ms | fraction of memcpy | fraction, proper | fraction vs cold | memory bandwidth used | gloo / gnc | gnc bits = tree sum |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 {reduce_table}
 
 Where a call's time goes, per process (`gnc-bench-reduce --phases`: a step-for-step copy of

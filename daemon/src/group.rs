@@ -77,24 +77,30 @@ pub struct Group {
 }
 
 impl Group {
-    /// Starts one process per entry of `args`, in order.
+    /// Starts one process per entry of `args`, in order; their stderr goes to `stderr` if
+    /// given, else to ours.
     pub fn spawn(
         bin: &Path,
         args: impl IntoIterator<Item = Vec<OsString>>,
         env: &[(&str, &str)],
+        stderr: Option<&std::fs::File>,
     ) -> std::io::Result<Group> {
         let mut group = Group {
             children: Vec::new(),
             pids: Vec::new(),
         };
         for args in args {
+            let stderr = match stderr {
+                Some(file) => Stdio::from(file.try_clone()?),
+                None => Stdio::inherit(),
+            };
             let child = Command::new(bin)
                 .args(args)
                 .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 // stdout stays free for the CLI's own output (`--json`); errors go to stderr.
                 .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
+                .stderr(stderr)
                 .spawn()?;
             group.pids.push(child.id());
             group.children.push(Some(child));
@@ -175,7 +181,7 @@ mod tests {
             vec!["-c".into(), "kill -9 $$".into()],
             vec!["-c".into(), "sleep 60".into()],
         ];
-        let mut group = Group::spawn(sh, args, &[]).unwrap();
+        let mut group = Group::spawn(sh, args, &[], None).unwrap();
         let died = loop {
             match group.poll().unwrap() {
                 Poll::Died { process, status } => break (process, status),

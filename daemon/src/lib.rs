@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+mod forward;
 pub mod gncd;
 pub mod group;
 pub mod layout;

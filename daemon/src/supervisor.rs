@@ -20,6 +20,7 @@ use gnc_worker::RunSummary;
 use gnc_worker::{checkpoint, EngineError};
 
 use crate::control::RunControl;
+use crate::forward::Forwarder;
 use crate::group::{FailureCause, Group, Poll, WorkerFailure};
 use crate::segments::GenerationSegments;
 
@@ -288,21 +289,30 @@ fn run_generation(
     let args: Vec<Vec<OsString>> = args.collect();
     // Workers pin themselves too; passing the variables also covers anything they start
     // before their own `main` runs (the dynamic loader, library constructors).
-    let mut group = Group::spawn(&plan.bin, args, gnc_worker::pin::PINNED_ENVIRONMENT)
-        .map_err(io_err(&plan.bin))?;
+    let log = match &options.worker_log {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(io_err(path))?,
+        ),
+        None => None,
+    };
+    let mut group = Group::spawn(
+        &plan.bin,
+        args,
+        gnc_worker::pin::PINNED_ENVIRONMENT,
+        log.as_ref(),
+    )
+    .map_err(io_err(&plan.bin))?;
     events.started(
         generation,
         group.pids(),
         resume_from.unwrap_or(0),
         plan.total,
     );
-    let failure = watch(
-        &mut group,
-        &segments,
-        options.hang_timeout,
-        generation,
-        events,
-    )?;
+    let failure = watch(&mut group, &segments, options, generation, events)?;
     // Kill (if needed) and reap every worker before the segments go.
     group.kill_all();
     drop(segments);
@@ -313,10 +323,13 @@ fn run_generation(
 fn watch(
     group: &mut Group,
     segments: &GenerationSegments,
-    hang_timeout: Duration,
+    options: &SupervisorOptions,
     generation: u64,
     events: &mut dyn Events,
 ) -> Result<Option<WorkerFailure>, SupervisorError> {
+    let hang_timeout = options.hang_timeout;
+    let run_control = options.control.as_deref();
+    let mut forwarder = Forwarder::default();
     let control = segments.control();
     let pids = group.pids().to_vec();
     let processes = pids.len();
@@ -345,6 +358,11 @@ fn watch(
             }
             Poll::Running => {}
         }
+        if run_control.is_some_and(RunControl::cancelled) {
+            group.kill_all();
+            return Err(SupervisorError::Cancelled);
+        }
+        forwarder.poll(run_control, control, processes, events);
         let now = words();
         if now != seen {
             seen = now;

@@ -43,7 +43,7 @@ pub enum Command {
     /// daemon chooses the output directory (under its state directory); `devices` (optional,
     /// else the spec's, else the daemon's) only changes speed.
     Submit {
-        spec: JobSpec,
+        spec: Box<JobSpec>,
         #[serde(default)]
         devices: Option<String>,
     },

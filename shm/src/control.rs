@@ -83,6 +83,14 @@ impl ControlBlock {
     pub fn store(&self, index: usize, value: u64) {
         self.word(index).store(value, Ordering::Release);
     }
+
+    /// Replaces `current` by `new` if the word still holds `current`; returns the value found.
+    /// For words with several writers. AcqRel on success: pairs with the Acquire loads of
+    /// the other writers and readers (and their own compare-exchanges); Acquire on failure.
+    pub fn compare_exchange(&self, index: usize, current: u64, new: u64) -> Result<u64, u64> {
+        self.word(index)
+            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +109,9 @@ mod tests {
         peer.store(0, 9);
         assert_eq!(peer.load(4), 77);
         assert_eq!(owner.load(0), 9);
+        assert_eq!(peer.compare_exchange(4, 76, 1), Err(77));
+        assert_eq!(owner.compare_exchange(4, 77, 1), Ok(77));
+        assert_eq!(peer.load(4), 1);
         assert!(
             ControlBlock::open(&name, 6).is_err(),
             "word count is checked"

@@ -7,7 +7,11 @@
 //! 2. process p reduces parameter shard p ([`shard_range`]) over all P block sums, in tree
 //!    order ([`tree::combine_blocks`]), writing straight into slot p of the *shards* array,
 //!    publishes it, and finishes reading the block sums;
-//! 3. every process copies all P shards into its output and finishes reading the shards.
+//! 3. every process reads all P reduced shards where they lie: [`ShardedReducer::all_reduce`]
+//!    hands each shard slice to the caller's visitor while the shard slot is held, then
+//!    finishes reading the shards. A worker copies them straight into its tensors, so the
+//!    reduced vector is copied once, not into a private vector first
+//!    ([`ShardedReducer::all_reduce_into`] is that private-vector form, for tests and tools).
 //!
 //! Each element is combined by the same tree whichever process reduces it, so sharding
 //! changes no bits. The same code path reduces any per-worker sum (gradients, BatchNorm
@@ -136,21 +140,19 @@ impl ShardedReducer {
     }
 
     /// One all-reduce: `fill_block_sum` writes this process's block sum in place (the tree
-    /// sum of its block, e.g. [`tree::sum_into`]); afterwards `out` holds the tree sum over
-    /// all `m` workers, bit for bit. Each wait gives up after `timeout`.
+    /// sum of its block, e.g. [`tree::sum_into`]); then `read_shard` is called once per shard,
+    /// in order, with the shard's range in the vector and its reduced values, which are the
+    /// tree sum over all `m` workers bit for bit. The slices borrow the shard slots: they
+    /// cannot outlive the call, and no producer overwrites them before the call returns (this
+    /// reader finishes the iteration only after the last visit). Each wait gives up after
+    /// `timeout`.
     pub fn all_reduce(
         &mut self,
         iteration: u64,
         fill_block_sum: impl FnOnce(&mut [f32]),
-        out: &mut [f32],
+        mut read_shard: impl FnMut(Range<usize>, &[f32]),
         timeout: Duration,
     ) -> Result<(), ReduceError> {
-        if out.len() != self.len {
-            return Err(ReduceError::OutputLen {
-                expected: self.len,
-                found: out.len(),
-            });
-        }
         let processes = self.blocks.len();
 
         let mut block_sum = self.block_sum_slot.begin_write(iteration, timeout)?;
@@ -177,16 +179,137 @@ impl ShardedReducer {
         for slot in 0..processes {
             let shard = shard_range(self.len, processes, slot);
             let reduced = self.shard_reader.wait_for(slot, iteration, timeout)?;
-            out[shard.clone()].copy_from_slice(&reduced[..shard.len()]);
+            let len = shard.len();
+            read_shard(shard, &reduced[..len]);
         }
         self.shard_reader.finish(iteration)?;
         Ok(())
+    }
+
+    /// [`ShardedReducer::all_reduce`] that copies the reduced vector into `out`, which must
+    /// be exactly as long as the reduction.
+    pub fn all_reduce_into(
+        &mut self,
+        iteration: u64,
+        fill_block_sum: impl FnOnce(&mut [f32]),
+        out: &mut [f32],
+        timeout: Duration,
+    ) -> Result<(), ReduceError> {
+        if out.len() != self.len {
+            return Err(ReduceError::OutputLen {
+                expected: self.len,
+                found: out.len(),
+            });
+        }
+        self.all_reduce(
+            iteration,
+            fill_block_sum,
+            |range, reduced| out[range].copy_from_slice(reduced),
+            timeout,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::header::SegmentSpec;
+    use crate::naming::{job_id, segment_name};
+    use crate::segment::Segment;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn arrays(test: &str, processes: u32, len: usize) -> (Arc<SlotArray>, Arc<SlotArray>) {
+        let job = format!("reducetest{}{test}", std::process::id());
+        let geometry = ReductionGeometry::new(processes, len);
+        let array = |what, geometry| {
+            let name = segment_name(&job, 1, what).unwrap();
+            let spec = SegmentSpec {
+                job_id: job_id(&job),
+                generation: 1,
+                geometry,
+            };
+            Arc::new(SlotArray::new(Segment::create(&name, &spec).unwrap()).unwrap())
+        };
+        (
+            array("blocksums", geometry.block_sums),
+            array("shards", geometry.shards),
+        )
+    }
+
+    /// Process p's block sum at `iteration`: distinct values whose sum order matters.
+    fn block_sum(p: usize, iteration: u64, len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (1.0 + i as f32 * 1e-3) * 3f32.powi(p as i32 * 7 - 9) + iteration as f32)
+            .collect()
+    }
+
+    #[test]
+    fn two_reducers_visit_every_shard_in_place_with_the_tree_sum() {
+        const LEN: usize = 1001;
+        let blocks = tree::even_layout(8, 2).unwrap();
+        let (sums, shards) = arrays("visit", 2, LEN);
+        let threads: Vec<_> = (0..2)
+            .map(|p| {
+                let (sums, shards, blocks) = (sums.clone(), shards.clone(), blocks.clone());
+                std::thread::spawn(move || {
+                    let mut reducer = ShardedReducer::new(p, 8, &blocks, LEN, sums, shards)?;
+                    let mut seen = Vec::new();
+                    for iteration in 0..3 {
+                        let mine = block_sum(p, iteration, LEN);
+                        let mut visits = Vec::new();
+                        reducer.all_reduce(
+                            iteration,
+                            |slot| slot.copy_from_slice(&mine),
+                            |range, shard| visits.push((range, shard.to_vec())),
+                            TIMEOUT,
+                        )?;
+                        seen.push(visits);
+                    }
+                    Ok::<_, ReduceError>(seen)
+                })
+            })
+            .collect();
+        for thread in threads {
+            let seen = thread.join().unwrap().unwrap();
+            for (iteration, visits) in seen.into_iter().enumerate() {
+                let inputs: Vec<Vec<f32>> = (0..2)
+                    .map(|p| block_sum(p, iteration as u64, LEN))
+                    .collect();
+                let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+                let mut expected = vec![0f32; LEN];
+                tree::combine_blocks(&mut expected, 8, &blocks, &views).unwrap();
+                let ranges: Vec<_> = visits.iter().map(|(range, _)| range.clone()).collect();
+                assert_eq!(ranges, [shard_range(LEN, 2, 0), shard_range(LEN, 2, 1)]);
+                for (range, values) in visits {
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&values), bits(&expected[range]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn all_reduce_into_refuses_an_output_of_the_wrong_length() {
+        let blocks = tree::even_layout(4, 1).unwrap();
+        let (sums, shards) = arrays("outlen", 1, 10);
+        let mut reducer = ShardedReducer::new(0, 4, &blocks, 10, sums, shards).unwrap();
+        let error = reducer
+            .all_reduce_into(0, |_| {}, &mut [0f32; 9], TIMEOUT)
+            .unwrap_err();
+        assert_eq!(
+            error,
+            ReduceError::OutputLen {
+                expected: 10,
+                found: 9
+            }
+        );
+        let mut out = [0f32; 10];
+        reducer
+            .all_reduce_into(0, |slot| slot.fill(2.5), &mut out, TIMEOUT)
+            .unwrap();
+        assert_eq!(out, [2.5; 10]);
+    }
 
     #[test]
     fn shards_are_contiguous_cover_and_front_load_the_remainder() {

@@ -180,9 +180,22 @@ fn reduce_child(job: &str, process: usize) {
     let mut expected = vec![0.0; LEN];
     for iteration in 0..REDUCE_ITERATIONS {
         let fill = |block_sum: &mut [f32]| tree_sum_of(lo..hi, iteration, block_sum);
+        // The shards are visited in order and tile the vector; each is copied out where it
+        // lies in shared memory.
+        let mut next = 0;
         reducer
-            .all_reduce(iteration, fill, &mut reduced, TIMEOUT)
+            .all_reduce(
+                iteration,
+                fill,
+                |range, shard| {
+                    assert_eq!(range.start, next, "shards in order, without gaps");
+                    next = range.end;
+                    reduced[range].copy_from_slice(shard);
+                },
+                TIMEOUT,
+            )
             .unwrap();
+        assert_eq!(next, LEN, "the shards cover the vector");
         tree_sum_of(0..M, iteration, &mut expected);
         let bits = |values: &[f32]| values.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&reduced), bits(&expected), "iteration {iteration}");

@@ -5,21 +5,26 @@
 //! The parent creates the two reduction segments (as `daemon/src/segments.rs` does), then
 //! re-executes this binary as P children (hidden `--role` flags). Every child owns one block
 //! of the canonical tree over M logical workers (`tree::even_layout`) and a block sum of `len`
-//! f32 in an ordinary `Vec`; one timed all-reduce is one `all_reduce` call whose fill callback
-//! copies that vector into the process's slot (the in-place write a worker's `flatten_into`
-//! does) and whose output is another `Vec`: input vector to output vector, as a user of an
-//! all-reduce API sees it. The time spent in the fill callback is recorded too, so the
-//! reduction proper (after the block sum is in place) can be reported separately.
+//! f32 in an ordinary `Vec`; one timed all-reduce is one `all_reduce` call doing what a
+//! training iteration's call does: its fill callback copies that vector into the process's
+//! slot (the in-place write a worker's `flatten_into` does) and its shard visitor copies each
+//! reduced shard, where it lies in shared memory, into an output `Vec` (as the worker copies
+//! them straight into its tensors): input vector to output vector, one copy in and one copy
+//! out. The time spent in the fill callback is recorded too, so the reduction proper (after
+//! the block sum is in place) can be reported separately.
 //!
 //! Per size, in this order:
 //! 1. `memcpy`: this process alone copies `len` f32 between two pre-faulted vectors
-//!    (`copy_from_slice`), many times (median time); then the same with a source that is in
-//!    no cache (a ring of vectors, 128 MiB in all);
+//!    (`copy_from_slice`), many times back to back (median time, *hot*); then the same with a
+//!    source that is in no cache (a ring of vectors, 128 MiB in all);
 //! 2. `memcpy` in P processes at once (each its own pair of vectors), started together;
-//! 3. the all-reduce in P processes, started together: `warmup` untimed calls, then `iters`
-//!    timed ones. The time of call t is the longest of the P processes' times for call t; the
-//!    result of the last call is checked bit for bit against `tree::combine_blocks` over all P
-//!    inputs;
+//! 3. the all-reduce in P processes, in chunks of [`CHUNK`] calls started together: `warmup`
+//!    untimed calls, then `iters` timed ones. After each chunk the children wait (blocked on
+//!    a pipe, using no CPU) while this process alone does [`CHUNK`] timed memcpys of the same
+//!    bytes: the *interleaved* single-core memcpy that the fraction of memcpy is taken
+//!    against, measured under the same cache and machine conditions as the all-reduce. The
+//!    time of call t is the longest of the P processes' times for call t; the result of the
+//!    last call is checked bit for bit against `tree::combine_blocks` over all P inputs;
 //! 4. with `--phases`: a step-for-step copy of `all_reduce` with a clock read between the
 //!    steps, in fresh segments, to show where the time goes (median per step and process).
 //!
@@ -45,6 +50,8 @@ use serde_json::{json, Value};
 const GENERATION: u64 = 1;
 const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 const READY: &str = "ready";
+/// All-reduce calls between two interleaved memcpy runs of the parent.
+const CHUNK: usize = 5;
 
 /// Times gnc's shared-memory all-reduce against memcpy of the same bytes.
 #[derive(Debug, Parser)]
@@ -141,10 +148,18 @@ fn segment_spec(job: &str, geometry: gnc_shm::Geometry) -> SegmentSpec {
     }
 }
 
+/// Printed by a reduce child after each chunk of calls; it then waits for the next go.
+const CHUNK_DONE: &str = "chunk";
+
 /// Prints `ready` and waits for the parent's go (one line on stdin): the start barrier.
 fn barrier() -> Result<()> {
     println!("{READY}");
     std::io::stdout().flush()?;
+    wait_for_go()
+}
+
+/// Blocks until the parent writes `go` on stdin.
+fn wait_for_go() -> Result<()> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     ensure!(
@@ -235,6 +250,12 @@ fn child(args: &Args, role: Role) -> Result<()> {
             let (mut total_ns, mut fill_ns) = (Vec::new(), Vec::new());
             barrier()?;
             for iteration in 0..(args.warmup + args.iters) as u64 {
+                if iteration > 0 && (iteration as usize).is_multiple_of(CHUNK) {
+                    // The parent's interleaved memcpys run while this process sleeps here.
+                    println!("{CHUNK_DONE}");
+                    std::io::stdout().flush()?;
+                    wait_for_go()?;
+                }
                 let mut fill = 0u64;
                 let start = Instant::now();
                 reducer.all_reduce(
@@ -244,7 +265,7 @@ fn child(args: &Args, role: Role) -> Result<()> {
                         slot.copy_from_slice(&mine);
                         fill = begin.elapsed().as_nanos() as u64;
                     },
-                    &mut out,
+                    |range, shard| out[range].copy_from_slice(shard),
                     PEER_TIMEOUT,
                 )?;
                 let ns = start.elapsed().as_nanos() as u64;
@@ -380,6 +401,19 @@ struct Running {
 /// Starts P children of `role` for vectors of `len`, waits until all are ready, releases
 /// them together and returns their JSON lines in rank order.
 fn run_children(args: &Args, role: Role, len: usize, job: &str) -> Result<Vec<Value>> {
+    run_children_interleaved(args, role, len, job, |_| Ok(()))
+}
+
+/// [`run_children`] for `--role reduce`, whose children stop after every [`CHUNK`] calls:
+/// once all have stopped before call `iteration`, `between(iteration)` runs here while they
+/// wait, then they are released together for the next chunk.
+fn run_children_interleaved(
+    args: &Args,
+    role: Role,
+    len: usize,
+    job: &str,
+    mut between: impl FnMut(usize) -> Result<()>,
+) -> Result<Vec<Value>> {
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for rank in 0..args.processes {
@@ -409,9 +443,26 @@ fn run_children(args: &Args, role: Role, len: usize, job: &str) -> Result<Vec<Va
             bail!("{} child {rank} did not get ready: {line:?}", role.flag());
         }
     }
-    for c in &mut children {
-        writeln!(c.stdin, "go")?;
-        c.stdin.flush()?;
+    let go = |children: &mut Vec<Running>| -> Result<()> {
+        for c in children.iter_mut() {
+            writeln!(c.stdin, "go")?;
+            c.stdin.flush()?;
+        }
+        Ok(())
+    };
+    go(&mut children)?;
+    if role == Role::Reduce {
+        for iteration in (CHUNK..args.warmup + args.iters).step_by(CHUNK) {
+            for (rank, c) in children.iter_mut().enumerate() {
+                let mut line = String::new();
+                c.stdout.read_line(&mut line)?;
+                if line.trim() != CHUNK_DONE {
+                    bail!("reduce child {rank} did not stop before call {iteration}: {line:?}");
+                }
+            }
+            between(iteration)?;
+            go(&mut children)?;
+        }
     }
     let mut results = Vec::new();
     for (rank, mut c) in children.into_iter().enumerate() {
@@ -467,7 +518,7 @@ fn main() -> Result<()> {
         );
         let bytes = 4 * len;
 
-        let memcpy_ms = ms(&time_memcpy(len, args.warmup, args.iters));
+        let memcpy_hot_ms = ms(&time_memcpy(len, args.warmup, args.iters));
         let memcpy_cold_ms = ms(&time_memcpy_cold(len, args.warmup, args.iters));
 
         let results = run_children(&args, Role::Memcpy, len, "")?;
@@ -480,7 +531,22 @@ fn main() -> Result<()> {
         let job = format!("benchreduce{}_{len}", std::process::id());
         let geometry = ReductionGeometry::new(args.processes as u32, len);
         let _segments = create_reduction_segments(&job, &geometry)?;
-        let results = run_children(&args, Role::Reduce, len, &job)?;
+        // The reference: single-core memcpys of the same bytes, done here between chunks of
+        // all-reduce calls while the children sleep (after the warm-up calls).
+        let (src, mut dst) = (touched(len), touched(len));
+        let mut interleaved_ns = Vec::new();
+        let results = run_children_interleaved(&args, Role::Reduce, len, &job, |iteration| {
+            let times = memcpy_loop(&src, &mut dst, 0, CHUNK);
+            if iteration >= args.warmup {
+                interleaved_ns.extend(times);
+            }
+            Ok(())
+        })?;
+        ensure!(
+            !interleaved_ns.is_empty(),
+            "--warmup + --iters must exceed {CHUNK} + --warmup to interleave any memcpy"
+        );
+        let memcpy_interleaved_ms = ms(&interleaved_ns);
         let total = results
             .iter()
             .map(|r| ns_list(r, "ns"))
@@ -508,8 +574,10 @@ fn main() -> Result<()> {
             Vec::new()
         };
 
-        let memcpy = median(&memcpy_ms);
+        let memcpy = median(&memcpy_interleaved_ms);
         let allreduce = median(&allreduce_ms);
+        // Each process's own call times (not the slowest per call), median, for context.
+        let per_process_ms: Vec<f64> = total.iter().map(|t| median(&ms(t))).collect();
         let line = json!({
             "bench": "gnc-reduce",
             "processes": args.processes,
@@ -520,11 +588,14 @@ fn main() -> Result<()> {
             "warmup": args.warmup,
             "iters": args.iters,
             "memcpy_ms": memcpy,
+            "memcpy_interleaved_per_call_ms": memcpy_interleaved_ms,
+            "memcpy_hot_ms": median(&memcpy_hot_ms),
             "memcpy_concurrent_ms": median(&memcpy_concurrent_ms),
             "memcpy_cold_ms": median(&memcpy_cold_ms),
             "allreduce_ms": allreduce,
             "allreduce_min_ms": allreduce_ms.iter().copied().fold(f64::INFINITY, f64::min),
             "allreduce_mean_ms": allreduce_ms.iter().sum::<f64>() / allreduce_ms.len() as f64,
+            "allreduce_per_process_ms": per_process_ms,
             "fill_ms": median(&fill_ms),
             "reduce_only_ms": median(&reduce_only_ms),
             "memcpy_gbps": bytes as f64 / memcpy / 1e6,

@@ -13,7 +13,7 @@ use gnc_shm::tree::Block;
 use gnc_shm::ControlBlock;
 
 use super::hooks::Hooks;
-use super::protocol::part_word;
+use super::protocol::{part_word, CHECKPOINT_WORD};
 use super::WorkerError;
 use crate::checkpoint::{self, Manifest};
 use crate::engine::Trainer;
@@ -75,6 +75,8 @@ pub fn write(
         parts,
     };
     checkpoint::write(&dir, manifest, &main, keep).map_err(crate::EngineError::from)?;
+    // Release: the manifest is durable before the supervisor can see this value.
+    share.control.store(CHECKPOINT_WORD, iteration + 1);
     Ok(())
 }
 

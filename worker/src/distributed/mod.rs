@@ -6,6 +6,7 @@
 //! tree, the result is bit-identical to the in-process engine for any P.
 //!
 //! - [`protocol`]: segment names, control words, exit codes (shared with the supervisor);
+//! - [`request`]: checkpoint / stop requests and the boundary the workers agree on;
 //! - [`args`]: the command line;
 //! - [`run`]: the iteration loop; [`ckpt`]: checkpoints written by all processes;
 //! - [`flat`]: bundles as flat f32; [`hooks`]: fault injection for tests.
@@ -15,6 +16,7 @@ pub mod ckpt;
 pub mod flat;
 pub mod hooks;
 pub mod protocol;
+pub mod request;
 pub mod run;
 
 use std::path::PathBuf;

@@ -53,30 +53,35 @@ pub fn bundle_len(shapes: &[Vec<i64>]) -> usize {
         .sum()
 }
 
-/// Control word layout: word 0 is the generation (written by the supervisor before it
-/// spawns anyone; a worker that finds another value exits). Then three words per process p,
-/// each written only by p:
+/// Control word layout. Word 0 is the generation (written by the supervisor before it
+/// spawns anyone; a worker that finds another value exits). Word 1 is the request word
+/// (supervisor and workers, see [`super::request`]). Word 2 is written by process 0 only:
+/// 1 + the iteration of the newest complete checkpoint (0: none yet in this generation).
+/// Then three words per process p, each written only by p:
 /// - `begun`: iterations p has begun (t + 1 once iteration t starts);
 /// - `done`: iterations p has completed;
 /// - `part`: the iteration of the newest checkpoint whose part p has made durable.
 ///
 /// The supervisor watches `begun`/`done` for progress; process 0 waits on `part`.
 pub const GENERATION_WORD: usize = 0;
+pub const REQUEST_WORD: usize = 1;
+pub const CHECKPOINT_WORD: usize = 2;
+const PROCESS_WORDS: usize = 3;
 
 pub fn control_words(processes: usize) -> usize {
-    1 + 3 * processes
+    PROCESS_WORDS + 3 * processes
 }
 
 pub fn begun_word(process: usize) -> usize {
-    1 + 3 * process
+    PROCESS_WORDS + 3 * process
 }
 
 pub fn done_word(process: usize) -> usize {
-    2 + 3 * process
+    PROCESS_WORDS + 1 + 3 * process
 }
 
 pub fn part_word(process: usize) -> usize {
-    3 + 3 * process
+    PROCESS_WORDS + 2 + 3 * process
 }
 
 /// Exit codes of `gnc-worker`. The supervisor restarts the group after a crash, a signal, a
@@ -110,7 +115,7 @@ mod tests {
         let mut all: Vec<usize> = (0..4)
             .flat_map(|p| [begun_word(p), done_word(p), part_word(p)])
             .collect();
-        all.push(GENERATION_WORD);
+        all.extend([GENERATION_WORD, REQUEST_WORD, CHECKPOINT_WORD]);
         all.sort();
         all.dedup();
         assert_eq!(all, (0..control_words(4)).collect::<Vec<_>>());

@@ -13,9 +13,10 @@ use nix::sys::signal::Signal;
 
 use super::args::WorkerArgs;
 use super::ckpt::{self, Share};
-use super::flat::{flatten_into, unflatten};
+use super::flat::{flatten_into, Unflatten};
 use super::hooks::Hooks;
 use super::protocol::{self, begun_word, done_word, GENERATION_WORD};
+use super::request::{self, Action};
 use super::WorkerError;
 use crate::driver::{check_finite, conclude};
 use crate::engine::Trainer;
@@ -137,26 +138,36 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     // A resumed run starts from a checkpoint on disk; a fresh one has none yet.
     let mut last_checkpoint = (state.iteration > 0).then_some(state.iteration);
     let mut last_eval: Option<EvalRecord> = None;
-    let mut total_sum = vec![0f32; len];
     while state.iteration < stop {
         let t = state.iteration;
         hooks.iteration_begins(t);
         segments.check_generation(g)?;
+        if let Some(action) = request::at_boundary(&segments.control, t) {
+            if last_checkpoint != Some(t) {
+                ckpt::write(&trainer, &state, out, &share, spec.checkpoint.keep)?;
+                last_checkpoint = Some(t);
+            }
+            if action == Action::Stop {
+                break;
+            }
+        }
         segments.control.store(begun_word(p), t + 1);
 
         let prepared = trainer.prepare(&mut state);
         let mut sums = trainer.compute_blocks(&mut state, &prepared, &[block])?;
         let (_, bundle) = sums.pop().expect("one block, one sum");
+        // The reduced shards go from shared memory straight into the tensors `finish` takes.
+        let mut total = Unflatten::new(&shapes);
         reducer
             .all_reduce(
                 t,
                 |slot| flatten_into(&bundle, slot),
-                &mut total_sum,
+                |range, shard| total.push(range, shard),
                 peer_timeout,
             )
             .map_err(|e| WorkerError::from_reduce(e, blocks, g))?;
         drop(bundle);
-        let record = trainer.finish(&mut state, prepared, unflatten(&total_sum, &shapes));
+        let record = trainer.finish(&mut state, prepared, total.finish());
         check_finite(&record, last_checkpoint)?;
 
         let done = state.iteration;
