@@ -235,7 +235,7 @@ fn data_outside_the_allowed_roots_is_refused() {
         let spec = JobSpec::from_toml(&toml, "test").unwrap();
         assert_eq!(spec.data.root.as_deref(), Some(root.as_path()));
         match home.client().request(Command::Submit {
-            spec,
+            spec: Box::new(spec),
             devices: None,
         }) {
             Err(ClientError::Daemon { kind, message }) => {
@@ -253,7 +253,7 @@ fn data_outside_the_allowed_roots_is_refused() {
     .unwrap();
     assert!(matches!(
         home.client().request(Command::Submit {
-            spec,
+            spec: Box::new(spec),
             devices: None
         }),
         Err(ClientError::Daemon {

@@ -122,7 +122,7 @@ impl Home {
     pub fn submit(&self, spec_toml: &str) -> JobInfo {
         let spec = JobSpec::from_toml(spec_toml, "test").unwrap();
         match self.client().request(Cmd::Submit {
-            spec,
+            spec: Box::new(spec),
             devices: None,
         }) {
             Ok(Reply::Job { job }) => job,

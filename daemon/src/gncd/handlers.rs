@@ -36,7 +36,7 @@ pub fn handle(
 ) -> std::io::Result<()> {
     let reply = match command {
         Command::Watch { job, from } => return watch(shared, &job, from, out),
-        Command::Submit { spec, devices } => submit(shared, peer, spec, devices),
+        Command::Submit { spec, devices } => submit(shared, peer, *spec, devices),
         Command::List {} => Reply::Jobs {
             jobs: shared.jobs().infos(),
         },
