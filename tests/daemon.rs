@@ -5,6 +5,8 @@
 
 #[path = "daemon_support.rs"]
 mod daemon_support;
+// Only its jobs, its test lock and its segment checks are used here.
+#[allow(dead_code)]
 #[path = "mp_support.rs"]
 mod mp_support;
 

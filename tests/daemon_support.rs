@@ -130,15 +130,6 @@ impl Home {
         }
     }
 
-    pub fn job(&self, id: u64) -> JobInfo {
-        match self.client().request(Cmd::Status {
-            job: Some(id.to_string()),
-        }) {
-            Ok(Reply::Job { job }) => job,
-            other => panic!("status: {other:?}"),
-        }
-    }
-
     /// Follows the job's `watch` stream until `until` holds for the job (or the stream ends,
     /// which it does when the job stops); returns the last state seen.
     pub fn watch_until(&self, id: u64, until: impl Fn(&JobInfo) -> bool) -> JobInfo {

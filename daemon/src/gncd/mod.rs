@@ -2,7 +2,7 @@
 //! Unix socket with the JSON-lines protocol of [`gnc_proto::control`], running one job at a
 //! time with [`crate::supervise`] on every device it owns.
 //!
-//! - [`config`]: `gncd.toml`;
+//! - [`config`]: the `gncd.toml` file;
 //! - [`store`] / [`jobs`]: the queue on disk and in memory, and each job's state machine;
 //! - [`roots`]: which data directories a job may read;
 //! - [`server`] / [`handlers`]: the socket, peer credentials, requests and replies;

@@ -167,11 +167,11 @@ impl Events for JobEvents {
             .metrics
             .read_new()
             .into_iter()
-            .filter_map(|r| match r {
+            .rev()
+            .find_map(|r| match r {
                 MetricRecord::Eval(e) => Some(e.test_accuracy),
                 _ => None,
-            })
-            .last();
+            });
         self.update(false, |job| {
             job.record.info.iteration = completed;
             job.last_progress = Instant::now();
