@@ -7,11 +7,13 @@
 //! - [`control`]: checkpoint / stop / cancel requests from outside the run loop;
 //! - [`group`]: spawning, watching and killing the worker processes;
 //! - [`supervisor`]: the run loop — on any worker death or hang, stop the group, bump the
-//!   generation, recreate the segments and restart everyone from the last checkpoint.
+//!   generation, recreate the segments and restart everyone from the last checkpoint;
+//! - [`gncd`]: the daemon (queue, socket server, signals, sd_notify) around it.
 #![forbid(unsafe_code)]
 
 pub mod control;
 mod forward;
+pub mod gncd;
 pub mod group;
 pub mod layout;
 pub mod segments;

@@ -1,0 +1,349 @@
+//! `gncd` end to end: the real daemon on a temporary socket and state directory, driven with
+//! the real protocol client. Jobs finish with the hash `gncctl run` gives, survive SIGKILL and
+//! SIGTERM of the daemon, malformed messages are answered and survived, data outside the
+//! allowed roots is refused, and systemd is notified.
+
+#[path = "daemon_support.rs"]
+mod daemon_support;
+// Only its jobs, its test lock and its segment checks are used here.
+#[allow(dead_code)]
+#[path = "mp_support.rs"]
+mod mp_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::time::Duration;
+
+use daemon_support::*;
+use gnc_proto::client::ClientError;
+use gnc_proto::control::{Command, ErrorKind, JobState, Reply, Response};
+use gnc_proto::JobSpec;
+
+fn gnc_method() -> &'static str {
+    gnc_tests::METHODS[1].1
+}
+
+/// A teacher–student job of M = 16 workers with `examples` training examples (3 epochs of
+/// examples / 64 iterations, checkpoints every 4).
+fn long_job(name: &str, examples: usize) -> String {
+    gnc_tests::teacher_student_job(&gnc_tests::TinyJob {
+        name,
+        method: gnc_method(),
+        seed: 11,
+        train_examples: examples,
+        test_examples: 128,
+        workers: 16,
+        small_batch: 4,
+        parallel: "",
+    })
+}
+
+/// The job's record as the daemon last persisted it.
+fn on_disk(home: &Home, id: u64) -> serde_json::Value {
+    let text = std::fs::read_to_string(home.job_dir(id).join("job.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_submitted_job_finishes_with_the_hash_of_gncctl_run() {
+    let _serial = mp_support::serial();
+    let home = Home::new("cpu:2", "");
+    let toml = gnc_tests::tiny_job("gd_submit", gnc_method());
+    let expected = reference_hash(home.dir.path(), "gd_submit", &toml);
+    let _daemon = home.start(&[]);
+    let job = home.submit(&toml);
+    assert_eq!(job.state, JobState::Queued);
+    assert!(
+        job.output_dir.starts_with(home.state()),
+        "the daemon chooses the output directory: {job:?}"
+    );
+    let done = home.wait_done(job.id);
+    assert_eq!(done.params_sha256.as_deref(), Some(expected.as_str()));
+    assert_eq!(done.iteration, done.total_iterations);
+    assert_eq!(done.devices, "cpu:2");
+    // Metrics and logs of the job are served.
+    let mut client = home.client();
+    match client.request(Command::Metrics {
+        job: "gd_submit".into(),
+        from: 0,
+    }) {
+        Ok(Reply::Metrics { records }) => assert_eq!(
+            records
+                .iter()
+                .filter(|r| matches!(r, gnc_proto::MetricRecord::Iter(_)))
+                .count() as u64,
+            done.total_iterations
+        ),
+        other => panic!("metrics: {other:?}"),
+    }
+    match client.request(Command::Logs {
+        job: job.id.to_string(),
+        tail: None,
+    }) {
+        Ok(Reply::Logs { lines }) => assert!(
+            lines.iter().any(|l| l.contains("worker processes")),
+            "{lines:?}"
+        ),
+        other => panic!("logs: {other:?}"),
+    }
+    // A finished job cannot be cancelled.
+    match client.request(Command::Cancel {
+        job: job.id.to_string(),
+    }) {
+        Err(ClientError::Daemon { kind, .. }) => assert_eq!(kind, ErrorKind::WrongState),
+        other => panic!("cancel of a done job: {other:?}"),
+    }
+}
+
+#[test]
+fn a_sigkilled_daemon_resumes_the_job_to_the_same_hash() {
+    let _serial = mp_support::serial();
+    let name = "gd_kill";
+    let home = Home::new("cpu:2", "hang_timeout_seconds = 600");
+    let toml = mp_support::job(name, gnc_method(), 16, "");
+    let expected = reference_hash(home.dir.path(), name, &toml);
+    // Worker 1 stops forever as iteration 10 begins (generation 0 of this daemon only), so
+    // the daemon is killed with the job certainly mid-run, after the checkpoint of 8.
+    let daemon = home.start(&[("GNC_TEST_HANG_AT", "1:10")]);
+    let job = home.submit(&toml);
+    let seen = home.watch_until(job.id, |j| j.iteration >= 10);
+    assert_eq!(seen.state, JobState::Running);
+    daemon.kill();
+    assert_eq!(on_disk(&home, job.id)["state"], "running");
+    assert!(
+        home.socket().exists(),
+        "a SIGKILLed daemon leaves its socket file"
+    );
+    // The new daemon removes the stale socket, re-queues the job and resumes it.
+    let _daemon = home.start(&[]);
+    let done = home.wait_done(job.id);
+    assert_eq!(done.params_sha256.as_deref(), Some(expected.as_str()));
+    let log = std::fs::read_to_string(home.job_dir(job.id).join("job.log")).unwrap();
+    assert!(log.contains("resuming"), "{log}");
+    assert!(!log.contains("starting from iteration 0"), "{log}");
+    mp_support::assert_no_segments(name);
+}
+
+#[test]
+fn sigterm_checkpoints_the_job_and_exits_within_ten_seconds() {
+    let _serial = mp_support::serial();
+    let name = "gd_term";
+    let home = Home::new("cpu:2", "");
+    let toml = long_job(name, 16384);
+    let expected = reference_hash(home.dir.path(), name, &toml);
+    let daemon = home.start(&[]);
+    let job = home.submit(&toml);
+    let seen = home.watch_until(job.id, |j| j.iteration >= 6);
+    assert_eq!(seen.state, JobState::Running);
+    daemon.signal("TERM");
+    let (status, took) = daemon.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status}: {}", home.logs());
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let record = on_disk(&home, job.id);
+    assert_eq!(record["state"], "queued", "{record}\n{}", home.logs());
+    let newest = *checkpoints(&job.output_dir).last().expect("a checkpoint");
+    assert!(
+        newest >= 6,
+        "the stop wrote a checkpoint at or after iteration 6: {newest}"
+    );
+    assert!(newest < seen.total_iterations);
+    let _daemon = home.start(&[]);
+    let done = home.wait_done(job.id);
+    assert_eq!(done.params_sha256.as_deref(), Some(expected.as_str()));
+    mp_support::assert_no_segments(name);
+}
+
+#[test]
+fn every_malformed_message_gets_an_error_and_the_connection_goes_on() {
+    let home = Home::new("cpu:1", "");
+    let _daemon = home.start(&[]);
+    let stream = UnixStream::connect(home.socket()).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let huge = vec![b'x'; 10 << 20];
+    let corpus: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated JSON", b"{\"v\":1,\"command\":\"sta".to_vec()),
+        (
+            "wrong type",
+            b"{\"v\":1,\"command\":\"cancel\",\"job\":5}".to_vec(),
+        ),
+        ("10 MB line", huge),
+        (
+            "unknown command",
+            b"{\"v\":1,\"command\":\"reboot\"}".to_vec(),
+        ),
+        (
+            "binary garbage",
+            b"\x00\xff\xfe\x01\x7fgarbage\x80".to_vec(),
+        ),
+        ("wrong version", b"{\"v\":99,\"command\":\"list\"}".to_vec()),
+        ("no version", b"{\"command\":\"list\"}".to_vec()),
+        ("not an object", b"[1,2,3]".to_vec()),
+        ("empty line", Vec::new()),
+    ];
+    let mut line = String::new();
+    let mut reply = |reader: &mut BufReader<UnixStream>| -> Reply {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        serde_json::from_str::<Response>(&line)
+            .unwrap_or_else(|e| panic!("{e}: {line}"))
+            .reply
+    };
+    for (what, mut message) in corpus {
+        message.push(b'\n');
+        writer.write_all(&message).unwrap();
+        match reply(&mut reader) {
+            Reply::Error { kind, message } => {
+                assert_eq!(kind, ErrorKind::BadRequest, "{what}: {message}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        writer
+            .write_all(b"{\"v\":1,\"command\":\"status\"}\n")
+            .unwrap();
+        assert!(
+            matches!(reply(&mut reader), Reply::Daemon { .. }),
+            "status after {what}"
+        );
+    }
+    // A job that does not exist is its own kind of error.
+    writer
+        .write_all(b"{\"v\":1,\"command\":\"status\",\"job\":\"77\"}\n")
+        .unwrap();
+    assert!(matches!(
+        reply(&mut reader),
+        Reply::Error {
+            kind: ErrorKind::NoSuchJob,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn data_outside_the_allowed_roots_is_refused() {
+    let home = Home::new("cpu:1", "");
+    let _daemon = home.start(&[]);
+    let outside = tempfile::tempdir().unwrap();
+    let repo = gnc_tests::repo_root();
+    for root in [
+        outside.path().to_path_buf(),
+        repo.join("data/../examples"),
+        repo.join("no-such-dir"),
+    ] {
+        let toml = gnc_tests::tiny_cnn_job("gd_root", "kind = \"baseline\"").replace(
+            "root = \"data/fashion-mnist\"",
+            &format!("root = \"{}\"", root.display()),
+        );
+        let spec = JobSpec::from_toml(&toml, "test").unwrap();
+        assert_eq!(spec.data.root.as_deref(), Some(root.as_path()));
+        match home.client().request(Command::Submit {
+            spec: Box::new(spec),
+            devices: None,
+        }) {
+            Err(ClientError::Daemon { kind, message }) => {
+                assert_eq!(kind, ErrorKind::BadSpec, "{message}");
+                assert!(message.contains("data.root"), "{message}");
+            }
+            other => panic!("{}: {other:?}", root.display()),
+        }
+    }
+    // A relative root (the client did not resolve it) is refused too.
+    let spec = JobSpec::from_toml(
+        &gnc_tests::tiny_cnn_job("gd_rel", "kind = \"baseline\""),
+        "t",
+    )
+    .unwrap();
+    assert!(matches!(
+        home.client().request(Command::Submit {
+            spec: Box::new(spec),
+            devices: None
+        }),
+        Err(ClientError::Daemon {
+            kind: ErrorKind::BadSpec,
+            ..
+        })
+    ));
+    match home.client().request(Command::List {}) {
+        Ok(Reply::Jobs { jobs }) => assert!(jobs.is_empty(), "{jobs:?}"),
+        other => panic!("list: {other:?}"),
+    }
+}
+
+#[test]
+fn a_second_daemon_on_a_live_socket_is_refused() {
+    let home = Home::new("cpu:1", "");
+    let _daemon = home.start(&[]);
+    let output = Home::command()
+        .arg("--config")
+        .arg(home.config())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("already listening"), "{stderr}");
+    // The first one still serves.
+    assert!(matches!(
+        home.client().request(Command::Status { job: None }),
+        Ok(Reply::Daemon { .. })
+    ));
+}
+
+#[test]
+fn validate_checks_the_config() {
+    let home = Home::new("cpu:1", "");
+    let ok = Home::command()
+        .args(["validate", "--config"])
+        .arg(home.config())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = home.dir.path().join("bad.toml");
+    std::fs::write(&bad, "devices = \"cpu:1\"\nmax_restart = 2\n").unwrap();
+    let output = Home::command()
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("max_restart"), "{stderr}");
+}
+
+#[test]
+fn systemd_is_told_ready_status_and_watchdog() {
+    let _serial = mp_support::serial();
+    let home = Home::new("cpu:2", "hang_timeout_seconds = 600");
+    let notify_path = home.dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    // Only a guard against a daemon that never notifies; the assertions do not time.
+    notify
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    // The job's worker 1 stops as iteration 2 begins, so it is running whenever we look.
+    let _daemon = home.start(&[
+        ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "200000"),
+        ("GNC_TEST_HANG_AT", "1:2"),
+    ]);
+    let job = home.submit(&mp_support::job("gd_notify", gnc_method(), 16, ""));
+    let (mut ready, mut status, mut watchdog) = (false, false, false);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !(ready && status && watchdog) {
+        let n = notify
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{e}; datagrams so far: {seen:?}"));
+        let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+        for line in message.lines() {
+            ready |= line == "READY=1";
+            watchdog |= line == "WATCHDOG=1";
+            status |= line.starts_with("STATUS=")
+                && line.contains(&format!("running job {} (gd_notify)", job.id));
+        }
+        seen.push(message);
+    }
+}
