@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Train a job on this machine, without a daemon.
-    Run(crate::run::RunArgs),
+    Run(crate::run_args::RunArgs),
     /// Queue a job on gncd.
     Submit(cmd::submit::Args),
     /// Every job gncd knows, oldest first.

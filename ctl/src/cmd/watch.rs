@@ -8,7 +8,7 @@ use gnc_proto::MetricRecord;
 
 use crate::daemon;
 use crate::exit::Negative;
-use crate::run::{eval_line, progress_bar};
+use crate::progress::{eval_line, progress_bar};
 
 #[derive(clap::Args)]
 pub struct Args {

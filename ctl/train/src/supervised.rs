@@ -7,7 +7,8 @@ use gnc_daemon::{supervise, Events, SupervisorOptions, WorkerFailure};
 use gnc_proto::{Devices, JobSpec};
 use indicatif::ProgressBar;
 
-use crate::run::{progress_bar, RunArgs};
+use gnc_ctl::progress::progress_bar;
+use gnc_ctl::run_args::RunArgs;
 
 /// Progress bar and notices on stderr.
 struct Report {

@@ -7,32 +7,14 @@ mod compare;
 mod recorded;
 mod rerun;
 
-use std::path::PathBuf;
-
 use anyhow::Context;
-use gnc_proto::{Devices, IterRecord, MetricRecord};
+use gnc_proto::{IterRecord, MetricRecord};
 
-use crate::exit::Negative;
-use crate::run_dir::read_metrics;
+use gnc_ctl::cmd::verify::Args as VerifyArgs;
+use gnc_ctl::exit::Negative;
+use gnc_ctl::run_dir::read_metrics;
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// The recorded run's output directory (with spec.json, result.json and metrics.jsonl).
-    /// A relative `data.root` in its spec is taken relative to the working directory.
-    pub run_dir: PathBuf,
-    /// Re-run only the first N iterations (default: as many as the record has).
-    #[arg(long, value_name = "N")]
-    pub iterations: Option<u64>,
-    /// Re-run in worker processes, e.g. `cpu:2` (the bits must not change); default: the
-    /// recorded spec's `parallel.devices`, else in this process.
-    #[arg(long)]
-    pub devices: Option<Devices>,
-    /// Print the verdict as JSON on stdout: reproduced, iterations, params_sha256, message.
-    #[arg(long)]
-    pub json: bool,
-}
-
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let recorded = recorded::read(&args.run_dir)?;
     let recorded_iters = recorded.result.iterations;
     let n = args.iterations.unwrap_or(recorded_iters);

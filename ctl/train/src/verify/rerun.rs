@@ -8,7 +8,7 @@ use gnc_proto::{Devices, IterRecord, JobSpec};
 use gnc_worker::{train, Observer, RunOptions, RunSummary};
 use indicatif::ProgressBar;
 
-use crate::run::progress_bar;
+use gnc_ctl::progress::progress_bar;
 
 struct Bar(ProgressBar);
 

@@ -8,7 +8,7 @@ use gnc_proto::{IterRecord, JobSpec, MetricRecord};
 use gnc_worker::checkpoint::{manifest_file, Manifest};
 use gnc_worker::RunSummary;
 
-use crate::run_dir::read_metrics;
+use gnc_ctl::run_dir::read_metrics;
 
 pub struct Recorded {
     pub dir: PathBuf,

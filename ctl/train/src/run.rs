@@ -1,81 +1,17 @@
-//! `gncctl run job.toml`: trains a job in this process and prints a summary.
-
-use std::path::PathBuf;
-use std::time::Duration;
+//! `gncctl run job.toml`: trains a job in this process (or, with devices, in worker
+//! processes under the embedded supervisor) and prints a summary.
 
 use anyhow::Context;
+use gnc_ctl::progress::{eval_line, progress_bar};
+use gnc_ctl::run_args::RunArgs;
 use gnc_proto::{EvalRecord, IterRecord, JobSpec};
 use gnc_worker::{train, Observer, RunOptions, RunSummary};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-#[derive(clap::Args)]
-pub struct RunArgs {
-    /// The job spec (TOML).
-    pub spec: PathBuf,
-    /// Continue from the newest checkpoint in the output directory.
-    #[arg(long)]
-    pub resume: bool,
-    /// Write outputs here instead of the spec's output_dir.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Stop, with a checkpoint, after this many iterations (resume later with --resume).
-    #[arg(long)]
-    pub stop_after: Option<u64>,
-    /// Compute threads (changes speed, never results).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Print the summary as JSON on stdout, and no progress bar.
-    #[arg(long)]
-    pub json: bool,
-    /// Train in worker processes over shared memory, e.g. `cpu:4` (same bits as in-process);
-    /// overrides the spec's `parallel.devices`.
-    #[arg(long)]
-    pub devices: Option<gnc_proto::Devices>,
-    /// With worker processes: restart the group when it makes no progress for this many
-    /// seconds (start-up, evaluation and checkpoints included).
-    #[arg(long, default_value_t = 300.0)]
-    pub hang_timeout: f64,
-    /// With worker processes: how many group restarts to allow before giving up.
-    #[arg(long, default_value_t = 3)]
-    pub max_restarts: u32,
-}
+use indicatif::ProgressBar;
 
 /// Progress bar on stderr, updated a few times a second.
 struct Progress {
     bar: ProgressBar,
     last_eval: Option<EvalRecord>,
-}
-
-/// A progress bar on stderr, updated a few times a second; hidden when `visible` is false
-/// (under --json). Shared by the in-process and the supervised run.
-pub(crate) fn progress_bar(visible: bool) -> ProgressBar {
-    let target = if visible {
-        ProgressDrawTarget::stderr_with_hz(4)
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(None, target);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} it ({per_sec}, eta {eta}) {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(250));
-    bar
-}
-
-/// One evaluation as a line of progress output (shared with `gncctl watch`).
-pub(crate) fn eval_line(e: &EvalRecord) -> String {
-    format!(
-        "epoch {:>6.2}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%",
-        e.epoch,
-        e.train_loss,
-        100.0 * e.train_accuracy,
-        e.test_loss,
-        100.0 * e.test_accuracy
-    )
 }
 
 impl Progress {

@@ -1,0 +1,35 @@
+//! The arguments of `gncctl run` (carried out by `gnc-run`, which links libtorch).
+
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The job spec (TOML).
+    pub spec: PathBuf,
+    /// Continue from the newest checkpoint in the output directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Write outputs here instead of the spec's output_dir.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Stop, with a checkpoint, after this many iterations (resume later with --resume).
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+    /// Compute threads (changes speed, never results).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the summary as JSON on stdout, and no progress bar.
+    #[arg(long)]
+    pub json: bool,
+    /// Train in worker processes over shared memory, e.g. `cpu:4` (same bits as in-process);
+    /// overrides the spec's `parallel.devices`.
+    #[arg(long)]
+    pub devices: Option<gnc_proto::Devices>,
+    /// With worker processes: restart the group when it makes no progress for this many
+    /// seconds (start-up, evaluation and checkpoints included).
+    #[arg(long, default_value_t = 300.0)]
+    pub hang_timeout: f64,
+    /// With worker processes: how many group restarts to allow before giving up.
+    #[arg(long, default_value_t = 3)]
+    pub max_restarts: u32,
+}
