@@ -3,6 +3,8 @@
 //! resume keep the bits; 200 concurrent `gncctl status` processes are all answered while a
 //! job trains; and a user cannot cancel another user's job.
 
+// Only part of each helper module is used here.
+#[allow(dead_code)]
 #[path = "daemon_support.rs"]
 mod daemon_support;
 #[allow(dead_code)]
