@@ -44,6 +44,19 @@ pub struct Job {
     pub last_progress: Instant,
 }
 
+impl Job {
+    /// A job not running now.
+    fn idle(record: JobRecord, spec: JobSpec) -> Job {
+        Job {
+            record,
+            spec,
+            control: None,
+            stop: None,
+            last_progress: Instant::now(),
+        }
+    }
+}
+
 /// A refused command: the error reply's kind and message.
 pub type Refusal = (ErrorKind, String);
 
@@ -75,16 +88,7 @@ impl Jobs {
                 requeued.push(record.info.id);
             }
             let id = record.info.id;
-            jobs.insert(
-                id,
-                Job {
-                    record,
-                    spec,
-                    control: None,
-                    stop: None,
-                    last_progress: Instant::now(),
-                },
-            );
+            jobs.insert(id, Job::idle(record, spec));
         }
         let next_id = jobs.keys().next_back().map_or(1, |id| id + 1);
         Ok((
@@ -131,16 +135,7 @@ impl Jobs {
         };
         self.store.create(&record, &spec)?;
         self.next_id += 1;
-        self.jobs.insert(
-            id,
-            Job {
-                record,
-                spec,
-                control: None,
-                stop: None,
-                last_progress: Instant::now(),
-            },
-        );
+        self.jobs.insert(id, Job::idle(record, spec));
         Ok(info)
     }
 
