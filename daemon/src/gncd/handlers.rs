@@ -41,22 +41,18 @@ pub fn handle(
             jobs: shared.jobs().infos(),
         },
         Command::Status { job: None } => daemon_status(shared),
-        Command::Status { job: Some(job) } => {
-            let jobs = shared.jobs();
-            match jobs.find(&job) {
-                Ok(id) => Reply::Job {
-                    job: jobs.get(id).expect("found").record.info.clone(),
-                },
-                Err(r) => refuse(r),
-            }
-        }
+        Command::Status { job: Some(job) } => match shared.jobs().lookup(&job) {
+            Ok(j) => Reply::Job {
+                job: j.record.info.clone(),
+            },
+            Err(r) => refuse(r),
+        },
         Command::Logs { job, tail } => logs(shared, &job, tail.unwrap_or(DEFAULT_LOG_TAIL)),
         Command::Metrics { job, from } => {
-            let path = {
-                let jobs = shared.jobs();
-                jobs.find(&job)
-                    .map(|id| jobs.get(id).expect("found").spec.output_dir.clone())
-            };
+            let path = shared
+                .jobs()
+                .lookup(&job)
+                .map(|j| j.spec.output_dir.clone());
             match path {
                 Ok(out_dir) => Reply::Metrics {
                     records: MetricsTail::new(out_dir.join("metrics.jsonl"), from).read_new(),
@@ -189,7 +185,7 @@ fn change(shared: &Shared, peer: u32, job: &str, change: Change) -> Reply {
             if let Some(c) = control {
                 c.request_stop();
             }
-            Ok(jobs.get(id).expect("found").record.info.clone())
+            Ok(jobs.info(id))
         }
         (Change::Pause, _) => return wrong("only a queued or running job can be paused"),
         (Change::Resume, JobState::Paused) => {
@@ -207,14 +203,14 @@ fn change(shared: &Shared, peer: u32, job: &str, change: Change) -> Reply {
             if let Some(c) = control {
                 c.cancel();
             }
-            Ok(jobs.get(id).expect("found").record.info.clone())
+            Ok(jobs.info(id))
         }
         (Change::Cancel, _) => return wrong("it has already ended"),
         (Change::Checkpoint, JobState::Running) => {
             if let Some(c) = control {
                 c.request_checkpoint();
             }
-            Ok(jobs.get(id).expect("found").record.info.clone())
+            Ok(jobs.info(id))
         }
         (Change::Checkpoint, _) => return wrong("only a running job can be checkpointed"),
     };
@@ -255,16 +251,8 @@ fn logs(shared: &Shared, job: &str, tail: usize) -> Reply {
 /// left) ends it too.
 fn watch(shared: &Shared, job: &str, from: usize, out: &mut dyn Write) -> std::io::Result<()> {
     let (id, metrics) = {
-        let jobs = shared.jobs();
-        match jobs.find(job) {
-            Ok(id) => (
-                id,
-                jobs.get(id)
-                    .expect("found")
-                    .spec
-                    .output_dir
-                    .join("metrics.jsonl"),
-            ),
+        match shared.jobs().lookup(job) {
+            Ok(j) => (j.record.info.id, j.spec.output_dir.join("metrics.jsonl")),
             Err(r) => return write_reply(out, refuse(r)),
         }
     };

@@ -171,6 +171,20 @@ impl Jobs {
         }
     }
 
+    /// The job `job` names (an id or a unique name, as in [`Jobs::find`]).
+    pub fn lookup(&self, job: &str) -> Result<&Job, Refusal> {
+        let id = self.find(job)?;
+        Ok(&self.jobs[&id])
+    }
+
+    /// Job `id`'s info as it is now.
+    ///
+    /// # Panics
+    /// If there is no job `id` (ids come from [`Jobs::find`]; jobs are never removed).
+    pub fn info(&self, id: u64) -> JobInfo {
+        self.jobs[&id].record.info.clone()
+    }
+
     pub fn get(&self, id: u64) -> Option<&Job> {
         self.jobs.get(&id)
     }
