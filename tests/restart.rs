@@ -134,6 +134,52 @@ fn checkpoints_resume_with_any_process_count() {
     assert_no_segments(name);
 }
 
+#[test]
+fn parts_of_a_checkpoint_that_never_got_its_manifest_are_pruned() {
+    let _serial = serial();
+    let name = "rs_orphans";
+    let dir = tempfile::tempdir().unwrap();
+    let spec = gnc_spec(dir.path(), name);
+    let out = dir.path().join("out");
+    // 4 processes; process 3 dies after writing its part of checkpoint 16, so that checkpoint
+    // never gets a manifest, and no restart is allowed.
+    let failed = run(
+        &spec,
+        &out,
+        &["--devices", "cpu:4", "--max-restarts", "0"],
+        &[("GNC_TEST_KILL_AT", "3:16:part")],
+    );
+    assert!(!failed.status.success());
+    let checkpoints = out.join("checkpoints");
+    let orphan = checkpoints.join("ckpt-000000016.part-12-16.safetensors");
+    assert!(orphan.exists(), "the killed worker's part is on disk");
+    assert!(!checkpoints.join("ckpt-000000016.json").exists());
+    // Resumed with 2 processes, whose parts of checkpoint 16 have other names.
+    summary(&run(&spec, &out, &["--devices", "cpu:2", "--resume"], &[]));
+    let mut named = std::collections::BTreeSet::new();
+    let mut files = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&checkpoints).unwrap().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.ends_with(".json") {
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
+            named.insert(manifest["tensors_file"].as_str().unwrap().to_owned());
+            for part in manifest["parts"].as_array().unwrap() {
+                named.insert(part["file"].as_str().unwrap().to_owned());
+            }
+        } else {
+            files.insert(file);
+        }
+    }
+    assert_eq!(
+        named.len(),
+        2 * 3,
+        "2 checkpoints kept, each a main file and 2 parts"
+    );
+    assert_eq!(files, named, "every file left is named by a kept manifest");
+    assert_no_segments(name);
+}
+
 /// Pids of the live children of `parent`, from /proc.
 fn children_of(parent: u32) -> Vec<u32> {
     let mut pids = Vec::new();

@@ -12,7 +12,9 @@
 //! `ckpt-<iteration>.part-<lo>-<hi>.safetensors` ([`write_part`]), and process 0 writes the
 //! main file and the manifest only once every part is durable, naming each part with its
 //! SHA-256 ([`Manifest::parts`]). [`read`] verifies and merges the parts, so a checkpoint
-//! loads the same whatever process count wrote it, and whatever count reads it.
+//! loads the same whatever process count wrote it, and whatever count reads it. Files of a
+//! checkpoint that never got its manifest (a crash between the parts and the manifest) and
+//! temporary files of interrupted writes are removed when a later checkpoint is written.
 
 use std::path::{Path, PathBuf};
 
@@ -160,17 +162,77 @@ fn manifests(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn prune(dir: &Path, keep: usize) {
-    for old in manifests(dir).into_iter().skip(keep) {
-        if let Ok(text) = std::fs::read_to_string(&old) {
-            if let Ok(m) = serde_json::from_str::<Manifest>(&text) {
-                let _ = std::fs::remove_file(dir.join(m.tensors_file));
-                for part in m.parts {
-                    let _ = std::fs::remove_file(dir.join(part.file));
-                }
+    let mut kept = Vec::new();
+    for (index, path) in manifests(dir).into_iter().enumerate() {
+        let manifest = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Manifest>(&text).ok());
+        if index < keep {
+            kept.push((path, manifest));
+            continue;
+        }
+        if let Some(m) = manifest {
+            let _ = std::fs::remove_file(dir.join(m.tensors_file));
+            for part in m.parts {
+                let _ = std::fs::remove_file(dir.join(part.file));
             }
         }
-        let _ = std::fs::remove_file(old);
+        let _ = std::fs::remove_file(path);
     }
+    remove_orphans(dir, &kept);
+}
+
+/// Removes the files of checkpoints that never got a manifest: parts written before a crash
+/// stopped process 0 short of the manifest (under another process count their names are
+/// never rewritten), and temporary files of interrupted writes. Only files of iterations up
+/// to the newest kept manifest's are touched (a newer one may still be being written), and
+/// none of an iteration whose kept manifest cannot be read (what it names is unknown, and
+/// loading it will set it aside with its files).
+fn remove_orphans(dir: &Path, kept: &[(PathBuf, Option<Manifest>)]) {
+    let Some(newest) = kept.first().and_then(|(path, _)| iteration_of(path)) else {
+        return;
+    };
+    let mut named: Vec<String> = Vec::new();
+    let mut unreadable: Vec<u64> = Vec::new();
+    for (path, manifest) in kept {
+        match manifest {
+            Some(m) => {
+                named.push(m.tensors_file.clone());
+                named.extend(m.parts.iter().map(|part| part.file.clone()));
+            }
+            None => unreadable.extend(iteration_of(path)),
+        }
+        named.extend(path.file_name().map(|n| n.to_string_lossy().into_owned()));
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let (Some(name), Some(iteration)) = (path.file_name(), iteration_of(&path)) else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file
+            && iteration <= newest
+            && !unreadable.contains(&iteration)
+            && !named.iter().any(|n| *n == name)
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// The iteration in a checkpoint file's name: `ckpt-<iteration>.…`, or `.ckpt-<iteration>.…`
+/// for a temporary file of [`write_atomic`].
+fn iteration_of(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let rest = name
+        .strip_prefix('.')
+        .unwrap_or(name)
+        .strip_prefix("ckpt-")?;
+    let digits = rest.split('.').next()?;
+    (digits.len() == 9 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 /// A loaded checkpoint.
@@ -297,5 +359,91 @@ fn set_aside(dir: &Path, manifest_file: &Path) -> String {
     match moved {
         Ok(()) => format!("moved to {} for inspection", aside.display()),
         Err(e) => format!("left in place (could not move it: {e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(iteration: u64, parts: &[&str]) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            job: "j".into(),
+            spec_hash: "s".into(),
+            iteration,
+            generation: 0,
+            params_sha256: String::new(),
+            tensors_file: format!("ckpt-{iteration:09}.safetensors"),
+            tensors_sha256: String::new(),
+            parts: parts
+                .iter()
+                .map(|&file| PartRef {
+                    file: file.into(),
+                    sha256: String::new(),
+                    workers: (0, 4),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn pruning_removes_unnamed_files_up_to_the_newest_manifest_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let touch = |name: &str| std::fs::write(d.join(name), b"x").unwrap();
+        for (iteration, parts) in [
+            (4, vec![]),
+            (8, vec!["ckpt-000000008.part-0-4.safetensors"]),
+        ] {
+            let m = manifest(iteration, &parts);
+            touch(&m.tensors_file);
+            parts.iter().for_each(|p| touch(p));
+            let json = serde_json::to_vec(&m).unwrap();
+            std::fs::write(manifest_path(d, iteration), json).unwrap();
+        }
+        std::fs::write(d.join("ckpt-000000006.json"), b"{ damaged").unwrap();
+        let orphans = [
+            "ckpt-000000002.safetensors",
+            "ckpt-000000008.part-4-8.safetensors",
+            ".ckpt-000000007.part-0-4.safetensors.tmp-4242",
+        ];
+        orphans.iter().for_each(|o| touch(o));
+        // Newer than the newest manifest (still being written), or not a checkpoint's file.
+        let untouched = ["ckpt-000000012.part-0-4.safetensors", "notes.txt"];
+        untouched.iter().for_each(|o| touch(o));
+        std::fs::create_dir(d.join("damaged")).unwrap();
+
+        prune(d, 2);
+
+        let mut left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                // Kept: checkpoint 8 and (the second newest manifest) the unreadable 6, whose
+                // iteration is left alone; checkpoint 4 is beyond `keep`.
+                "ckpt-000000006.json",
+                "ckpt-000000008.json",
+                "ckpt-000000008.part-0-4.safetensors",
+                "ckpt-000000008.safetensors",
+                "ckpt-000000012.part-0-4.safetensors",
+                "damaged",
+                "notes.txt",
+            ]
+        );
+    }
+
+    #[test]
+    fn iterations_are_read_from_checkpoint_and_temporary_names_only() {
+        let of = |name: &str| iteration_of(Path::new(name));
+        assert_eq!(of("ckpt-000000016.part-12-16.safetensors"), Some(16));
+        assert_eq!(of(".ckpt-000000016.json.tmp-77"), Some(16));
+        assert_eq!(of("ckpt-16.json"), None);
+        assert_eq!(of("ckpt-00000001x.json"), None);
+        assert_eq!(of("damaged"), None);
     }
 }
