@@ -289,6 +289,45 @@ fn a_second_daemon_on_a_live_socket_is_refused() {
 }
 
 #[test]
+fn sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_file_is_invalid() {
+    let home = Home::new("cpu:2", "");
+    let daemon = home.start(&[]);
+    let devices = || match home.client().request(Command::Status { job: None }) {
+        Ok(Reply::Daemon { daemon }) => daemon.devices,
+        other => panic!("status: {other:?}"),
+    };
+    // A reload is asynchronous to the signal; poll for its effect (bounded, not timed).
+    let eventually = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what} never happened: {}",
+                home.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(devices(), "cpu:2");
+
+    let good = std::fs::read_to_string(home.config())
+        .unwrap()
+        .replace("\"cpu:2\"", "\"cpu:1\"");
+    std::fs::write(home.config(), &good).unwrap();
+    daemon.signal("HUP");
+    eventually("the reload to cpu:1", &|| devices() == "cpu:1");
+    assert!(home.logs().contains("devices"), "{}", home.logs());
+
+    std::fs::write(home.config(), format!("{good}max_restart = 2\n")).unwrap();
+    daemon.signal("HUP");
+    eventually("the invalid file's error in the log", &|| {
+        let logs = home.logs();
+        logs.contains("max_restart") && logs.contains("keeping the current config")
+    });
+    assert_eq!(devices(), "cpu:1", "the config before the bad file is kept");
+}
+
+#[test]
 fn validate_checks_the_config() {
     let home = Home::new("cpu:1", "");
     let ok = Home::command()
