@@ -328,6 +328,66 @@ fn sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_file_is_invali
 }
 
 #[test]
+fn connections_beyond_the_limit_are_told_busy_and_a_freed_thread_serves_again() {
+    let home = Home::new("cpu:1", "max_connections = 3");
+    let _daemon = home.start(&[]);
+    let status = || home.client().request(Command::Status { job: None });
+    assert!(matches!(status(), Ok(Reply::Daemon { .. })));
+    // Three clients that got an answer and keep their connections open hold every
+    // connection thread (each thread serves one connection at a time).
+    let mut holding: Vec<_> = (0..3)
+        .map(|_| {
+            let mut client = home.client();
+            assert!(matches!(
+                client.request(Command::Status { job: None }),
+                Ok(Reply::Daemon { .. })
+            ));
+            client
+        })
+        .collect();
+    match status() {
+        Err(ClientError::Daemon {
+            kind: ErrorKind::Busy,
+            message,
+        }) => assert!(
+            message.contains("3 connections") && message.contains("max_connections"),
+            "{message}"
+        ),
+        other => panic!("expected a busy error, got {other:?}"),
+    }
+    let output = gnc_tests::gncctl()
+        .arg("--socket")
+        .arg(home.socket())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(69),
+        "busy is 'unavailable, try again'"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("max_connections"), "{stderr}");
+
+    // One client leaves: its thread, once it has seen the hang-up, takes the next connection.
+    drop(holding.pop());
+    let started = std::time::Instant::now();
+    while !matches!(status(), Ok(Reply::Daemon { .. })) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "a freed connection thread never served again: {}",
+            home.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        home.logs().contains("refusing connections"),
+        "{}",
+        home.logs()
+    );
+}
+
+#[test]
 fn validate_checks_the_config() {
     let home = Home::new("cpu:1", "");
     let ok = Home::command()

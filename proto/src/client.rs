@@ -51,9 +51,18 @@ impl Client {
 
     /// Sends `command` without waiting (for streams: then call [`Client::next_reply`]).
     pub fn send(&mut self, command: Command) -> Result<(), ClientError> {
-        self.writer
-            .write_all(Request::new(command).to_line().as_bytes())?;
-        Ok(())
+        let written = self
+            .writer
+            .write_all(Request::new(command).to_line().as_bytes());
+        match written {
+            Ok(()) => Ok(()),
+            // A daemon that refuses the connection (e.g. `busy`) replies at once and closes
+            // it, so the request may find the socket closed: its reply says why.
+            Err(e) => match self.next_reply() {
+                Err(refusal @ ClientError::Daemon { .. }) => Err(refusal),
+                _ => Err(ClientError::Io(e)),
+            },
+        }
     }
 
     /// The next reply line; `None` once the daemon has closed the stream.

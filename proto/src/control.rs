@@ -259,6 +259,8 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The daemon is shutting down.
     ShuttingDown,
+    /// The daemon serves as many connections as it may (`max_connections`); try again.
+    Busy,
     Internal,
 }
 

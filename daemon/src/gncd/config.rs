@@ -32,6 +32,8 @@ struct ConfigFile {
     hang_timeout_seconds: f64,
     #[serde(default = "default_max_restarts")]
     max_restarts: u32,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -52,6 +54,9 @@ fn default_hang_timeout() -> f64 {
 fn default_max_restarts() -> u32 {
     3
 }
+fn default_max_connections() -> usize {
+    256
+}
 
 /// The checked configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +74,8 @@ pub struct Config {
     pub checkpoint_keep: Option<usize>,
     pub hang_timeout: Duration,
     pub max_restarts: u32,
+    /// Client connections served at once; one more is answered with a `busy` error.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +151,9 @@ impl Config {
                 format!("must be a positive number of seconds, not {hang}"),
             ));
         }
+        if file.max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1".into()));
+        }
         Ok(Config {
             devices,
             state_dir: file.state_dir,
@@ -154,6 +164,7 @@ impl Config {
             checkpoint_keep: file.checkpoint_keep,
             hang_timeout: Duration::from_secs_f64(hang),
             max_restarts: file.max_restarts,
+            max_connections: file.max_connections,
         })
     }
 
@@ -206,6 +217,11 @@ impl Config {
             self.max_restarts.to_string(),
             new.max_restarts.to_string(),
         );
+        diff(
+            "max_connections",
+            self.max_connections.to_string(),
+            new.max_connections.to_string(),
+        );
         out
     }
 }
@@ -242,6 +258,8 @@ mod tests {
         assert!(root.to_string().contains("/no/such/dir"), "{root}");
         let rel = parse("devices = \"cpu:1\"\nstate_dir = \"state\"").unwrap_err();
         assert!(rel.to_string().contains("`state_dir`"), "{rel}");
+        let none = parse("devices = \"cpu:1\"\nmax_connections = 0").unwrap_err();
+        assert!(none.to_string().contains("`max_connections`"), "{none}");
     }
 
     #[test]

@@ -1,13 +1,23 @@
 //! The Unix socket: binding it safely (a stale file is removed only when nothing listens on
 //! it), its mode and group, and one thread per connection reading bounded request lines.
 //! A malformed line gets an `error` reply and the connection goes on.
+//!
+//! Connection threads are reused and capped: a thread whose client hung up waits
+//! [`IDLE_THREAD_KEEP`] for the next connection before it exits (spawning a thread costs more
+//! than answering `status`), and at most `max_connections` threads exist, so a flood of
+//! clients gets `busy` errors instead of exhausting the daemon that supervises the running
+//! job. A client that sends no request for [`REQUEST_IDLE_LIMIT`], or stops reading its
+//! replies for [`WRITE_STALL_LIMIT`], is disconnected and frees its thread.
 
 use std::io::BufReader;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crossbeam_channel::{Receiver, TrySendError};
 
 use gnc_proto::control::{Command, ErrorKind, ProtocolError, Reply, Request, MAX_REQUEST_BYTES};
 use gnc_proto::framing::{read_line, Line};
@@ -16,6 +26,14 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use super::config::Config;
 use super::handlers::{handle, write_reply};
 use super::state::Shared;
+
+/// How long a connection thread with no client waits for the next one before it exits.
+pub const IDLE_THREAD_KEEP: Duration = Duration::from_secs(10);
+/// How long a connection may go without sending a request (between requests, or before the
+/// first one).
+pub const REQUEST_IDLE_LIMIT: Duration = Duration::from_secs(600);
+/// How long a reply (or a `watch` update) may wait for the client to read.
+pub const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -76,26 +94,84 @@ fn set_group(path: &Path, group: &str) {
     }
 }
 
-/// Accepts connections forever, one thread each.
+/// Accepts connections forever: each goes to an idle connection thread if one is waiting,
+/// else to a new thread while fewer than `max_connections` exist, else gets a `busy` error.
 pub fn serve(listener: UnixListener, shared: Arc<Shared>) {
+    // Zero capacity: a hand-off succeeds only if an idle thread is waiting in `recv` now.
+    let (handoff, idle) = crossbeam_channel::bounded::<UnixStream>(0);
+    let threads = Arc::new(AtomicUsize::new(0));
+    let mut last_busy_warning: Option<std::time::Instant> = None;
     for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                let shared = shared.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("gncd-conn".into())
-                    .spawn(move || connection(stream, &shared));
-                if let Err(e) = spawned {
-                    tracing::warn!("cannot start a connection thread: {e}");
-                }
-            }
+        let stream = match stream {
+            Ok(stream) => stream,
             Err(e) => {
                 // Out of file descriptors, most likely: back off instead of spinning.
                 tracing::warn!("accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(50));
+                continue;
             }
+        };
+        let stream = match handoff.try_send(stream) {
+            Ok(()) => continue,
+            Err(TrySendError::Full(stream) | TrySendError::Disconnected(stream)) => stream,
+        };
+        let max = shared.config().max_connections;
+        // Only this thread increments, so the count cannot pass `max` between load and add.
+        if threads.load(Ordering::Acquire) >= max {
+            // One warning per burst of refusals, not one log line per refused client.
+            if last_busy_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(
+                    max_connections = max,
+                    "refusing connections: every connection thread is busy"
+                );
+                last_busy_warning = Some(std::time::Instant::now());
+            }
+            refuse_busy(stream, max);
+            continue;
+        }
+        threads.fetch_add(1, Ordering::AcqRel);
+        let (shared, idle, count) = (shared.clone(), idle.clone(), threads.clone());
+        let spawned = std::thread::Builder::new()
+            .name("gncd-conn".into())
+            .spawn(move || {
+                let _counted = Counted(count);
+                connection_thread(stream, &shared, &idle);
+            });
+        if let Err(e) = spawned {
+            // The closure (and its `Counted`) was never run; undo the count by hand.
+            threads.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("cannot start a connection thread: {e}");
         }
     }
+}
+
+/// Decrements the connection-thread count when the thread ends, however it ends.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves `first`, then every connection handed over while it waits idle, until none comes
+/// for [`IDLE_THREAD_KEEP`].
+fn connection_thread(first: UnixStream, shared: &Shared, idle: &Receiver<UnixStream>) {
+    connection(first, shared);
+    while let Ok(next) = idle.recv_timeout(IDLE_THREAD_KEEP) {
+        connection(next, shared);
+    }
+}
+
+/// Answers a connection beyond the limit with a `busy` error and closes it.
+fn refuse_busy(mut stream: UnixStream, max: usize) {
+    // A fresh socket's buffer takes one short line without blocking; the timeout only
+    // guards the accept loop against the unexpected.
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let message = format!(
+        "gncd is serving its limit of {max} connections at once (max_connections); try again"
+    );
+    let _ = write_reply(&mut stream, Reply::error(ErrorKind::Busy, message));
 }
 
 /// Serves one client until it hangs up (or its `watch` stream ends).
@@ -107,6 +183,15 @@ fn connection(stream: UnixStream, shared: &Shared) {
             return;
         }
     };
+    for (what, set) in [
+        ("read", stream.set_read_timeout(Some(REQUEST_IDLE_LIMIT))),
+        ("write", stream.set_write_timeout(Some(WRITE_STALL_LIMIT))),
+    ] {
+        if let Err(e) = set {
+            tracing::warn!("cannot set a connection's {what} timeout ({e}); closing it");
+            return;
+        }
+    }
     let mut writer = match stream.try_clone() {
         Ok(w) => w,
         Err(e) => {
