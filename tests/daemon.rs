@@ -53,6 +53,7 @@ fn a_submitted_job_finishes_with_the_hash_of_gncctl_run() {
     let _daemon = home.start(&[]);
     let job = home.submit(&toml);
     assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.devices, "cpu:2", "the devices it would run on now");
     assert!(
         job.output_dir.starts_with(home.state()),
         "the daemon chooses the output directory: {job:?}"

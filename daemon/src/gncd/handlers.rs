@@ -117,12 +117,14 @@ fn submit(shared: &Shared, peer: u32, mut spec: JobSpec, devices: Option<String>
     if let Err(e) = spec.validate() {
         return bad(e.to_string());
     }
-    if let Some(text) = &devices {
-        if let Err(message) = text.parse::<Devices>() {
-            return bad(format!("devices: {message}"));
-        }
-    }
     let requested = devices.or_else(|| spec.parallel.devices.clone());
+    let parsed = match requested.as_deref().map(str::parse::<Devices>).transpose() {
+        Ok(parsed) => parsed,
+        Err(message) => return bad(format!("devices: {message}")),
+    };
+    // What it would run on now; chosen again when it starts (a reload may change the
+    // daemon's devices meanwhile).
+    let planned = super::runner::choose_devices(parsed, config.devices, spec.parallel.workers);
     if let Some(cap) = config.checkpoint_keep {
         spec.checkpoint.keep = spec.checkpoint.keep.min(cap);
     }
@@ -130,7 +132,7 @@ fn submit(shared: &Shared, peer: u32, mut spec: JobSpec, devices: Option<String>
         let mut jobs = shared.jobs();
         // The daemon chooses where the job writes, whatever the spec said.
         spec.output_dir = jobs.store.output_dir(jobs.next_id());
-        match jobs.submit(spec, requested, peer, 0) {
+        match jobs.submit(spec, requested, planned, peer, 0) {
             Ok(info) => info,
             Err(e) => return Reply::error(ErrorKind::Internal, e.to_string()),
         }

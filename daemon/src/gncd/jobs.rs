@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use gnc_proto::control::{ErrorKind, JobInfo, JobState};
-use gnc_proto::JobSpec;
+use gnc_proto::{Devices, JobSpec};
 use gnc_worker::RunSummary;
 
 use super::store::{JobRecord, Store, StoreError};
@@ -102,11 +102,13 @@ impl Jobs {
     }
 
     /// Queues a checked spec (its output directory already set by the caller via
-    /// [`Jobs::next_id`] and [`Store::output_dir`]).
+    /// [`Jobs::next_id`] and [`Store::output_dir`]); `planned` is shown as its devices until
+    /// it starts.
     pub fn submit(
         &mut self,
         spec: JobSpec,
         requested_devices: Option<String>,
+        planned: Devices,
         owner_uid: u32,
         total_iterations: u64,
     ) -> Result<JobInfo, StoreError> {
@@ -122,7 +124,7 @@ impl Jobs {
             finished_at: None,
             iteration: 0,
             total_iterations,
-            devices: requested_devices.clone().unwrap_or_default(),
+            devices: planned.to_string(),
             restarts: 0,
             spec_hash: spec.spec_hash(),
             output_dir: spec.output_dir.clone(),
