@@ -124,3 +124,24 @@ fn the_example_config_validates() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn the_man_page_the_unit_names_is_what_gncd_man_prints() {
+    let unit = std::fs::read_to_string(systemd_dir().join("gncd.service")).unwrap();
+    assert!(unit.contains("Documentation=man:gncd(8)"), "{unit}");
+    let output = run(Command::new(gnc_tests::bin_dir().join("gncd")).arg("man"));
+    assert!(output.status.success());
+    let page = String::from_utf8(output.stdout).unwrap();
+    let title = page
+        .lines()
+        .find(|l| l.starts_with(".TH "))
+        .expect(".TH line");
+    assert!(title.starts_with(".TH gncd 8"), "{title}");
+    for section in ["SIGNALS", "FILES", "EXIT STATUS", "OPTIONS"] {
+        assert!(
+            page.contains(&format!(".SH {section}")),
+            "no {section}: {page}"
+        );
+    }
+    assert!(page.contains("SIGHUP"), "{page}");
+}
