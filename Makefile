@@ -11,7 +11,7 @@ CARGO_CONFIG := .cargo/config.toml
 DATA_STAMP := data/fashion-mnist/SOURCE.txt data/mnist/SOURCE.txt
 CARGO := cargo
 
-.PHONY: demo test setup venv data build lint bench bench-shm bench-control clean-runs
+.PHONY: demo test setup venv data build lint bench bench-shm bench-control bench-methods clean-runs
 
 ## The main job: GNC on real Fashion-MNIST (examples/demo.toml); prints the final hash.
 demo: setup build
@@ -55,6 +55,10 @@ bench-shm: setup build
 ## Control-plane benchmark (a few minutes): training under gncd with 200 status clients.
 bench-control: setup build
 	$(VENV)/bin/python bench/run_control_bench.py
+
+## Method comparison (about 40 minutes): the Fashion-MNIST examples trained to their end.
+bench-methods: setup build
+	$(VENV)/bin/python bench/run_methods.py
 
 clean-runs:
 	rm -rf runs
