@@ -297,18 +297,8 @@ fn sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_file_is_invali
         Ok(Reply::Daemon { daemon }) => daemon.devices,
         other => panic!("status: {other:?}"),
     };
-    // A reload is asynchronous to the signal; poll for its effect (bounded, not timed).
-    let eventually = |what: &str, done: &dyn Fn() -> bool| {
-        let started = std::time::Instant::now();
-        while !done() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{what} never happened: {}",
-                home.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    // A reload is asynchronous to the signal: poll for its effect.
+    let eventually = |what: &str, done: &dyn Fn() -> bool| home.eventually(what, done);
     assert_eq!(devices(), "cpu:2");
 
     let good = std::fs::read_to_string(home.config())
@@ -372,15 +362,9 @@ fn connections_beyond_the_limit_are_told_busy_and_a_freed_thread_serves_again() 
 
     // One client leaves: its thread, once it has seen the hang-up, takes the next connection.
     drop(holding.pop());
-    let started = std::time::Instant::now();
-    while !matches!(status(), Ok(Reply::Daemon { .. })) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "a freed connection thread never served again: {}",
-            home.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    home.eventually("a freed connection thread serving again", &|| {
+        matches!(status(), Ok(Reply::Daemon { .. }))
+    });
     assert!(
         home.logs().contains("refusing connections"),
         "{}",

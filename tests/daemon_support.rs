@@ -115,6 +115,20 @@ impl Home {
         out
     }
 
+    /// Polls `done` until it holds; fails naming `what`, with the daemon's logs, if it does
+    /// not within 30 s (a bound for a stuck daemon, not a timing assertion).
+    pub fn eventually(&self, what: &str, done: &dyn Fn() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: never happened; {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(&self.socket()).expect("connects to gncd")
     }
