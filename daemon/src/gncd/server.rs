@@ -2,11 +2,11 @@
 //! it), its mode and group, and one thread per connection reading bounded request lines.
 //! A malformed line gets an `error` reply and the connection goes on.
 //!
-//! Connection threads are reused and capped: a thread whose client hung up waits
+//! Connection threads are reused and connections capped: a thread whose client hung up waits
 //! [`IDLE_THREAD_KEEP`] for the next connection before it exits (spawning a thread costs more
-//! than answering `status`), and at most `max_connections` threads exist, so a flood of
-//! clients gets `busy` errors instead of exhausting the daemon that supervises the running
-//! job. A client that sends no request for [`REQUEST_IDLE_LIMIT`], or stops reading its
+//! than answering `status`), and at most `max_connections` connections are served at once, so
+//! a flood of clients gets `busy` errors instead of exhausting the daemon that supervises the
+//! running job. A client that sends no request for [`REQUEST_IDLE_LIMIT`], or stops reading its
 //! replies for [`WRITE_STALL_LIMIT`], is disconnected and frees its thread.
 
 use std::io::BufReader;
@@ -94,12 +94,15 @@ fn set_group(path: &Path, group: &str) {
     }
 }
 
-/// Accepts connections forever: each goes to an idle connection thread if one is waiting,
-/// else to a new thread while fewer than `max_connections` exist, else gets a `busy` error.
+/// Accepts connections forever: while fewer than `max_connections` are being served, each
+/// goes to an idle connection thread if one is waiting, else to a new thread; beyond that it
+/// gets a `busy` error.
 pub fn serve(listener: UnixListener, shared: Arc<Shared>) {
     // Zero capacity: a hand-off succeeds only if an idle thread is waiting in `recv` now.
     let (handoff, idle) = crossbeam_channel::bounded::<UnixStream>(0);
-    let threads = Arc::new(AtomicUsize::new(0));
+    // Connections being served. Only this loop increments it, so it cannot pass the limit
+    // between the check and the increment; a thread decrements it when its client is gone.
+    let served = Arc::new(AtomicUsize::new(0));
     let mut last_busy_warning: Option<std::time::Instant> = None;
     for stream in listener.incoming() {
         let stream = match stream {
@@ -111,55 +114,63 @@ pub fn serve(listener: UnixListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let stream = match handoff.try_send(stream) {
-            Ok(()) => continue,
-            Err(TrySendError::Full(stream) | TrySendError::Disconnected(stream)) => stream,
-        };
         let max = shared.config().max_connections;
-        // Only this thread increments, so the count cannot pass `max` between load and add.
-        if threads.load(Ordering::Acquire) >= max {
+        if served.load(Ordering::Acquire) >= max {
             // One warning per burst of refusals, not one log line per refused client.
             if last_busy_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                 tracing::warn!(
                     max_connections = max,
-                    "refusing connections: every connection thread is busy"
+                    "refusing connections: the limit of connections served at once is reached"
                 );
                 last_busy_warning = Some(std::time::Instant::now());
             }
             refuse_busy(stream, max);
             continue;
         }
-        threads.fetch_add(1, Ordering::AcqRel);
-        let (shared, idle, count) = (shared.clone(), idle.clone(), threads.clone());
+        served.fetch_add(1, Ordering::AcqRel);
+        let stream = match handoff.try_send(stream) {
+            Ok(()) => continue,
+            Err(TrySendError::Full(stream) | TrySendError::Disconnected(stream)) => stream,
+        };
+        let (shared, idle, count) = (shared.clone(), idle.clone(), served.clone());
         let spawned = std::thread::Builder::new()
             .name("gncd-conn".into())
-            .spawn(move || {
-                let _counted = Counted(count);
-                connection_thread(stream, &shared, &idle);
-            });
+            .spawn(move || connection_thread(stream, &shared, &idle, &count));
         if let Err(e) = spawned {
-            // The closure (and its `Counted`) was never run; undo the count by hand.
-            threads.fetch_sub(1, Ordering::AcqRel);
+            // The connection was dropped unserved with the closure.
+            served.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("cannot start a connection thread: {e}");
         }
     }
 }
 
-/// Decrements the connection-thread count when the thread ends, however it ends.
-struct Counted(Arc<AtomicUsize>);
+/// Counts one connection as served until it is dropped, however its handling ends.
+struct Served<'a>(&'a AtomicUsize);
 
-impl Drop for Counted {
+impl Drop for Served<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// Serves `first`, then every connection handed over while it waits idle, until none comes
-/// for [`IDLE_THREAD_KEEP`].
-fn connection_thread(first: UnixStream, shared: &Shared, idle: &Receiver<UnixStream>) {
-    connection(first, shared);
-    while let Ok(next) = idle.recv_timeout(IDLE_THREAD_KEEP) {
-        connection(next, shared);
+/// for [`IDLE_THREAD_KEEP`]. Each was counted in `served` by the accept loop.
+fn connection_thread(
+    first: UnixStream,
+    shared: &Shared,
+    idle: &Receiver<UnixStream>,
+    served: &AtomicUsize,
+) {
+    let mut stream = first;
+    loop {
+        {
+            let _served = Served(served);
+            connection(stream, shared);
+        }
+        match idle.recv_timeout(IDLE_THREAD_KEEP) {
+            Ok(next) => stream = next,
+            Err(_) => return,
+        }
     }
 }
 
