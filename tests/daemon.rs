@@ -298,7 +298,8 @@ fn sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_file_is_invali
         other => panic!("status: {other:?}"),
     };
     // A reload is asynchronous to the signal: poll for its effect.
-    let eventually = |what: &str, done: &dyn Fn() -> bool| home.eventually(what, done);
+    let eventually =
+        |what: &str, done: &dyn Fn() -> bool| home.eventually(what, || done().then_some(()));
     assert_eq!(devices(), "cpu:2");
 
     let good = std::fs::read_to_string(home.config())
@@ -327,22 +328,15 @@ fn connections_beyond_the_limit_are_told_busy_and_a_freed_thread_serves_again() 
     // Three clients that got an answer and keep their connections open are the limit. (A
     // connection that just closed counts until its thread has seen the hang-up, so one of
     // them may be told busy first: it tries again.)
-    let mut holding = Vec::new();
-    while holding.len() < 3 {
-        let held = std::cell::RefCell::new(None);
-        home.eventually("a connection answered below the limit", &|| {
-            let mut client = home.client();
-            let answered = matches!(
-                client.request(Command::Status { job: None }),
-                Ok(Reply::Daemon { .. })
-            );
-            if answered {
-                *held.borrow_mut() = Some(client);
-            }
-            answered
-        });
-        holding.push(held.into_inner().expect("held"));
-    }
+    let mut holding: Vec<_> = (0..3)
+        .map(|_| {
+            home.eventually("a connection answered below the limit", || {
+                let mut client = home.client();
+                let answered = client.request(Command::Status { job: None });
+                matches!(answered, Ok(Reply::Daemon { .. })).then_some(client)
+            })
+        })
+        .collect();
     match status() {
         Err(ClientError::Daemon {
             kind: ErrorKind::Busy,
@@ -369,8 +363,8 @@ fn connections_beyond_the_limit_are_told_busy_and_a_freed_thread_serves_again() 
 
     // One client leaves: its thread, once it has seen the hang-up, takes the next connection.
     drop(holding.pop());
-    home.eventually("a freed connection thread serving again", &|| {
-        matches!(status(), Ok(Reply::Daemon { .. }))
+    home.eventually("a freed connection thread serving again", || {
+        matches!(status(), Ok(Reply::Daemon { .. })).then_some(())
     });
     assert!(
         home.logs().contains("refusing connections"),

@@ -115,11 +115,15 @@ impl Home {
         out
     }
 
-    /// Polls `done` until it holds; fails naming `what`, with the daemon's logs, if it does
-    /// not within 30 s (a bound for a stuck daemon, not a timing assertion).
-    pub fn eventually(&self, what: &str, done: &dyn Fn() -> bool) {
+    /// Calls `attempt` until it gives a value, and returns it; fails naming `what`, with the
+    /// daemon's logs, if none comes within 30 s (a bound for a stuck daemon, not a timing
+    /// assertion).
+    pub fn eventually<T>(&self, what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
         let started = Instant::now();
-        while !done() {
+        loop {
+            if let Some(value) = attempt() {
+                return value;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "{what}: never happened; {}",

@@ -85,15 +85,6 @@ fn man() -> std::io::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if matches!(args.command, Some(Sub::Man)) {
-        return match man() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("gncd: cannot print the man page: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // journald and log files want plain text.
@@ -106,7 +97,7 @@ fn main() -> ExitCode {
         Some(Sub::Validate) => gncd::validate(&args.config)
             .map(|_| println!("{}: valid", args.config.display()))
             .map_err(Into::into),
-        Some(Sub::Man) => unreachable!("answered above"),
+        Some(Sub::Man) => man().map_err(|e| anyhow::anyhow!("cannot print the man page: {e}")),
         None => gncd::run(&args.config).map_err(Into::into),
     };
     match result {
