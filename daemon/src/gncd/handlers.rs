@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use gnc_proto::control::{Command, DaemonInfo, ErrorKind, JobState, Reply, Response};
-use gnc_proto::{Devices, JobSpec};
+use gnc_proto::JobSpec;
 
 use super::jobs::{Refusal, StopReason};
 use super::metrics_tail::MetricsTail;
@@ -118,13 +118,16 @@ fn submit(shared: &Shared, peer: u32, mut spec: JobSpec, devices: Option<String>
         return bad(e.to_string());
     }
     let requested = devices.or_else(|| spec.parallel.devices.clone());
-    let parsed = match requested.as_deref().map(str::parse::<Devices>).transpose() {
-        Ok(parsed) => parsed,
-        Err(message) => return bad(format!("devices: {message}")),
-    };
     // What it would run on now; chosen again when it starts (a reload may change the
     // daemon's devices meanwhile).
-    let planned = super::runner::choose_devices(parsed, config.devices, spec.parallel.workers);
+    let planned = match super::runner::devices_for(
+        requested.as_deref(),
+        config.devices,
+        spec.parallel.workers,
+    ) {
+        Ok(planned) => planned,
+        Err(message) => return bad(format!("devices: {message}")),
+    };
     if let Some(cap) = config.checkpoint_keep {
         spec.checkpoint.keep = spec.checkpoint.keep.min(cap);
     }

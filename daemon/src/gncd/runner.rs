@@ -32,6 +32,17 @@ pub fn choose_devices(requested: Option<Devices>, daemon: Devices, workers: usiz
     Devices::Cpu(n)
 }
 
+/// [`choose_devices`] for a job's requested devices as stored (`cpu:N`, or none); an
+/// unreadable request is an error naming it.
+pub fn devices_for(
+    requested: Option<&str>,
+    daemon: Devices,
+    workers: usize,
+) -> Result<Devices, String> {
+    let requested = requested.map(str::parse::<Devices>).transpose()?;
+    Ok(choose_devices(requested, daemon, workers))
+}
+
 /// Marks job `id` running and starts its run on a thread; the outcome comes back to the main
 /// loop as [`Control::Finished`].
 pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
@@ -39,13 +50,11 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
     let mut jobs = shared.jobs();
     let log = jobs.store.log_path(id);
     let job = jobs.get_mut(id).ok_or_else(|| format!("no job {id}"))?;
-    let requested = job
-        .record
-        .requested_devices
-        .as_deref()
-        .map(str::parse::<Devices>)
-        .transpose()?;
-    let devices = choose_devices(requested, config.devices, job.spec.parallel.workers);
+    let devices = devices_for(
+        job.record.requested_devices.as_deref(),
+        config.devices,
+        job.spec.parallel.workers,
+    )?;
     // A job that ran before continues from its newest checkpoint.
     let resume = job.record.info.started_at.is_some();
     let control = RunControl::new();
