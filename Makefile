@@ -18,9 +18,10 @@ demo: setup build
 	./target/release/gncctl run examples/demo.toml
 
 ## The whole test suite (unit, reference, end-to-end), after format and lint checks.
+## Every test binary runs even after a failure; the summary names each failed test.
 test: setup build lint
-	set -o pipefail; $(CARGO) test --release --workspace 2>&1 | tee target/test.log
-	@scripts/test-summary.sh target/test.log
+	@set -o pipefail; $(CARGO) test --release --workspace --no-fail-fast 2>&1 | tee target/test.log; \
+	status=$$?; scripts/test-summary.sh target/test.log && exit $$status
 
 setup: venv $(CARGO_CONFIG) data
 

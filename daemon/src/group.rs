@@ -83,6 +83,7 @@ impl Group {
         bin: &Path,
         args: impl IntoIterator<Item = Vec<OsString>>,
         env: &[(&str, &str)],
+        cleared: &[&str],
         stderr: Option<&std::fs::File>,
     ) -> std::io::Result<Group> {
         let mut group = Group {
@@ -94,7 +95,11 @@ impl Group {
                 Some(file) => Stdio::from(file.try_clone()?),
                 None => Stdio::inherit(),
             };
-            let child = Command::new(bin)
+            let mut command = Command::new(bin);
+            for key in cleared {
+                command.env_remove(key);
+            }
+            let child = command
                 .args(args)
                 .envs(env.iter().copied())
                 .stdin(Stdio::null())
@@ -181,7 +186,7 @@ mod tests {
             vec!["-c".into(), "kill -9 $$".into()],
             vec!["-c".into(), "sleep 60".into()],
         ];
-        let mut group = Group::spawn(sh, args, &[], None).unwrap();
+        let mut group = Group::spawn(sh, args, &[], &[], None).unwrap();
         let died = loop {
             match group.poll().unwrap() {
                 Poll::Died { process, status } => break (process, status),

@@ -123,6 +123,8 @@ struct Plan {
     len: usize,
     total: u64,
     bin: PathBuf,
+    /// The reproducibility level, whose environment the workers start with.
+    level: gnc_proto::repro::Level,
 }
 
 /// Trains `spec` with one `gnc-worker` process per device, restarting the group on failure.
@@ -210,6 +212,7 @@ fn prepare(
         len,
         total,
         bin,
+        level: spec.reproducibility,
     })
 }
 
@@ -302,7 +305,8 @@ fn run_generation(
     let mut group = Group::spawn(
         &plan.bin,
         args,
-        gnc_worker::pin::PINNED_ENVIRONMENT,
+        plan.level.environment(),
+        plan.level.cleared(),
         log.as_ref(),
     )
     .map_err(io_err(&plan.bin))?;

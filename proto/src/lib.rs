@@ -7,6 +7,7 @@ pub mod client;
 pub mod control;
 pub mod framing;
 mod metrics;
+pub mod repro;
 mod spec;
 mod validate;
 

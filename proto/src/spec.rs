@@ -30,6 +30,16 @@ pub struct JobSpec {
     pub eval: EvalSpec,
     #[serde(default)]
     pub checkpoint: CheckpointSpec,
+    /// Which machines give this job's bits (`crate::repro`): `"portable"` (the default: every
+    /// x86-64 machine with AVX2 and FMA) or `"native"` (this machine's fastest kernels; the
+    /// same bits on machines of the same CPU model). Part of the spec hash; left out of the
+    /// canonical form when it is the default, so specs written before it keep their hash.
+    #[serde(default, skip_serializing_if = "is_portable")]
+    pub reproducibility: crate::repro::Level,
+}
+
+fn is_portable(level: &crate::repro::Level) -> bool {
+    *level == crate::repro::Level::Portable
 }
 
 /// Which data set, where it lives, and how it is augmented.

@@ -46,6 +46,10 @@ pub struct Manifest {
     /// so single-process manifests are unchanged).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PartRef>,
+    /// What the bits depend on besides the spec (`gnc_proto::repro::Key`), filled in by
+    /// [`write`]; absent in manifests of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproducibility: Option<gnc_proto::repro::Key>,
 }
 
 /// One part file of a checkpoint, as named in its manifest.
@@ -85,6 +89,7 @@ pub fn write(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let file = serialize(dir, tensors)?;
     manifest.format = FORMAT;
+    manifest.reproducibility = Some(crate::pin::key());
     manifest.tensors_file = format!("ckpt-{:09}.safetensors", manifest.iteration);
     manifest.tensors_sha256 = hex::encode(Sha256::digest(&file));
     let tensors_path = dir.join(&manifest.tensors_file);
@@ -384,6 +389,7 @@ mod tests {
                     workers: (0, 4),
                 })
                 .collect(),
+            reproducibility: None,
         }
     }
 

@@ -54,8 +54,12 @@ pub struct RunSummary {
     pub train_seconds: f64,
     pub threads: usize,
     pub output_dir: PathBuf,
-    /// The pinned CPU environment the run computed under (part of its reproducibility key).
+    /// The pinned CPU environment the run computed under.
     pub environment: Vec<(String, String)>,
+    /// What the bits depend on besides the spec (`gnc_proto::repro::Key`); absent in results
+    /// of earlier versions.
+    #[serde(default)]
+    pub reproducibility: Option<gnc_proto::repro::Key>,
 }
 
 fn default_threads() -> usize {
@@ -191,10 +195,8 @@ pub fn conclude(
         train_seconds,
         threads,
         output_dir: out.to_path_buf(),
-        environment: crate::pin::PINNED_ENVIRONMENT
-            .iter()
-            .map(|(k, _)| (k.to_string(), std::env::var(k).unwrap_or_default()))
-            .collect(),
+        environment: crate::pin::environment(),
+        reproducibility: Some(crate::pin::key()),
     };
     let result_path = out.join("result.json");
     let json = serde_json::to_vec_pretty(&summary).expect("summaries serialise");

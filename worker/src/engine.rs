@@ -342,6 +342,7 @@ impl Trainer {
             tensors_file: String::new(),
             tensors_sha256: String::new(),
             parts: Vec::new(),
+            reproducibility: None,
         };
         let named = state.to_named(self.model.params());
         checkpoint::write(

@@ -11,6 +11,7 @@ pub mod driver;
 pub mod engine;
 pub mod eval;
 pub mod hash;
+pub mod kernels;
 pub mod method;
 pub mod metrics_log;
 pub mod model;

@@ -82,7 +82,7 @@ impl Optimizer {
                     let g = g + &*x * weight_decay;
                     *m = &*m * beta1 + &g * (1.0 - beta1);
                     *v = &*v * beta2 + g.square() * (1.0 - beta2);
-                    let denom = (&*v / c2).sqrt() + eps;
+                    let denom = crate::kernels::sqrt(&(&*v / c2)) + eps;
                     let _ = x.g_sub_(&((&*m / c1) / denom * lr));
                 }
             }

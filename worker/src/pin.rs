@@ -1,28 +1,81 @@
-//! Pinning what libtorch computes with, so that a logical worker's arithmetic is the same in
-//! every process and on every x86-64 machine with AVX2 (DESIGN.md §4.3):
-//! one intra-op thread (no thread-count-dependent reductions), ATen's vectorised kernels at the
-//! AVX2 level, oneDNN limited to AVX2, and MKL's conditional numerical reproducibility at AVX2.
-//! These are read when the libraries first run, so they must be set before any tensor work.
+//! Pinning what libtorch computes with, per reproducibility level (`gnc_proto::repro`): one
+//! intra-op thread (no thread-count-dependent reductions), and at the portable level ATen's
+//! vectorised kernels at AVX2 and oneDNN capped at AVX2. The libraries read these variables
+//! when they first run, so a process pins once, before any tensor exists, and keeps that level
+//! for its life: [`level`] tells the kernels which one it is.
 
-/// The variables set, and their values. Also written into each run's `result.json`.
-pub const PINNED_ENVIRONMENT: &[(&str, &str)] = &[
-    ("OMP_NUM_THREADS", "1"),
-    ("MKL_NUM_THREADS", "1"),
-    ("ATEN_CPU_CAPABILITY", "avx2"),
-    ("ONEDNN_MAX_CPU_ISA", "AVX2"),
-    ("MKL_CBWR", "AVX2,STRICT"),
-];
+use std::sync::OnceLock;
 
-/// Sets the pinned environment of this process. Call first thing in `main`, before any thread
-/// starts and before any tensor exists. Fails on a CPU without AVX2, which could not honour it.
-pub fn pin_process_environment() -> Result<(), String> {
-    #[cfg(target_arch = "x86_64")]
-    if !std::arch::is_x86_feature_detected!("avx2") {
-        return Err("this CPU has no AVX2; gnc pins its CPU kernels at the AVX2 level".into());
+use gnc_proto::repro::Level;
+
+static PINNED: OnceLock<Level> = OnceLock::new();
+
+/// Sets this process's environment for `level`. Call before any thread starts and before any
+/// tensor exists. A second call with the same level does nothing; with another it fails, as
+/// the libraries have already read the first. Fails on a CPU that cannot honour the level.
+pub fn pin_process_environment(level: Level) -> Result<(), String> {
+    pin_with_environment(level, level)
+}
+
+/// [`pin_process_environment`] with `level`'s kernels but the libraries pinned as
+/// `environment` pins them: for benchmarks that compare what each part of a level costs.
+pub fn pin_with_environment(level: Level, environment: Level) -> Result<(), String> {
+    if level == Level::Portable || environment == Level::Portable {
+        gnc_proto::repro::portable_supported()?;
     }
-    for (key, value) in PINNED_ENVIRONMENT {
-        std::env::set_var(key, value);
+    let pinned = *PINNED.get_or_init(|| {
+        for key in environment.cleared() {
+            std::env::remove_var(key);
+        }
+        for (key, value) in environment.environment() {
+            std::env::set_var(key, value);
+        }
+        tch::set_num_threads(1);
+        level
+    });
+    if pinned != level {
+        return Err(format!(
+            "this process already computes at the {pinned} reproducibility level and cannot \
+             switch to {level}; run the job in a process of its own"
+        ));
     }
-    tch::set_num_threads(1);
     Ok(())
+}
+
+/// The level this process pinned; portable if it has not pinned one (unit tests).
+pub fn level() -> Level {
+    PINNED.get().copied().unwrap_or_default()
+}
+
+/// The pinned variables and their values in this process, for `result.json`.
+pub fn environment() -> Vec<(String, String)> {
+    level()
+        .environment()
+        .iter()
+        .map(|(k, _)| (k.to_string(), std::env::var(k).unwrap_or_default()))
+        .collect()
+}
+
+/// This process's reproducibility key: its level, this machine, the libraries and gnc.
+pub fn key() -> gnc_proto::repro::Key {
+    let level = level();
+    let cpu = gnc_proto::repro::Cpu::detect();
+    let isa = match level {
+        Level::Portable => "avx2".to_string(),
+        Level::Native => cpu.isa.clone(),
+    };
+    gnc_proto::repro::Key {
+        level,
+        cpu,
+        isa,
+        libtorch: option_env!("GNC_LIBTORCH_VERSION")
+            .unwrap_or("unknown")
+            .into(),
+        mkl: option_env!("GNC_MKL_VERSION").unwrap_or("unknown").into(),
+        onednn: option_env!("GNC_ONEDNN_VERSION")
+            .unwrap_or("unknown")
+            .into(),
+        gnc: env!("CARGO_PKG_VERSION").into(),
+        gnc_commit: env!("GNC_COMMIT").into(),
+    }
 }

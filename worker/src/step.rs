@@ -9,6 +9,7 @@ use std::ops::Range;
 use tch::{Kind, Tensor};
 
 use crate::data::{self, order::EpochOrder, Augment, Examples};
+use crate::kernels;
 use crate::method::Perturbation;
 use crate::model::{BatchNorm, Model, ParamCursor};
 use crate::tree::{Bundle, TreeSum};
@@ -92,16 +93,18 @@ impl BlockTask<'_> {
         let (x, y) = self.batch(self.order, worker);
         let mut cursor = self.perturbation.cursor(&self.params, worker, prev_grad);
         let (loss, stats) = loss_of(self.model, &mut cursor, &x, &y);
-        let weights = cursor.into_made();
+        let (weights, mut tape) = cursor.into_made();
         let objective = match &self.second {
             None => loss.shallow_clone(),
             Some(second) => {
                 let (x2, y2) = self.batch(second.order, worker);
-                let (loss2, _) = loss_of(self.model, &mut ParamCursor::new(&weights), &x2, &y2);
+                let mut cursor2 = ParamCursor::new(&weights);
+                let (loss2, _) = loss_of(self.model, &mut cursor2, &x2, &y2);
+                tape.append(cursor2.into_tape());
                 &loss * second.alpha + loss2 * (1.0 - second.alpha)
             }
         };
-        let grads = Tensor::run_backward(&[objective], &weights, false, false);
+        let grads = kernels::linear::gradients(&objective, &weights, tape);
         let grad_sq = Tensor::stack(&grads.iter().map(Tensor::norm).collect::<Vec<_>>(), 0)
             .square()
             .sum(Kind::Float)

@@ -265,7 +265,7 @@ fn max_relative_error(a: &Params, b: &Params) -> f64 {
 
 #[test]
 fn gnc_iterations_match_the_float64_reference() {
-    gnc_worker::pin::pin_process_environment().unwrap();
+    gnc_worker::pin::pin_process_environment(Default::default()).unwrap();
     let method = format!("kind = \"gnc\"\nalpha = {ALPHA}");
     let (engine, reference) = run_both(&method, Noise::Gnc, 3);
     let err = max_relative_error(&engine, &reference);
@@ -284,7 +284,7 @@ fn gnc_iterations_match_the_float64_reference() {
 
 #[test]
 fn rnc_iterations_match_the_float64_reference() {
-    gnc_worker::pin::pin_process_environment().unwrap();
+    gnc_worker::pin::pin_process_environment(Default::default()).unwrap();
     let method = format!("kind = \"rnc\"\nalpha = {ALPHA}");
     let (engine, reference) = run_both(&method, Noise::Rnc, 2);
     let err = max_relative_error(&engine, &reference);

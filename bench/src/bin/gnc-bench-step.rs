@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use gnc_bench::{f1_spec, median, minor_faults, thread_cpu_ns, Method};
+use gnc_proto::repro::Level;
 use gnc_proto::JobSpec;
 use gnc_worker::data::order::{iterations_per_epoch, EpochOrder};
 use gnc_worker::engine::Trainer;
@@ -48,6 +49,18 @@ struct Args {
     /// point (the equivalence check of `run_step_bench.py`).
     #[arg(long)]
     dump_init: Option<PathBuf>,
+    /// Which kernels and pinned environment: `portable` and `native` are the reproducibility
+    /// levels; `avx2-libtorch` is libtorch's kernels under the portable level's AVX2 pins
+    /// (what every run computed with before the levels existed).
+    #[arg(long, value_enum, default_value_t = Kernels::Portable)]
+    kernels: Kernels,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Kernels {
+    Portable,
+    Native,
+    Avx2Libtorch,
 }
 
 /// Writes the initial parameters and epoch 0's data order of `spec` under `dir`.
@@ -74,10 +87,15 @@ fn dump_init(spec: &JobSpec, state: &TrainState, dir: &Path) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    gnc_worker::pin::pin_process_environment()
+    let args = Args::parse();
+    let (level, environment) = match args.kernels {
+        Kernels::Portable => (Level::Portable, Level::Portable),
+        Kernels::Native => (Level::Native, Level::Native),
+        Kernels::Avx2Libtorch => (Level::Native, Level::Portable),
+    };
+    gnc_worker::pin::pin_with_environment(level, environment)
         .map_err(anyhow::Error::msg)
         .context("pinning the CPU environment")?;
-    let args = Args::parse();
     if args.warmup < 2 {
         bail!("--warmup must be at least 2 (GNC's noise path needs previous gradients)");
     }

@@ -17,6 +17,10 @@ pub struct Args {
     /// recorded spec's `parallel.devices`, else in this process.
     #[arg(long)]
     pub devices: Option<Devices>,
+    /// Re-run at this reproducibility level instead of the recorded one (`portable` or
+    /// `native`); the verdict then says that the levels differ.
+    #[arg(long)]
+    pub level: Option<gnc_proto::repro::Level>,
     /// Print the verdict as JSON on stdout: reproduced, iterations, params_sha256, message.
     #[arg(long)]
     pub json: bool,

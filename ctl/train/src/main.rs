@@ -1,6 +1,6 @@
 //! gnc-run: the training half of gncctl. `gncctl run …` and `gncctl verify …` exec it with
-//! the same arguments; it links libtorch and pins the determinism contract's CPU environment
-//! before anything else.
+//! the same arguments; it links libtorch and pins the CPU environment of the job's
+//! reproducibility level before any tensor exists.
 #![forbid(unsafe_code)]
 
 mod run;
@@ -13,11 +13,8 @@ use gnc_ctl::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // Before any thread or tensor exists: the determinism contract's CPU environment.
-    if let Err(e) = gnc_worker::pin::pin_process_environment() {
-        eprintln!("error: {e}");
-        return std::process::ExitCode::from(2);
-    }
+    // Each command pins the CPU environment of its job's reproducibility level once it has
+    // read the spec, before any tensor exists (gnc_worker::pin).
     gnc_ctl::init_logging();
     let result = match cli.command {
         Command::Run(args) => run::run(args),

@@ -73,6 +73,7 @@ pub fn write(
         tensors_file: String::new(),
         tensors_sha256: String::new(),
         parts,
+        reproducibility: None,
     };
     checkpoint::write(&dir, manifest, &main, keep).map_err(crate::EngineError::from)?;
     // Release: the manifest is durable before the supervisor can see this value.

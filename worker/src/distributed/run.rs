@@ -84,6 +84,8 @@ impl Segments {
 pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     die_with_parent(args.parent_pid)?;
     let spec = load_spec(&args.spec)?;
+    // Before any tensor exists: the spec's reproducibility level.
+    crate::pin::pin_process_environment(spec.reproducibility).map_err(EngineError::Config)?;
     let blocks: &[Block] = &args.blocks.0;
     let m = spec.parallel.workers;
     validate_layout(m, blocks)?;

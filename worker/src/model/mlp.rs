@@ -46,8 +46,7 @@ impl Model for Mlp {
     fn forward_with(&self, p: &mut ParamCursor, _bn: &mut BatchNorm, x: &Tensor) -> Tensor {
         let mut h = x.flatten(1, -1);
         for l in 0..self.layers {
-            let (w, b) = (p.next(), p.next());
-            h = h.linear(&w, Some(&b));
+            h = p.linear(&h);
             if l + 1 < self.layers {
                 h = h.relu();
             }

@@ -12,6 +12,7 @@ mod vgg;
 use gnc_proto::ModelSpec;
 use tch::{Kind, Tensor};
 
+use crate::kernels::{self, linear::Tape};
 use crate::rng::{Purpose, Stream};
 
 pub use mlp::Mlp;
@@ -134,6 +135,8 @@ pub struct ParamCursor<'a> {
     next: usize,
     /// The leaves handed out so far (Leaves and Gnc), in canonical order.
     made: Vec<Tensor>,
+    /// The portable linear layers of the pass that need a backward ([`ParamCursor::linear`]).
+    tape: Tape,
 }
 
 enum Source<'a> {
@@ -157,6 +160,7 @@ impl<'a> ParamCursor<'a> {
             source: Source::Given(params),
             next: 0,
             made: Vec::new(),
+            tape: Tape::default(),
         }
     }
 
@@ -171,6 +175,7 @@ impl<'a> ParamCursor<'a> {
                     .collect(),
             ),
             next: 0,
+            tape: Tape::default(),
         }
     }
 
@@ -184,6 +189,7 @@ impl<'a> ParamCursor<'a> {
                 prev,
             },
             next: 0,
+            tape: Tape::default(),
         }
     }
 
@@ -213,9 +219,27 @@ impl<'a> ParamCursor<'a> {
         }
     }
 
-    /// The leaves the pass used, in canonical order (to differentiate with respect to); all
-    /// of them, or this panics.
-    pub fn into_made(self) -> Vec<Tensor> {
+    /// A fully connected layer `h Wᵀ + b` with the next two parameters (W, then b): libtorch's
+    /// at the native level, gnc's portable product at the portable level (recorded for the
+    /// backward when W requires grad; see [`kernels::linear`]).
+    pub fn linear(&mut self, h: &Tensor) -> Tensor {
+        let k = self.next;
+        let (w, b) = (self.next(), self.next());
+        if !kernels::portable() {
+            return h.linear(&w, Some(&b));
+        }
+        let tape = w.requires_grad().then_some(&mut self.tape);
+        kernels::linear::forward(h, &w, &b, (k, k + 1), tape)
+    }
+
+    /// The portable layers recorded so far, for [`kernels::linear::gradients`].
+    pub fn into_tape(self) -> Tape {
+        self.tape
+    }
+
+    /// The leaves the pass used, in canonical order (to differentiate with respect to), and
+    /// its portable layers; all of the leaves, or this panics.
+    pub fn into_made(self) -> (Vec<Tensor>, Tape) {
         let expected = match &self.source {
             Source::Given(_) => 0,
             Source::Leaves(leaves) => leaves.len(),
@@ -228,7 +252,7 @@ impl<'a> ParamCursor<'a> {
                 "the forward pass used every parameter"
             );
         }
-        self.made
+        (self.made, self.tape)
     }
 }
 

@@ -103,6 +103,6 @@ impl Model for Resnet {
             }
         }
         let h = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
-        h.linear(&p.next(), Some(&p.next()))
+        p.linear(&h)
     }
 }

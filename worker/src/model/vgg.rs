@@ -75,6 +75,6 @@ impl Model for Vgg {
             h = h.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
         }
         let h = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
-        h.linear(&p.next(), Some(&p.next()))
+        p.linear(&h)
     }
 }

@@ -15,7 +15,15 @@ use gnc_ctl::exit::Negative;
 use gnc_ctl::run_dir::read_metrics;
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    let recorded = recorded::read(&args.run_dir)?;
+    let mut recorded = recorded::read(&args.run_dir)?;
+    // The keys first: what differs between the record and this re-run that changes bits.
+    let level = args.level.unwrap_or(recorded.spec.reproducibility);
+    gnc_worker::pin::pin_process_environment(level).map_err(anyhow::Error::msg)?;
+    let key_differences = key_differences(&recorded, &gnc_worker::pin::key());
+    for d in &key_differences {
+        eprintln!("note: {d}");
+    }
+    recorded.spec.reproducibility = level;
     let recorded_iters = recorded.result.iterations;
     let n = args.iterations.unwrap_or(recorded_iters);
     anyhow::ensure!(n >= 1, "--iterations must be at least 1");
@@ -47,7 +55,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             _ => None,
         })
         .collect();
-    let verdict = judge(&recorded, &rerun_iters, n, &summary.params_sha256)?;
+    let verdict = judge(&recorded, &rerun_iters, n, &summary.params_sha256)?
+        .map_err(|m| explain(m, &key_differences));
     if args.json {
         let (reproduced, message) = match &verdict {
             Ok(m) => (true, m),
@@ -58,6 +67,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             "iterations": n,
             "params_sha256": summary.params_sha256,
             "message": message,
+            "key_differences": key_differences,
         });
         println!("{report}");
     }
@@ -108,4 +118,27 @@ fn judge(
              of iteration {n} recorded to compare it with)"
         )),
     })
+}
+
+/// Why the record's bits may not be this re-run's, in words (none when nothing that changes
+/// bits differs). A record without a key predates keys: nothing can be said.
+fn key_differences(recorded: &recorded::Recorded, here: &gnc_proto::repro::Key) -> Vec<String> {
+    match &recorded.result.reproducibility {
+        Some(key) => key.differences(here),
+        None => vec![format!(
+            "{} records no reproducibility key (written by an earlier gnc)",
+            recorded.dir.join("result.json").display()
+        )],
+    }
+}
+
+/// A negative verdict, with the key differences that explain it put first.
+fn explain(message: String, differences: &[String]) -> String {
+    if differences.is_empty() {
+        return message;
+    }
+    format!(
+        "{}; bits are expected to differ. {message}",
+        differences.join("; ")
+    )
 }

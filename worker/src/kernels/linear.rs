@@ -1,0 +1,188 @@
+//! Fully connected layers on the portable product ([`super::gemm`]), inside libtorch's autograd.
+//!
+//! libtorch cannot run a kernel of ours as part of its graph, so a portable linear layer cuts
+//! the graph: its output is a fresh leaf `y` that requires grad, and the layer is recorded on a
+//! [`Tape`]. [`gradients`] then differentiates segment by segment, from the objective back:
+//! autograd gives ∂objective/∂y for the newest layer; the layer's own backward (three portable
+//! products) gives ∂W, ∂b and ∂h; ∂h continues through autograd from `h` to the previous cut as
+//! the gradient of `sum(h ⊙ ∂h)` (whose gradient with respect to `h` is `∂h` exactly), and so on.
+//! Every parameter's gradient is the sum of its segments' contributions, added in the fixed
+//! order of the sweep.
+//!
+//! The definitions, for a batch of n rows (`h`: n × in, `W`: out × in, `y`: n × out):
+//! `y[r][o] = Σ_i h[r][i] W[o][i] + b[o]`; `∂W[o][i] = Σ_r ∂y[r][o] h[r][i]`;
+//! `∂b[o] = Σ_r ∂y[r][o]` (in row order); `∂h[r][i] = Σ_o ∂y[r][o] W[o][i]`; each Σ one fma
+//! chain in index order, as [`super::gemm`] defines.
+
+use tch::{Kind, Tensor};
+
+use super::gemm::{matmul, Strided};
+
+/// One portable linear layer of a forward pass, as its backward needs it.
+pub struct LinearRecord {
+    /// The layer's input in the graph (it requires grad unless it is the data).
+    input: Tensor,
+    /// Its values, row-major n × in.
+    h: Vec<f32>,
+    /// The weight's values, row-major out × in.
+    w: Vec<f32>,
+    /// Canonical indexes of the weight and the bias among the pass's parameters.
+    weight: usize,
+    bias: usize,
+    /// The leaf that stands for the output.
+    output: Tensor,
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+}
+
+/// The portable layers of one or more forward passes, in the order they ran.
+#[derive(Default)]
+pub struct Tape(Vec<LinearRecord>);
+
+impl Tape {
+    pub fn append(&mut self, mut other: Tape) {
+        self.0.append(&mut other.0);
+    }
+}
+
+/// A tensor's values, row-major.
+pub fn values(t: &Tensor) -> Vec<f32> {
+    let n = t.numel();
+    let mut v = vec![0.0f32; n];
+    t.copy_data(&mut v, n);
+    v
+}
+
+fn tensor(values: &[f32], shape: &[i64]) -> Tensor {
+    Tensor::from_slice(values).view(shape)
+}
+
+/// `y = h Wᵀ + b` for `h` of shape `[n, in]`. The forward pass alone when `tape` is `None`
+/// (inference); otherwise the output is a leaf that requires grad and the layer is recorded.
+pub fn forward(
+    h: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    (weight, bias): (usize, usize),
+    tape: Option<&mut Tape>,
+) -> Tensor {
+    let (rows, inputs) = h.size2().expect("a linear layer's input is [n, features]");
+    let outputs = w.size()[0];
+    let (rows, inputs, outputs) = (rows as usize, inputs as usize, outputs as usize);
+    let hv = values(h);
+    let wv = values(w);
+    let bv = values(b);
+    // yᵀ = W hᵀ: the large operand W is read in place, the small hᵀ is the contiguous one.
+    let ht = transpose(&hv, rows, inputs);
+    let mut yt = vec![0.0f32; outputs * rows];
+    matmul(Strided::rows(&wv, outputs, inputs), &ht, rows, &mut yt);
+    let mut y = transpose(&yt, outputs, rows);
+    for row in y.chunks_exact_mut(outputs) {
+        for (v, &b) in row.iter_mut().zip(&bv) {
+            *v += b;
+        }
+    }
+    let y = tensor(&y, &[rows as i64, outputs as i64]);
+    match tape {
+        None => y,
+        Some(tape) => {
+            let output = y.set_requires_grad(true);
+            tape.0.push(LinearRecord {
+                input: h.shallow_clone(),
+                h: hv,
+                w: wv,
+                weight,
+                bias,
+                output: output.shallow_clone(),
+                rows,
+                inputs,
+                outputs,
+            });
+            output
+        }
+    }
+}
+
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; v.len()];
+    for (r, row) in v.chunks_exact(cols).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            t[c * rows + r] = x;
+        }
+    }
+    t
+}
+
+/// What one layer's backward hands on: ∂W, ∂b and ∂h.
+struct LayerGrads {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    h: Vec<f32>,
+}
+
+fn backward(rec: &LinearRecord, dy: &[f32]) -> LayerGrads {
+    let (n, i, o) = (rec.rows, rec.inputs, rec.outputs);
+    let dy_m = Strided::rows(dy, n, o);
+    let mut w = vec![0.0f32; o * i];
+    matmul(dy_m.t(), &rec.h, i, &mut w);
+    let mut h = vec![0.0f32; n * i];
+    matmul(dy_m, &rec.w, i, &mut h);
+    let mut b = vec![0.0f32; o];
+    for row in dy.chunks_exact(o) {
+        for (acc, &g) in b.iter_mut().zip(row) {
+            *acc += g;
+        }
+    }
+    LayerGrads { w, b, h }
+}
+
+/// The gradient of `objective` with respect to `weights` (the leaves of the pass, in canonical
+/// order), through the portable layers on `tape` and autograd between them. A weight the
+/// objective does not depend on gets zeros.
+pub fn gradients(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec<Tensor> {
+    let records = tape.0;
+    let nw = weights.len();
+    // Differentiate every segment with respect to every weight and every cut.
+    let inputs: Vec<Tensor> = weights
+        .iter()
+        .map(Tensor::shallow_clone)
+        .chain(records.iter().map(|r| r.output.shallow_clone()))
+        .collect();
+    let mut acc: Vec<Option<Tensor>> = (0..inputs.len()).map(|_| None).collect();
+    let add = |acc: &mut Vec<Option<Tensor>>, k: usize, g: Tensor| {
+        acc[k] = Some(match acc[k].take() {
+            None => g,
+            Some(sum) => sum + g,
+        });
+    };
+    let sweep = |acc: &mut Vec<Option<Tensor>>, root: &Tensor| {
+        for (k, g) in Tensor::run_backward(&[root], &inputs, false, false)
+            .into_iter()
+            .enumerate()
+        {
+            if g.defined() {
+                add(acc, k, g);
+            }
+        }
+    };
+    sweep(&mut acc, objective);
+    for (j, rec) in records.iter().enumerate().rev() {
+        let dy = match acc[nw + j].take() {
+            Some(g) => values(&g),
+            None => vec![0.0; rec.rows * rec.outputs],
+        };
+        let g = backward(rec, &dy);
+        let o = rec.outputs as i64;
+        add(&mut acc, rec.weight, tensor(&g.w, &[o, rec.inputs as i64]));
+        add(&mut acc, rec.bias, tensor(&g.b, &[o]));
+        if rec.input.requires_grad() {
+            let dh = tensor(&g.h, &[rec.rows as i64, rec.inputs as i64]);
+            sweep(&mut acc, &(&rec.input * dh).sum(Kind::Float));
+        }
+    }
+    acc.into_iter()
+        .zip(weights)
+        .map(|(g, w)| g.unwrap_or_else(|| w.zeros_like()))
+        .collect()
+}

@@ -1,0 +1,28 @@
+//! The arithmetic whose bits gnc defines itself at the portable reproducibility level
+//! (`gnc_proto::repro`), where libtorch's CPU kernels would take them from a vendor library
+//! that chooses its code by CPU vendor: the linear layers' matrix products ([`gemm`],
+//! [`linear`]) and elementwise square roots ([`sqrt`]). At the native level each is libtorch's.
+//! `kernels::fingerprint` checks, kernel by kernel, that a machine computes them all as the
+//! reference machines do.
+
+pub mod fingerprint;
+pub mod gemm;
+pub mod linear;
+
+use gnc_proto::repro::Level;
+use tch::Tensor;
+
+/// Whether this process computes at the portable level.
+pub fn portable() -> bool {
+    crate::pin::level() == Level::Portable
+}
+
+/// Elementwise √x. Portable: IEEE 754's correctly rounded square root, element by element
+/// (libtorch's goes through MKL's vector math, whose results differ between Intel and AMD).
+pub fn sqrt(x: &Tensor) -> Tensor {
+    if !portable() {
+        return x.sqrt();
+    }
+    let v: Vec<f32> = linear::values(x).into_iter().map(f32::sqrt).collect();
+    Tensor::from_slice(&v).view(x.size().as_slice())
+}
