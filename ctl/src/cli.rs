@@ -55,6 +55,8 @@ pub enum Command {
     Plot(cmd::plot::Args),
     /// Re-run a recorded run and check that it reproduces bit for bit (non-zero exit if not).
     Verify(cmd::verify::Args),
+    /// This machine's reproducibility key and kernel fingerprint: which runs it reproduces.
+    Doctor(cmd::doctor::Args),
     /// Print a shell completion script on stdout.
     Completions(cmd::completions::Args),
     /// Print the man page (roff) on stdout.

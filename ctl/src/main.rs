@@ -1,6 +1,6 @@
 //! gncctl: the gnc control CLI. `main` only parses arguments and maps errors to exit codes;
 //! each subcommand lives in its own file. This binary does not link libtorch: the training
-//! commands (`run`, `verify`) are carried out by `gnc-run` (see `trainer`).
+//! commands (`run`, `verify`, `doctor`) are carried out by `gnc-run` (see `trainer`).
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
     gnc_ctl::init_logging();
     let socket = daemon::socket_path(cli.socket);
     let result = match cli.command {
-        Command::Run(_) | Command::Verify(_) => trainer::exec(),
+        Command::Run(_) | Command::Verify(_) | Command::Doctor(_) => trainer::exec(),
         Command::Submit(args) => cmd::submit::run(args, &socket),
         Command::List(args) => cmd::list::run(args, &socket),
         Command::Status(args) => cmd::status::run(args, &socket),

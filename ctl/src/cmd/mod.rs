@@ -1,9 +1,10 @@
 //! The subcommands that talk to gncd, one file each, and the offline ones (`plot`, `verify`,
-//! `completions`, `man`).
+//! `doctor`, `completions`, `man`).
 
 pub mod cancel;
 pub mod checkpoint_now;
 pub mod completions;
+pub mod doctor;
 pub mod format;
 pub mod job_action;
 pub mod list;

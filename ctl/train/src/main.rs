@@ -3,6 +3,7 @@
 //! reproducibility level before any tensor exists.
 #![forbid(unsafe_code)]
 
+mod doctor;
 mod run;
 mod supervised;
 mod verify;
@@ -19,8 +20,10 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Doctor(args) => doctor::run(args),
         _ => Err(anyhow::anyhow!(
-            "gnc-run only trains (`run`, `verify`); use gncctl for the other commands"
+            "gnc-run only computes (`run`, `verify`, `doctor`); use gncctl for the other \
+             commands"
         )),
     };
     gnc_ctl::finish(result)
