@@ -58,11 +58,6 @@ impl<'a> Strided<'a> {
             col_stride: self.row_stride,
         }
     }
-
-    #[inline]
-    fn at(&self, i: usize, j: usize) -> f32 {
-        self.data[i * self.row_stride + j * self.col_stride]
-    }
 }
 
 /// `c = a · b`, with `b` row-major (`k` × `n`) and `c` row-major (`m` × `n`); each element the
@@ -71,59 +66,84 @@ pub fn matmul(a: Strided, b: &[f32], n: usize, c: &mut [f32]) {
     let (m, k) = (a.rows, a.cols);
     assert_eq!(b.len(), k * n, "b is not k x n");
     assert_eq!(c.len(), m * n, "c is not m x n");
-    let full_cols = n - n % COLS;
+    // Column tiles of 16, then one of 8 and one of 4 for the rest, then single columns.
+    let wide = n - n % COLS;
+    let mut tiles: Vec<(usize, usize)> = (0..wide).step_by(COLS).map(|j| (j, COLS)).collect();
+    let mut j = wide;
+    for width in [8, 4, 1] {
+        while n - j >= width {
+            tiles.push((j, width));
+            j += width;
+        }
+    }
+    let rows = ROWS;
     // Which operand stays in cache while the other streams past it: the smaller one. The
     // order of the tiles never changes a bit, only where the operands come from.
-    let b_stays = k * n <= m * k;
-    let column_tiles = (0..full_cols).step_by(COLS);
-    if b_stays {
-        for i0 in (0..m).step_by(ROWS) {
-            for j0 in column_tiles.clone() {
-                row_tiles(a, b, n, c, i0, j0);
+    if k * n <= m * k {
+        for i0 in (0..m).step_by(rows) {
+            for &(j0, width) in &tiles {
+                tile(a, b, n, c, i0, (m - i0).min(rows), j0, width);
             }
         }
     } else {
-        for j0 in column_tiles {
-            for i0 in (0..m).step_by(ROWS) {
-                row_tiles(a, b, n, c, i0, j0);
+        for &(j0, width) in &tiles {
+            for i0 in (0..m).step_by(rows) {
+                tile(a, b, n, c, i0, (m - i0).min(rows), j0, width);
             }
-        }
-    }
-    // The columns past the last full tile: the same chains, one element at a time.
-    for i in 0..m {
-        for j in full_cols..n {
-            let mut acc = 0.0f32;
-            for p in 0..k {
-                acc = a.at(i, p).mul_add(b[p * n + j], acc);
-            }
-            c[i * n + j] = acc;
         }
     }
 }
 
-/// The tile of up to `ROWS` rows from `i0`, `COLS` columns from `j0`.
+/// The tile of `rows` rows from `i0` and `width` columns from `j0`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn row_tiles(a: Strided, b: &[f32], n: usize, c: &mut [f32], i0: usize, j0: usize) {
-    match a.rows - i0 {
-        1 => tile::<1>(a, b, n, c, i0, j0),
-        2 => tile::<2>(a, b, n, c, i0, j0),
-        3 => tile::<3>(a, b, n, c, i0, j0),
-        4 => tile::<4>(a, b, n, c, i0, j0),
-        5 => tile::<5>(a, b, n, c, i0, j0),
-        _ => tile::<ROWS>(a, b, n, c, i0, j0),
+fn tile(
+    a: Strided,
+    b: &[f32],
+    n: usize,
+    c: &mut [f32],
+    i0: usize,
+    rows: usize,
+    j0: usize,
+    width: usize,
+) {
+    macro_rules! widths {
+        ($r:literal) => {
+            match width {
+                COLS => tile_of::<$r, COLS>(a, b, n, c, i0, j0),
+                8 => tile_of::<$r, 8>(a, b, n, c, i0, j0),
+                4 => tile_of::<$r, 4>(a, b, n, c, i0, j0),
+                _ => tile_of::<$r, 1>(a, b, n, c, i0, j0),
+            }
+        };
+    }
+    match rows {
+        1 => widths!(1),
+        2 => widths!(2),
+        3 => widths!(3),
+        4 => widths!(4),
+        5 => widths!(5),
+        _ => widths!(6),
     }
 }
 
-/// `R` rows × `COLS` columns of `c` from (`i0`, `j0`), in registers for the whole chain.
+/// `R` rows × `C` columns of `c` from (`i0`, `j0`), in registers for the whole chain.
 #[inline(always)]
-fn tile<const R: usize>(a: Strided, b: &[f32], n: usize, c: &mut [f32], i0: usize, j0: usize) {
-    let mut acc = [[0.0f32; COLS]; R];
+fn tile_of<const R: usize, const C: usize>(
+    a: Strided,
+    b: &[f32],
+    n: usize,
+    c: &mut [f32],
+    i0: usize,
+    j0: usize,
+) {
+    let mut acc = [[0.0f32; C]; R];
     let mut b_at = j0;
     let mut a_at = i0 * a.row_stride;
     for _ in 0..a.cols {
-        let row: &[f32; COLS] = b[b_at..b_at + COLS]
+        let row: &[f32; C] = b[b_at..b_at + C]
             .try_into()
-            .expect("a tile row has COLS elements");
+            .expect("a tile row has C elements");
         for (r, acc_row) in acc.iter_mut().enumerate() {
             let x = a.data[a_at + r * a.row_stride];
             for (v, &y) in acc_row.iter_mut().zip(row) {
@@ -135,13 +155,17 @@ fn tile<const R: usize>(a: Strided, b: &[f32], n: usize, c: &mut [f32], i0: usiz
     }
     for (r, acc_row) in acc.iter().enumerate() {
         let start = (i0 + r) * n + j0;
-        c[start..start + COLS].copy_from_slice(acc_row);
+        c[start..start + C].copy_from_slice(acc_row);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(a: &Strided, i: usize, j: usize) -> f32 {
+        a.data[i * a.row_stride + j * a.col_stride]
+    }
 
     /// The definition, written as plainly as possible.
     fn reference(a: Strided, b: &[f32], n: usize) -> Vec<f32> {
@@ -150,7 +174,7 @@ mod tests {
             for j in 0..n {
                 let mut acc = 0.0f32;
                 for p in 0..a.cols {
-                    acc = a.at(i, p).mul_add(b[p * n + j], acc);
+                    acc = at(&a, i, p).mul_add(b[p * n + j], acc);
                 }
                 c[i * n + j] = acc;
             }
