@@ -45,8 +45,10 @@ lint: $(CARGO_CONFIG)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-## Benchmarks (minutes); results in bench/RESULTS.md.
+## Benchmarks (minutes); results in bench/RESULTS.md: the reproducibility levels' cost, then
+## one iteration against a PyTorch reference.
 bench: setup build
+	$(VENV)/bin/python bench/run_levels_bench.py
 	$(VENV)/bin/python bench/run_step_bench.py
 
 ## Data-plane benchmarks (minutes): all-reduce vs memcpy and gloo, 2 processes vs 1.

@@ -11,8 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
-# The pinned environment of worker/src/pin.rs (PINNED_ENVIRONMENT); read from there, these
-# copies are only the fallback should the file ever change shape.
+# The portable level's environment (proto/src/repro.rs, `Level::environment`); read from
+# there, this copy is only the fallback should the file ever change shape.
 FALLBACK_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -23,12 +23,14 @@ FALLBACK_ENV = {
 
 
 def pinned_environment():
-    """The CPU environment every gnc binary pins itself to, for the processes we compare."""
-    text = (ROOT / "worker/src/pin.rs").read_text()
-    block = re.search(r"PINNED_ENVIRONMENT[^=]*=\s*&\[(.*?)\];", text, re.S)
+    """The CPU environment of the portable level, which gnc binaries pin themselves to, for the
+    processes we compare."""
+    text = (ROOT / "proto/src/repro.rs").read_text()
+    block = re.search(r"Level::Portable\s*=>\s*&\[(.*?)\],", text, re.S)
     pairs = re.findall(r'\(\s*"([A-Z0-9_]+)"\s*,\s*"([^"]*)"\s*\)', block.group(1)) if block else []
     if not pairs:
-        print("warning: could not read PINNED_ENVIRONMENT from worker/src/pin.rs", file=sys.stderr)
+        print("warning: could not read the portable environment from proto/src/repro.rs",
+              file=sys.stderr)
         return dict(FALLBACK_ENV)
     return dict(pairs)
 
