@@ -84,7 +84,9 @@ def main():
             [x for x in lines if x["kernels"] == a], [y for y in lines if y["kernels"] == b])]
         return median(per), min(per), max(per)
 
-    flops = 2 * 3 * args.small_batch * (784 * 500 + 6 * 500 * 500 + 500 * 10) * args.workers
+    # Forward and weight gradient of every layer, input gradient of all but the first.
+    macs = 784 * 500 + 6 * 500 * 500 + 500 * 10
+    flops = 2 * args.small_batch * (3 * macs - 784 * 500) * args.workers
     commit = sh(["git", "rev-parse", "--short", "HEAD"]) or "unknown"
     dirty = " (with uncommitted changes)" if sh(["git", "status", "--porcelain"]) else ""
     table = "\n".join(
@@ -115,8 +117,8 @@ libtorch's kernels under the AVX2 pins, which every run used before the levels e
 |---|---:|---:|
 {chr(10).join(rows)}
 
-Floor: the matrix products of one iteration are {flops / 1e9:.1f} GFLOP (forward, input and weight
-gradients of every layer, every worker); one core's peak at 2 AVX2 FMA units × 8 lanes × 2 flops
+Floor: the matrix products of one iteration are {flops / 1e9:.1f} GFLOP (every worker: forward and weight
+gradient of every layer, input gradient of all but the first); one core's peak at 2 AVX2 FMA units × 8 lanes × 2 flops
 per cycle is 32 flop/cycle, about 78 GFLOP/s at this VM's nominal 2.45 GHz, so ≥ {flops / 78e9 * 1e3:.0f} ms.
 The losses differ in the last digits between `portable` and the others: different roundings of
 the same products, as expected; `native` and `avx2-libtorch` compute the same bits on a CPU
