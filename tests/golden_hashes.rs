@@ -18,7 +18,7 @@
 
 use gnc_tests::*;
 
-const GOLDEN: [(&str, &str); 6] = [
+const GOLDEN: [(&str, &str); 7] = [
     (
         "baseline",
         "24a2e05b0e8f8ae857fee5c4cc901e6e1c06b80b25987c1c2d957758d3ea5693",
@@ -43,6 +43,10 @@ const GOLDEN: [(&str, &str); 6] = [
         "cnn_gnc",
         "3fe976c64d133ec3f5e1c3a54dd07ef050339e139f1262a1108ba16712387239",
     ),
+    (
+        "adam",
+        "43131ee5df1a7243384435f17f402e60fd078c6ce976b4f5602ceab43324f5ff",
+    ),
 ];
 
 fn final_hash(name: &str, toml: &str) -> String {
@@ -63,6 +67,16 @@ fn final_hashes_of_tiny_jobs_are_pinned() {
         .collect();
     let cnn = tiny_cnn_job("golden-cnn", "kind = \"gnc\"\nalpha = 0.1");
     actual.push(("cnn_gnc".into(), final_hash("cnn", &cnn)));
+    // Adam divides by square roots, gnc's own at the portable level (worker/src/kernels): this
+    // pins the optimiser's path across machines too.
+    let adam = tiny_job("golden-adam", "kind = \"baseline\"")
+        .replace(
+            "kind = \"momentum\"\nmomentum = 0.9\nweight_decay = 1e-4",
+            "kind = \"adam\"",
+        )
+        .replace("base_lr = 0.2", "base_lr = 0.01");
+    assert!(adam.contains("adam") && adam.contains("base_lr = 0.01"));
+    actual.push(("adam".into(), final_hash("adam", &adam)));
     if std::env::var_os("GNC_PRINT_GOLDEN").is_some() {
         for (name, hash) in &actual {
             println!("    (\"{name}\", \"{hash}\"),");
