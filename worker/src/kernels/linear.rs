@@ -14,6 +14,8 @@
 //! `∂b[o] = Σ_r ∂y[r][o]` (in row order); `∂h[r][i] = Σ_o ∂y[r][o] W[o][i]`; each Σ one fma
 //! chain in index order, as [`super::gemm`] defines.
 
+use std::cell::RefCell;
+
 use tch::{Kind, Tensor};
 
 use super::gemm::{matmul, Strided};
@@ -46,10 +48,42 @@ impl Tape {
     }
 }
 
+thread_local! {
+    /// Buffers of finished layers, kept for the next worker's layers of the same sizes: a
+    /// fresh one would be zero-filled (and, past glibc's mmap threshold, faulted in page by
+    /// page) only to be overwritten.
+    static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many buffers a thread keeps (a few layers' worth of inputs, weights and gradients).
+const SPARE_BUFFERS: usize = 64;
+
+/// A buffer of `n` floats whose values are left over from earlier use: every caller
+/// overwrites all of them.
+fn buffer(n: usize) -> Vec<f32> {
+    SPARE
+        .with(|spare| {
+            let mut spare = spare.borrow_mut();
+            let found = spare.iter().position(|v| v.len() == n)?;
+            Some(spare.swap_remove(found))
+        })
+        .unwrap_or_else(|| vec![0.0; n])
+}
+
+/// Hands a buffer back for [`buffer`].
+fn recycle(v: Vec<f32>) {
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(v);
+        }
+    });
+}
+
 /// A tensor's values, row-major.
 pub fn values(t: &Tensor) -> Vec<f32> {
     let n = t.numel();
-    let mut v = vec![0.0f32; n];
+    let mut v = buffer(n);
     t.copy_data(&mut v, n);
     v
 }
@@ -75,7 +109,7 @@ pub fn forward(
     let bv = values(b);
     // yᵀ = W hᵀ: the large operand W is read in place, the small hᵀ is the contiguous one.
     let ht = transpose(&hv, rows, inputs);
-    let mut yt = vec![0.0f32; outputs * rows];
+    let mut yt = buffer(outputs * rows);
     matmul(Strided::rows(&wv, outputs, inputs), &ht, rows, &mut yt);
     let mut y = transpose(&yt, outputs, rows);
     for row in y.chunks_exact_mut(outputs) {
@@ -83,9 +117,17 @@ pub fn forward(
             *v += b;
         }
     }
-    let y = tensor(&y, &[rows as i64, outputs as i64]);
+    let y_tensor = tensor(&y, &[rows as i64, outputs as i64]);
+    for v in [ht, yt, y, bv] {
+        recycle(v);
+    }
+    let y = y_tensor;
     match tape {
-        None => y,
+        None => {
+            recycle(hv);
+            recycle(wv);
+            y
+        }
         Some(tape) => {
             let output = y.set_requires_grad(true);
             tape.0.push(LinearRecord {
@@ -105,7 +147,7 @@ pub fn forward(
 }
 
 fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0.0f32; v.len()];
+    let mut t = buffer(v.len());
     for (r, row) in v.chunks_exact(cols).enumerate() {
         for (c, &x) in row.iter().enumerate() {
             t[c * rows + r] = x;
@@ -124,9 +166,9 @@ struct LayerGrads {
 fn backward(rec: &LinearRecord, dy: &[f32]) -> LayerGrads {
     let (n, i, o) = (rec.rows, rec.inputs, rec.outputs);
     let dy_m = Strided::rows(dy, n, o);
-    let mut w = vec![0.0f32; o * i];
+    let mut w = buffer(o * i);
     matmul(dy_m.t(), &rec.h, i, &mut w);
-    let mut h = vec![0.0f32; n * i];
+    let mut h = buffer(n * i);
     matmul(dy_m, &rec.w, i, &mut h);
     let mut b = vec![0.0f32; o];
     for row in dy.chunks_exact(o) {
@@ -180,6 +222,13 @@ pub fn gradients(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec<Tens
             let dh = tensor(&g.h, &[rec.rows as i64, rec.inputs as i64]);
             sweep(&mut acc, &(&rec.input * dh).sum(Kind::Float));
         }
+        for v in [dy, g.w, g.h] {
+            recycle(v);
+        }
+    }
+    for rec in records {
+        recycle(rec.h);
+        recycle(rec.w);
     }
     acc.into_iter()
         .zip(weights)
