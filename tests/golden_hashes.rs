@@ -41,7 +41,7 @@ const GOLDEN: [(&str, &str); 7] = [
     ),
     (
         "cnn_gnc",
-        "3fe976c64d133ec3f5e1c3a54dd07ef050339e139f1262a1108ba16712387239",
+        "7c869ec0f9d2b5dfbc657e24f1d4e1e81a23cd29f07ecd963e7a5c4cdb1edc26",
     ),
     (
         "adam",
