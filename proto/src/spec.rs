@@ -463,4 +463,16 @@ base_lr = 0.1
         let other = JobSpec::from_toml(&SPEC.replace("alpha = 0.1", "alpha = 0.2"), "t").unwrap();
         assert_ne!(base.spec_hash(), other.spec_hash());
     }
+
+    #[test]
+    fn the_reproducibility_level_is_in_the_hash_unless_it_is_the_default() {
+        let base = JobSpec::from_toml(SPEC, "t").unwrap();
+        assert!(!base.canonical_json().contains("reproducibility"));
+        let level =
+            |l: &str| JobSpec::from_toml(&format!("reproducibility = \"{l}\"\n{SPEC}"), "t");
+        assert_eq!(base.spec_hash(), level("portable").unwrap().spec_hash());
+        assert_ne!(base.spec_hash(), level("native").unwrap().spec_hash());
+        let e = level("fast").unwrap_err().to_string();
+        assert!(e.contains("reproducibility") && e.contains("fast"), "{e}");
+    }
 }
