@@ -2,7 +2,6 @@
 //! under a level's pins, whether it computes the portable level as the reference machines do,
 //! and, given a recorded run, whether it can reproduce that run.
 
-use anyhow::Context;
 use gnc_proto::repro::{Key, Level};
 use gnc_proto::JobSpec;
 use gnc_worker::kernels::fingerprint::{compute, differences, PORTABLE_REFERENCE};
@@ -11,6 +10,8 @@ use gnc_worker::RunSummary;
 use gnc_ctl::cmd::doctor::Args;
 use gnc_ctl::exit::Negative;
 
+use crate::verify::recorded::read_json;
+
 /// What a run directory says about the conditions it ran under.
 struct Record {
     level: Level,
@@ -18,14 +19,8 @@ struct Record {
 }
 
 fn read_record(dir: &std::path::Path) -> anyhow::Result<Record> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let spec: JobSpec = serde_json::from_str(&read("spec.json")?)
-        .with_context(|| format!("{} is not a job spec", dir.join("spec.json").display()))?;
-    let result: RunSummary = serde_json::from_str(&read("result.json")?)
-        .with_context(|| format!("{} is not a run summary", dir.join("result.json").display()))?;
+    let spec: JobSpec = read_json(&dir.join("spec.json"), "the run's job spec")?;
+    let result: RunSummary = read_json(&dir.join("result.json"), "the run's summary")?;
     Ok(Record {
         level: spec.reproducibility,
         key: result.reproducibility,

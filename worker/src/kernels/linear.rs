@@ -117,11 +117,11 @@ pub fn forward(
             *v += b;
         }
     }
-    let y_tensor = tensor(&y, &[rows as i64, outputs as i64]);
-    for v in [ht, yt, y, bv] {
+    let y_values = y;
+    let y = tensor(&y_values, &[rows as i64, outputs as i64]);
+    for v in [ht, yt, y_values, bv] {
         recycle(v);
     }
-    let y = y_tensor;
     match tape {
         None => {
             recycle(hv);
@@ -156,11 +156,11 @@ fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
-/// What one layer's backward hands on: ∂W, ∂b and ∂h.
+/// What one layer's backward hands on: ∂W, ∂b and, when the input is not the data, ∂h.
 struct LayerGrads {
     w: Vec<f32>,
     b: Vec<f32>,
-    h: Vec<f32>,
+    h: Option<Vec<f32>>,
 }
 
 fn backward(rec: &LinearRecord, dy: &[f32]) -> LayerGrads {
@@ -168,8 +168,12 @@ fn backward(rec: &LinearRecord, dy: &[f32]) -> LayerGrads {
     let dy_m = Strided::rows(dy, n, o);
     let mut w = buffer(o * i);
     matmul(dy_m.t(), &rec.h, i, &mut w);
-    let mut h = buffer(n * i);
-    matmul(dy_m, &rec.w, i, &mut h);
+    // The first layer's input is the data: no gradient flows there.
+    let h = rec.input.requires_grad().then(|| {
+        let mut h = buffer(n * i);
+        matmul(dy_m, &rec.w, i, &mut h);
+        h
+    });
     let mut b = vec![0.0f32; o];
     for row in dy.chunks_exact(o) {
         for (acc, &g) in b.iter_mut().zip(row) {
@@ -218,11 +222,12 @@ pub fn gradients(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec<Tens
         let o = rec.outputs as i64;
         add(&mut acc, rec.weight, tensor(&g.w, &[o, rec.inputs as i64]));
         add(&mut acc, rec.bias, tensor(&g.b, &[o]));
-        if rec.input.requires_grad() {
-            let dh = tensor(&g.h, &[rec.rows as i64, rec.inputs as i64]);
+        if let Some(h) = g.h {
+            let dh = tensor(&h, &[rec.rows as i64, rec.inputs as i64]);
             sweep(&mut acc, &(&rec.input * dh).sum(Kind::Float));
+            recycle(h);
         }
-        for v in [dy, g.w, g.h] {
+        for v in [dy, g.w] {
             recycle(v);
         }
     }

@@ -4,7 +4,7 @@
 //! `result.json` (whole run) or the checkpoint manifest at iteration N (when kept).
 
 mod compare;
-mod recorded;
+pub(crate) mod recorded;
 mod rerun;
 
 use anyhow::Context;

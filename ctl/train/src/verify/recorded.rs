@@ -17,7 +17,10 @@ pub struct Recorded {
     pub iters: Vec<IterRecord>,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {} ({what})", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid {what}", path.display()))
