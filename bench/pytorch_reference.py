@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""PyTorch reference for one GNC / baseline iteration (issue 2), for timing only.
+"""PyTorch reference for one GNC / baseline iteration (issues 2 and 10), for timing only.
 
-The same step as gnc's engine (worker/src/engine.rs `Trainer::step`) for F1 (MLP
-784 -> 500 x 7 -> 10, ReLU, cross-entropy) on Fashion-MNIST, M logical workers of small batch b,
-on ONE thread, written the way a PyTorch user would write a fast version: functional forward,
+The same step as gnc's engine (worker/src/engine.rs `Trainer::step`) on Fashion-MNIST, M logical
+workers of small batch b, for gnc's models (worker/src/model/): an MLP (F1 = 784 -> 500 x 7 ->
+10 by default; --model mlp:500,500 for others), the VGG-style CNN with BatchNorm
+(--model vgg:16,32,64x2: stages of that many channels, two 3x3 convolutions each, max-pool
+between stages) and the CIFAR ResNet (--model resnet:20, option-A shortcuts). BatchNorm
+normalises each logical worker over its own small batch and writes that batch's statistics
+(momentum 1), which join the gradients in the tree sum, as gnc does. On --threads intra-op
+threads (default one), written the way a PyTorch user would write a fast version: functional forward,
 torch.autograd.grad, multi-tensor `torch._foreach_*` ops (as torch.optim uses them), no_grad
 around the arithmetic:
 
@@ -47,8 +52,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-HIDDEN = [500] * 7
 CLASSES = 10
+BN_EPS = 1e-5
+
+
+def parse_model(text):
+    """`mlp:500,500`, `vgg:16,32,64x2` or `resnet:20` as (kind, settings)."""
+    kind, _, rest = text.partition(":")
+    if kind == "mlp":
+        return kind, [int(w) for w in (rest or ",".join(["500"] * 7)).split(",")]
+    if kind == "vgg":
+        channels, _, convs = (rest or "16,32,64x2").partition("x")
+        return kind, ([int(c) for c in channels.split(",")], int(convs or 2))
+    if kind == "resnet":
+        return kind, int(rest or 20)
+    raise SystemExit(f"--model: unknown kind {kind!r} (mlp, vgg or resnet)")
 
 
 def read_idx(path):
@@ -71,12 +89,13 @@ def locate(root, name):
     raise FileNotFoundError(f"{name}[.gz] not found in {root}")
 
 
-def load_train(root):
-    """Training images flattened to [N, 784], normalised with the training set's mean and std
-    (in f64, like worker/src/data/mod.rs), and labels as int64."""
+def load_train(root, flat=True):
+    """Training images flattened to [N, 784] (or [N, 1, 28, 28] for a CNN), normalised with the
+    training set's mean and std (in f64, like worker/src/data/mod.rs), and labels as int64."""
     images = read_idx(locate(root, "train-images-idx3-ubyte"))
     labels = read_idx(locate(root, "train-labels-idx1-ubyte"))
-    x = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255.0)
+    shape = (images.shape[0], -1) if flat else (images.shape[0], 1) + images.shape[1:]
+    x = images.reshape(shape).astype(np.float32) / np.float32(255.0)
     x64 = x.astype(np.float64)
     mean = x64.mean()
     std = max(np.sqrt(max((x64 * x64).mean() - mean * mean, 0.0)), 1e-6)
@@ -84,16 +103,44 @@ def load_train(root):
     return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
 
 
-def init_params(inputs, seed):
-    """He uniform weights (bound sqrt(6 / fan_in)), zero biases, in gnc's canonical order."""
+def he(gen, shape, fan_in):
+    bound = (6.0 / fan_in) ** 0.5
+    return torch.empty(shape).uniform_(-bound, bound, generator=gen)
+
+
+def init_params(model, seed):
+    """He uniform weights (bound sqrt(6 / fan_in)), BatchNorm weight 1 and bias 0, zero biases,
+    in gnc's canonical order (worker/src/model/)."""
+    kind, settings = model
     gen = torch.Generator().manual_seed(seed)
     params = []
-    fan_in = inputs
-    for width in HIDDEN + [CLASSES]:
-        bound = (6.0 / fan_in) ** 0.5
-        w = torch.empty(width, fan_in).uniform_(-bound, bound, generator=gen)
-        params += [w, torch.zeros(width)]
-        fan_in = width
+
+    def conv_bn(cin, cout):
+        params.extend([he(gen, [cout, cin, 3, 3], cin * 9), torch.ones(cout), torch.zeros(cout)])
+
+    if kind == "mlp":
+        fan_in = 784
+        for width in settings + [CLASSES]:
+            params += [he(gen, [width, fan_in], fan_in), torch.zeros(width)]
+            fan_in = width
+        return params
+    if kind == "vgg":
+        channels, convs = settings
+        cin = 1
+        for c in channels:
+            for _ in range(convs):
+                conv_bn(cin, c)
+                cin = c
+    else:
+        n = (settings - 2) // 6
+        conv_bn(1, 16)
+        cin = 16
+        for c in (16, 32, 64):
+            for _ in range(n):
+                conv_bn(cin, c)
+                conv_bn(c, c)
+                cin = c
+    params += [he(gen, [CLASSES, cin], cin), torch.zeros(CLASSES)]
     return params
 
 
@@ -106,14 +153,57 @@ def filter_norms(x):
     return torch.linalg.vector_norm(x).view(1)
 
 
-def forward_loss(w, x, y):
+def batch_norm(h, weight, bias, stats):
+    """Normalises over this small batch; its mean and unbiased variance are written into two
+    fresh buffers (momentum 1, as gnc's BatchNorm::Train) and kept in `stats`."""
+    c = h.shape[1]
+    mean, var = torch.zeros(c), torch.zeros(c)
+    stats += [mean, var]
+    return F.batch_norm(h, mean, var, weight, bias, training=True, momentum=1.0, eps=BN_EPS)
+
+
+def forward_loss(model, w, x, y):
+    """Mean cross-entropy of one small batch, and the BatchNorm statistics of the pass."""
+    kind, settings = model
+    stats = []
+    if kind == "mlp":
+        h = x
+        layers = len(w) // 2
+        for layer in range(layers):
+            h = F.linear(h, w[2 * layer], w[2 * layer + 1])
+            if layer + 1 < layers:
+                h = torch.relu(h)
+        return F.cross_entropy(h, y), stats
+    it = iter(w)
+
+    def conv_bn(h, stride=1, relu=True):
+        h = F.conv2d(h, next(it), stride=stride, padding=1)
+        h = batch_norm(h, next(it), next(it), stats)
+        return torch.relu(h) if relu else h
+
     h = x
-    layers = len(w) // 2
-    for layer in range(layers):
-        h = F.linear(h, w[2 * layer], w[2 * layer + 1])
-        if layer + 1 < layers:
-            h = torch.relu(h)
-    return F.cross_entropy(h, y)
+    if kind == "vgg":
+        channels, convs = settings
+        for _ in channels:
+            for _ in range(convs):
+                h = conv_bn(h)
+            h = F.max_pool2d(h, 2)
+    else:
+        n = (settings - 2) // 6
+        h = conv_bn(h)
+        for s, c in enumerate((16, 32, 64)):
+            for b in range(n):
+                stride = 2 if s > 0 and b == 0 else 1
+                out = conv_bn(conv_bn(h, stride), relu=False)
+                short = h
+                if stride != 1 or h.shape[1] != c:
+                    extra = c - h.shape[1]
+                    pad = (0, 0, 0, 0, extra // 2, extra - extra // 2)
+                    short = F.pad(h[:, :, ::stride, ::stride], pad)
+                h = torch.relu(out + short)
+    h = F.adaptive_avg_pool2d(h, 1).flatten(1)
+    h = F.linear(h, next(it), next(it))
+    return F.cross_entropy(h, y), stats
 
 
 class TreeSum:
@@ -148,7 +238,8 @@ class TreeSum:
 
 class Reference:
     def __init__(self, args):
-        self.x, self.y = load_train(args.root)
+        self.model = parse_model(args.model)
+        self.x, self.y = load_train(args.root, flat=self.model[0] == "mlp")
         self.m = args.workers
         self.b = args.small_batch
         self.gnc = args.method == "gnc"
@@ -159,13 +250,13 @@ class Reference:
         if args.load_init:
             # gnc's initial weights and epoch-0 order (gnc-bench-step --dump-init): the
             # equivalence check, where both sides must follow the same loss trajectory.
-            count = 2 * (len(HIDDEN) + 1)
+            count = len(init_params(self.model, args.seed))
             self.params = [
                 torch.from_numpy(np.load(os.path.join(args.load_init, f"param_{k}.npy")))
                 for k in range(count)
             ]
         else:
-            self.params = init_params(self.x.shape[1], args.seed)
+            self.params = init_params(self.model, args.seed)
         self.velocity = [torch.zeros_like(p) for p in self.params]
         self.prev_grads = [None] * self.m
         self.prev_mean = None
@@ -203,19 +294,19 @@ class Reference:
             idx = self.order[start : start + b]
             xb = self.x.index_select(0, idx)
             yb = self.y.index_select(0, idx)
-            loss = forward_loss(w, xb, yb)
+            loss, stats = forward_loss(self.model, w, xb, yb)
             grads = torch.autograd.grad(loss, w)
             if self.gnc:
                 self.prev_grads[i] = grads
-            tree.push(list(grads) + [loss.detach()])
+            tree.push(list(grads) + stats + [loss.detach()])
             # Drop this worker's tensors now rather than when the next worker rebinds the names,
             # so that they are not alive next to the next worker's (less memory churn).
-            del w, xb, yb, loss, grads
+            del w, xb, yb, loss, grads, stats
         total = tree.finish()
         with torch.no_grad():
             mean = torch._foreach_div(total, m)
             loss = mean[-1].item()
-            grads = mean[:-1]
+            grads = mean[: len(params)]
             # v = m v - eta (g~ + lambda x); x = x + v
             v = self.velocity
             torch._foreach_mul_(v, self.momentum)
@@ -231,6 +322,8 @@ class Reference:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", default="data/fashion-mnist")
+    p.add_argument("--model", default="mlp", help="mlp[:W,W,...], vgg[:C,C,...xK] or resnet[:DEPTH]")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads")
     p.add_argument("--workers", type=int, default=64)
     p.add_argument("--small-batch", type=int, default=32)
     p.add_argument("--method", choices=["gnc", "baseline"], default="gnc")
@@ -248,7 +341,7 @@ def main():
         sys.exit("--warmup must be at least 2 (GNC's noise path needs previous gradients)")
     if args.iters < 1:
         sys.exit("--iters must be at least 1")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     ref = Reference(args)
     losses = [ref.step() for _ in range(args.warmup)]
     times, cpu = [], []
@@ -263,6 +356,7 @@ def main():
     line = {
         "impl": "pytorch",
         "method": args.method,
+        "model": args.model,
         "workers": args.workers,
         "small_batch": args.small_batch,
         "warmup": args.warmup,

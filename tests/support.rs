@@ -66,14 +66,37 @@ pub fn write_spec(dir: &Path, name: &str, toml: &str) -> PathBuf {
     path
 }
 
-/// The per-iteration lines of a run's metrics.jsonl (the loss sequence and more).
+/// The per-iteration lines of a run's metrics.jsonl (the loss sequence and more), without
+/// their wall times ([`without_seconds`]).
 pub fn iteration_lines(out: &Path) -> Vec<String> {
     std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .filter(|l| l.contains("\"kind\":\"iter\""))
-        .map(str::to_string)
+        .map(without_seconds)
         .collect()
+}
+
+/// A metrics line without its `"seconds"` field: the wall time of an iteration, the one
+/// value two runs of a job do not share.
+pub fn without_seconds(line: &str) -> String {
+    let Some(start) = line.find(",\"seconds\":") else {
+        return line.to_string();
+    };
+    let rest = &line[start + 1..];
+    let end = rest.find([',', '}']).map_or(line.len(), |e| start + 1 + e);
+    format!("{}{}", &line[..start], &line[end..])
+}
+
+#[test]
+fn without_seconds_drops_only_the_wall_time() {
+    let line = r#"{"kind":"iter","iter":3,"loss":1.5,"noise_norm":0.25,"seconds":1.25e-3}"#;
+    assert_eq!(
+        without_seconds(line),
+        r#"{"kind":"iter","iter":3,"loss":1.5,"noise_norm":0.25}"#
+    );
+    let eval = r#"{"kind":"eval","iter":3,"test_accuracy":0.5}"#;
+    assert_eq!(without_seconds(eval), eval);
 }
 
 /// The method tables of the five methods, each with settings that exercise it.

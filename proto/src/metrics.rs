@@ -27,6 +27,12 @@ pub struct IterRecord {
     /// Root mean square over logical workers of ‖g_i - g~‖: the gradient noise of Eq. 4 that
     /// GNC injects at the next iteration.
     pub noise_norm: f64,
+    /// Wall time of the iteration in this process, from its start to the update: every
+    /// worker's gradient, the reduction and the optimiser step; not evaluations or
+    /// checkpoints. The only field that differs between two runs of a job; absent (0) in
+    /// records of earlier versions.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// Written at each evaluation.

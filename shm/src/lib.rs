@@ -10,6 +10,7 @@
 //! * [`reduce`]: the sharded cross-process all-reduce built from the two.
 //! * [`cleaner`]: removes segments whose creator died.
 //! * [`control`]: a block of single-writer `u64` words (progress, checkpoint marks).
+//! * [`heap`]: glibc malloc settings that keep freed memory for reuse (training processes).
 //!
 //! All unsafe code of the workspace lives in this crate, behind these safe types; each unsafe
 //! block states why it is sound in a `// SAFETY:` comment.
@@ -21,6 +22,7 @@ pub mod cleaner;
 pub mod control;
 pub mod geometry;
 pub mod header;
+pub mod heap;
 mod mapping;
 pub mod naming;
 pub mod reduce;

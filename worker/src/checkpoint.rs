@@ -18,13 +18,11 @@
 
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tch::Tensor;
 
 use crate::atomic::write_atomic;
-use crate::hash::f32_bytes;
+use crate::tensor_file;
 use crate::CheckpointError;
 
 pub const FORMAT: u32 = 1;
@@ -87,13 +85,10 @@ pub fn write(
         move |e: std::io::Error| CheckpointError::Io(p, e.to_string())
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let file = serialize(dir, tensors)?;
     manifest.format = FORMAT;
     manifest.reproducibility = Some(crate::pin::key());
     manifest.tensors_file = format!("ckpt-{:09}.safetensors", manifest.iteration);
-    manifest.tensors_sha256 = hex::encode(Sha256::digest(&file));
-    let tensors_path = dir.join(&manifest.tensors_file);
-    write_atomic(&tensors_path, &file).map_err(io(&tensors_path))?;
+    manifest.tensors_sha256 = tensor_file::write(&dir.join(&manifest.tensors_file), tensors)?;
     let mpath = manifest_path(dir, manifest.iteration);
     let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
     write_atomic(&mpath, &json).map_err(io(&mpath))?;
@@ -110,9 +105,8 @@ pub fn write_part(
 ) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| CheckpointError::Io(dir.to_path_buf(), e.to_string()))?;
-    let file = serialize(dir, tensors)?;
     let path = dir.join(part_file_name(iteration, workers));
-    write_atomic(&path, &file).map_err(|e| CheckpointError::Io(path.clone(), e.to_string()))?;
+    tensor_file::write(&path, tensors)?;
     Ok(path)
 }
 
@@ -124,28 +118,13 @@ pub fn part_ref(
 ) -> Result<PartRef, CheckpointError> {
     let file = part_file_name(iteration, workers);
     let path = dir.join(&file);
-    let bytes = std::fs::read(&path).map_err(|e| CheckpointError::Io(path, e.to_string()))?;
+    let sha256 =
+        tensor_file::sha256_file(&path).map_err(|e| CheckpointError::Io(path, e.to_string()))?;
     Ok(PartRef {
         file,
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        sha256,
         workers,
     })
-}
-
-fn serialize(dir: &Path, tensors: &[(String, Tensor)]) -> Result<Vec<u8>, CheckpointError> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
-        .iter()
-        .map(|(name, t)| {
-            let shape = t.size().iter().map(|&d| d as usize).collect();
-            (name.clone(), f32_bytes(t), shape)
-        })
-        .collect();
-    let views = bytes.iter().map(|(name, data, shape)| {
-        let view = TensorView::new(Dtype::F32, shape.clone(), data).expect("shape matches data");
-        (name.clone(), view)
-    });
-    safetensors::serialize(views, &None)
-        .map_err(|e| CheckpointError::Format(dir.to_path_buf(), e.to_string()))
 }
 
 /// Manifests in `dir`, newest first.
@@ -267,10 +246,11 @@ pub fn read(manifest_file: &Path, spec_hash: &str) -> Result<Loaded, CheckpointE
         });
     }
     let dir = manifest_file.parent().unwrap_or(Path::new("."));
-    let mut tensors = read_tensors(&dir.join(&manifest.tensors_file), &manifest.tensors_sha256)?;
+    let mut tensors =
+        tensor_file::read(&dir.join(&manifest.tensors_file), &manifest.tensors_sha256)?;
     for part in &manifest.parts {
         let path = dir.join(&part.file);
-        for (name, tensor) in read_tensors(&path, &part.sha256)? {
+        for (name, tensor) in tensor_file::read(&path, &part.sha256)? {
             if tensors.iter().any(|(n, _)| *n == name) {
                 return Err(CheckpointError::Format(
                     path,
@@ -281,42 +261,6 @@ pub fn read(manifest_file: &Path, spec_hash: &str) -> Result<Loaded, CheckpointE
         }
     }
     Ok(Loaded { manifest, tensors })
-}
-
-/// Reads a safetensors file of f32 tensors whose SHA-256 must be `sha256`.
-fn read_tensors(tpath: &Path, sha256: &str) -> Result<Vec<(String, Tensor)>, CheckpointError> {
-    let tpath = tpath.to_path_buf();
-    let bytes =
-        std::fs::read(&tpath).map_err(|e| CheckpointError::Io(tpath.clone(), e.to_string()))?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    if digest != sha256 {
-        return Err(CheckpointError::Format(
-            tpath,
-            format!(
-                "checksum {digest} does not match the manifest's {sha256} ({} bytes; truncated or damaged)",
-                bytes.len()
-            ),
-        ));
-    }
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| CheckpointError::Format(tpath.clone(), e.to_string()))?;
-    let mut tensors = Vec::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(CheckpointError::Format(
-                tpath,
-                format!("tensor {name} is {:?}, not F32", view.dtype()),
-            ));
-        }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        tensors.push((name, Tensor::from_slice(&values).view(shape.as_slice())));
-    }
-    Ok(tensors)
 }
 
 /// The newest readable checkpoint in `dir` for this spec. Damaged ones are moved to

@@ -38,6 +38,8 @@ pub struct Trainer {
 
 /// The per-iteration data computed in [`Trainer::prepare`].
 pub struct Prepared {
+    /// When the iteration began, for its record's `seconds`.
+    began: std::time::Instant,
     t: u64,
     epoch: u64,
     lr: f64,
@@ -147,6 +149,7 @@ impl Trainer {
     /// First phase of an iteration, identical in every process: the rate and the method's
     /// shared perturbation data.
     pub fn prepare(&mut self, state: &mut TrainState) -> Prepared {
+        let began = std::time::Instant::now();
         let t = state.iteration;
         let epoch = t / self.iterations_per_epoch;
         if self.orders.as_ref().is_none_or(|o| o.0.epoch != epoch) {
@@ -166,6 +169,7 @@ impl Trainer {
             }
         };
         Prepared {
+            began,
             t,
             epoch,
             lr,
@@ -254,6 +258,7 @@ impl Trainer {
             lr: prepared.lr,
             grad_norm,
             noise_norm: noise_var.sqrt(),
+            seconds: prepared.began.elapsed().as_secs_f64(),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod rng;
 pub mod schedule;
 pub mod state;
 pub mod step;
+pub mod tensor_file;
 pub mod tree;
 
 use std::path::PathBuf;

@@ -31,6 +31,9 @@ pub fn pin_with_environment(level: Level, environment: Level) -> Result<(), Stri
             std::env::set_var(key, value);
         }
         tch::set_num_threads(1);
+        // Not a pin of the bits: an iteration's allocations then reuse freed memory instead
+        // of faulting fresh pages in (gnc_shm::heap).
+        gnc_shm::heap::retain_freed_memory();
         level
     });
     if pinned != level {
