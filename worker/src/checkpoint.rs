@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::atomic::write_atomic;
-use crate::tensor_file;
+use crate::tensor_file::{self, Stored};
 use crate::CheckpointError;
 
 pub const FORMAT: u32 = 1;
@@ -77,7 +77,7 @@ pub fn manifest_file(dir: &Path, iteration: u64) -> PathBuf {
 pub fn write(
     dir: &Path,
     mut manifest: Manifest,
-    tensors: &[(String, Tensor)],
+    tensors: &[(String, Stored)],
     keep: usize,
 ) -> Result<PathBuf, CheckpointError> {
     let io = |p: &Path| {
@@ -101,7 +101,7 @@ pub fn write_part(
     dir: &Path,
     iteration: u64,
     workers: (usize, usize),
-    tensors: &[(String, Tensor)],
+    tensors: &[(String, Stored)],
 ) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| CheckpointError::Io(dir.to_path_buf(), e.to_string()))?;

@@ -10,12 +10,17 @@
 //!
 //! GNC is computed as x_i = (x + s ⊙ g~(t-1)) + (-s) ⊙ g_i(t-1) with s = α η ‖x^(p)‖: the
 //! bracket is shared by all workers, so each worker pays one fused multiply-add per element
-//! (the same value as x - s ⊙ ω_i up to float32 rounding, see tests/gnc_reference.rs).
+//! (the same value as x - s ⊙ ω_i up to float32 rounding, see tests/gnc_reference.rs), made
+//! from values ([`GncWeights`]) straight into the buffer its layer reads.
+
+use std::sync::Arc;
 
 use tch::Tensor;
 
+use crate::kernels::linear::{buffer, recycle, values};
 use crate::model::ParamCursor;
 use crate::rng::{Purpose, Stream};
+use crate::state::SavedGradient;
 
 /// ‖x^(p)‖ per filter, shaped to broadcast against `x`.
 pub fn filter_norms(x: &Tensor) -> Tensor {
@@ -36,16 +41,57 @@ pub enum Perturbation {
     /// x_i = x.
     None,
     /// x_i = base + neg_scale ⊙ g_i(t-1); workers without a previous gradient use x.
-    Gnc {
-        base: Vec<Tensor>,
-        neg_scale: Vec<Tensor>,
-    },
+    Gnc(Arc<GncWeights>),
     /// x_i = x + neg_scale ⊙ ω_i / ‖ω_i^(p)‖ with fresh uniform ω_i.
     Rnc {
         seed: u64,
         iteration: u64,
         neg_scale: Vec<Tensor>,
     },
+}
+
+/// The part of GNC's x_i = base + neg_scale ⊙ g_i(t-1) that all workers share, as values:
+/// each worker's weights are made from it and its saved gradient (also values) element by
+/// element, with no tensor operation and no copy in between.
+pub struct GncWeights {
+    /// x + s ⊙ g~(t-1) per parameter, row-major.
+    base: Vec<Vec<f32>>,
+    /// -s per filter of each parameter (one value for a bias or BatchNorm vector).
+    neg_scale: Vec<Vec<f32>>,
+    shapes: Vec<Vec<i64>>,
+}
+
+impl GncWeights {
+    pub fn shape(&self, k: usize) -> &[i64] {
+        &self.shapes[k]
+    }
+
+    /// Parameter k of a worker whose saved gradient for it is `prev`, which this consumes (its
+    /// buffer is reused). Each element is fma(neg_scale, prev, base), rounded once: the same
+    /// bits as libtorch's `base.addcmul(neg_scale, prev)` (which fuses it), checked in
+    /// tests/gnc_reference.rs.
+    pub fn make(&self, k: usize, prev: Vec<f32>) -> Vec<f32> {
+        let (base, scale) = (&self.base[k], &self.neg_scale[k]);
+        assert_eq!(
+            prev.len(),
+            base.len(),
+            "a saved gradient has its parameter's size"
+        );
+        let mut x = buffer(base.len());
+        let per_filter = base.len() / scale.len();
+        for (((x, b), p), s) in x
+            .chunks_exact_mut(per_filter)
+            .zip(base.chunks_exact(per_filter))
+            .zip(prev.chunks_exact(per_filter))
+            .zip(scale)
+        {
+            for ((x, &b), &p) in x.iter_mut().zip(b).zip(p) {
+                *x = s.mul_add(p, b);
+            }
+        }
+        recycle(prev);
+        x
+    }
 }
 
 /// -α η ‖x^(p)‖ for every parameter.
@@ -60,16 +106,20 @@ impl Perturbation {
     /// GNC for iteration t: `prev_mean` is g~(t-1), `None` at the first iteration.
     pub fn gnc(params: &[Tensor], alpha: f64, lr: f64, prev_mean: Option<&[Tensor]>) -> Self {
         let neg_scale = neg_scales(params, alpha * lr);
-        let base = match prev_mean {
+        let base: Vec<Vec<f32>> = match prev_mean {
             Some(mean) => params
                 .iter()
                 .zip(mean)
                 .zip(&neg_scale)
-                .map(|((x, g), ns)| x - ns * g)
+                .map(|((x, g), ns)| values(&(x - ns * g)))
                 .collect(),
-            None => params.iter().map(Tensor::shallow_clone).collect(),
+            None => params.iter().map(values).collect(),
         };
-        Perturbation::Gnc { base, neg_scale }
+        Perturbation::Gnc(Arc::new(GncWeights {
+            base,
+            neg_scale: neg_scale.iter().map(values).collect(),
+            shapes: params.iter().map(Tensor::size).collect(),
+        }))
     }
 
     pub fn rnc(params: &[Tensor], alpha: f64, lr: f64, seed: u64, iteration: u64) -> Self {
@@ -85,10 +135,7 @@ impl Perturbation {
         let share = |v: &Vec<Tensor>| v.iter().map(Tensor::shallow_clone).collect();
         match self {
             Perturbation::None => Perturbation::None,
-            Perturbation::Gnc { base, neg_scale } => Perturbation::Gnc {
-                base: share(base),
-                neg_scale: share(neg_scale),
-            },
+            Perturbation::Gnc(weights) => Perturbation::Gnc(Arc::clone(weights)),
             Perturbation::Rnc {
                 seed,
                 iteration,
@@ -103,18 +150,16 @@ impl Perturbation {
 
     /// The weights logical worker `worker` differentiates at, handed out in canonical order as
     /// leaf tensors. GNC consumes the worker's previous gradient: each layer's weights are
-    /// written into that storage when the forward pass reaches the layer, so they are still in
-    /// cache when it reads them (the previous gradients are too large to stay in cache).
+    /// made from it when the forward pass reaches the layer, so they are still in cache when
+    /// the layer reads them (the previous gradients are too large to stay in cache).
     pub fn cursor<'a>(
         &'a self,
         params: &[Tensor],
         worker: usize,
-        prev_grad: Option<Vec<Tensor>>,
+        prev_grad: Option<SavedGradient>,
     ) -> ParamCursor<'a> {
         match (self, prev_grad) {
-            (Perturbation::Gnc { base, neg_scale }, Some(prev)) => {
-                ParamCursor::gnc(base, neg_scale, prev)
-            }
+            (Perturbation::Gnc(weights), Some(prev)) => ParamCursor::gnc(weights, prev),
             (
                 Perturbation::Rnc {
                     seed,

@@ -8,7 +8,14 @@ use tch::Tensor;
 
 use crate::model::ParamSpec;
 use crate::optim::Optimizer;
+use crate::tensor_file::Stored;
 use crate::CheckpointError;
+
+/// One logical worker's gradient as values: one row-major `Vec` per parameter, in canonical
+/// order. GNC keeps each worker's (g_i(t-1)) in this form, so that the kernels that write it
+/// (the portable backward) and read it (GNC's weights, `method::GncWeights`) need no tensor
+/// in between, and each worker's buffers are reused from iteration to iteration.
+pub type SavedGradient = Vec<Vec<f32>>;
 
 pub struct TrainState {
     /// Iterations completed.
@@ -19,35 +26,43 @@ pub struct TrainState {
     /// g~(t-1), kept while the method is GNC.
     pub prev_mean: Option<Vec<Tensor>>,
     /// g_i(t-1) per logical worker, kept while the method is GNC.
-    pub prev_grads: Vec<Option<Vec<Tensor>>>,
+    pub prev_grads: Vec<Option<SavedGradient>>,
 }
 
 impl TrainState {
-    pub fn to_named(&self, specs: &[ParamSpec]) -> Vec<(String, Tensor)> {
+    /// Every tensor of the state under its checkpoint name; the saved gradients as the values
+    /// they are (written one at a time, never all copied at once).
+    pub fn to_named(&self, specs: &[ParamSpec]) -> Vec<(String, Stored<'_>)> {
         let mut out = Vec::new();
-        let named = |prefix: &str, ts: &[Tensor], out: &mut Vec<(String, Tensor)>| {
+        let named = |prefix: &str, ts: &[Tensor], out: &mut Vec<(String, Stored)>| {
             for (s, t) in specs.iter().zip(ts) {
-                out.push((format!("{prefix}/{}", s.name), t.shallow_clone()));
+                out.push((
+                    format!("{prefix}/{}", s.name),
+                    Stored::Tensor(t.shallow_clone()),
+                ));
             }
         };
         named("param", &self.params, &mut out);
         for (i, (m, v)) in self.running.iter().enumerate() {
-            out.push((format!("bn/{i}/mean"), m.shallow_clone()));
-            out.push((format!("bn/{i}/var"), v.shallow_clone()));
+            out.push((format!("bn/{i}/mean"), Stored::Tensor(m.shallow_clone())));
+            out.push((format!("bn/{i}/var"), Stored::Tensor(v.shallow_clone())));
         }
         for (slot, ts) in &self.optimizer.slots {
             named(&format!("opt/{slot}"), ts, &mut out);
         }
         out.push((
             "opt/steps".into(),
-            Tensor::from_slice(&[self.optimizer.steps as f32]),
+            Stored::Tensor(Tensor::from_slice(&[self.optimizer.steps as f32])),
         ));
         if let Some(mean) = &self.prev_mean {
             named("prev_mean", mean, &mut out);
         }
         for (w, g) in self.prev_grads.iter().enumerate() {
-            if let Some(g) = g {
-                named(&format!("prev_grad/{w}"), g, &mut out);
+            for (s, values) in specs.iter().zip(g.iter().flatten()) {
+                out.push((
+                    format!("prev_grad/{w}/{}", s.name),
+                    Stored::Values(values, s.shape.clone()),
+                ));
             }
         }
         out
@@ -78,7 +93,8 @@ impl TrainState {
         self.optimizer.steps = steps.double_value(&[0]) as u64;
         self.prev_mean = take_set(&mut map, "prev_mean", specs, &self.params)?;
         for (w, g) in self.prev_grads.iter_mut().enumerate() {
-            *g = take_set(&mut map, &format!("prev_grad/{w}"), specs, &self.params)?;
+            let tensors = take_set(&mut map, &format!("prev_grad/{w}"), specs, &self.params)?;
+            *g = tensors.map(|ts| ts.iter().map(crate::kernels::linear::values).collect());
         }
         if let Some(extra) = map.keys().next() {
             return Err(CheckpointError::Unexpected(extra.clone()));

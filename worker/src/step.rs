@@ -12,6 +12,7 @@ use crate::data::{self, order::EpochOrder, Augment, Examples};
 use crate::kernels;
 use crate::method::Perturbation;
 use crate::model::{BatchNorm, Model, ParamCursor};
+use crate::state::SavedGradient;
 use crate::tree::{Bundle, TreeSum};
 
 /// The second, independent batch of noise enhancement (NE Eq. 6): the gradient becomes
@@ -34,7 +35,7 @@ pub struct BlockTask<'a> {
     pub k: u64,
     pub workers: Range<usize>,
     /// Previous gradients g_i(t-1) of these workers, when the method uses them.
-    pub prev_grads: Vec<Option<Vec<Tensor>>>,
+    pub prev_grads: Vec<Option<SavedGradient>>,
     /// Whether to return this iteration's per-worker gradients (GNC needs them next time).
     pub keep_grads: bool,
 }
@@ -43,7 +44,7 @@ pub struct BlockTask<'a> {
 pub struct BlockResult {
     pub workers: Range<usize>,
     pub sum: Bundle,
-    pub grads: Vec<Option<Vec<Tensor>>>,
+    pub grads: Vec<Option<SavedGradient>>,
 }
 
 /// Where each part sits in a worker's bundle.
@@ -87,9 +88,14 @@ impl BlockTask<'_> {
         data::gather(self.train, order.worker_batch(self.k, worker), self.augment)
     }
 
-    /// Gradient, BatchNorm statistics and loss of one logical worker. Consumes its previous
-    /// gradient: GNC writes the worker's weights into that storage.
-    fn worker(&self, worker: usize, prev_grad: Option<Vec<Tensor>>) -> (Bundle, Vec<Tensor>) {
+    /// Gradient, BatchNorm statistics and loss of one logical worker, and its gradient as
+    /// values when the method keeps it. Consumes its previous gradient (GNC makes the
+    /// worker's weights from it and reuses its buffers).
+    fn worker(
+        &self,
+        worker: usize,
+        prev_grad: Option<SavedGradient>,
+    ) -> (Bundle, Option<SavedGradient>) {
         let (x, y) = self.batch(self.order, worker);
         let mut cursor = self.perturbation.cursor(&self.params, worker, prev_grad);
         let (loss, stats) = loss_of(self.model, &mut cursor, &x, &y);
@@ -104,7 +110,12 @@ impl BlockTask<'_> {
                 &loss * second.alpha + loss2 * (1.0 - second.alpha)
             }
         };
-        let grads = kernels::linear::gradients(&objective, &weights, tape);
+        let (grads, kept) = if self.keep_grads {
+            let (grads, kept) = kernels::linear::gradients_and_values(&objective, &weights, tape);
+            (grads, Some(kept))
+        } else {
+            (kernels::linear::gradients(&objective, &weights, tape), None)
+        };
         let grad_sq = Tensor::stack(&grads.iter().map(Tensor::norm).collect::<Vec<_>>(), 0)
             .square()
             .sum(Kind::Float)
@@ -116,7 +127,7 @@ impl BlockTask<'_> {
         }
         bundle.push(loss.detach().view([1]));
         bundle.push(grad_sq);
-        (bundle, grads)
+        (bundle, kept)
     }
 
     /// Runs the block's workers in index order, folding their bundles in tree order.
@@ -128,7 +139,7 @@ impl BlockTask<'_> {
         for (worker, prev_grad) in self.workers.clone().zip(prev) {
             let (bundle, g) = self.worker(worker, prev_grad);
             sum.push(bundle);
-            grads.push(self.keep_grads.then_some(g));
+            grads.push(g);
         }
         BlockResult {
             workers: self.workers.clone(),

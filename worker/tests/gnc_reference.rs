@@ -300,6 +300,7 @@ fn rnc_iterations_match_the_float64_reference() {
 /// workers cancel up to float32 rounding.
 #[test]
 fn gnc_noise_sums_to_zero_over_workers() {
+    use gnc_worker::kernels::linear::values;
     use gnc_worker::method::Perturbation;
     use gnc_worker::rng::Stream;
     use gnc_worker::tree::TreeSum;
@@ -329,8 +330,8 @@ fn gnc_noise_sums_to_zero_over_workers() {
     for (k, x) in params.iter().enumerate() {
         let deltas: Vec<Tensor> = (0..workers as usize)
             .map(|w| {
-                // The cursor consumes the previous gradient (it writes the weights into it).
-                let prev = grads[w].iter().map(Tensor::copy).collect();
+                // The cursor consumes the previous gradient (it reuses its buffers).
+                let prev = grads[w].iter().map(values).collect();
                 let mut cursor = perturbation.cursor(&params, w, Some(prev));
                 let weights: Vec<Tensor> = params.iter().map(|_| cursor.next()).collect();
                 &weights[k].detach() - x
@@ -348,4 +349,42 @@ fn gnc_noise_sums_to_zero_over_workers() {
             "Σ ω_i = {residual} for parameter {k}"
         );
     }
+}
+
+/// GNC makes each worker's weights from values, element by element (method::GncWeights); they
+/// must be bit for bit what libtorch's `base.addcmul(neg_scale, prev)` gives (which rounds
+/// once: a fused multiply-add), for a matrix with a scale per row and a vector with one.
+#[test]
+fn gnc_weights_from_values_match_libtorch_addcmul() {
+    use gnc_worker::kernels::linear::values;
+    use gnc_worker::method::{filter_norms, Perturbation};
+    use gnc_worker::model::ParamCursor;
+    use gnc_worker::rng::Stream;
+    let random = |seed: u64, shape: &[i64], scale: f32| {
+        let mut s = Stream::new(seed, Purpose::Init, &[]);
+        let mut v = vec![0f32; shape.iter().product::<i64>() as usize];
+        s.fill_uniform(&mut v, -scale, scale);
+        Tensor::from_slice(&v).view(shape)
+    };
+    let shapes: [&[i64]; 2] = [&[37, 53], &[37]];
+    let params: Vec<Tensor> = shapes.iter().map(|s| random(1, s, 1.0)).collect();
+    let mean: Vec<Tensor> = shapes.iter().map(|s| random(2, s, 3.0)).collect();
+    let prev: Vec<Tensor> = shapes.iter().map(|s| random(3, s, 3.0)).collect();
+    let (alpha, lr) = (0.5, 0.1);
+    let perturbation = Perturbation::gnc(&params, alpha, lr, Some(&mean));
+    let mut cursor = perturbation.cursor(&params, 0, Some(prev.iter().map(values).collect()));
+    let mut differing = 0;
+    for (k, x) in params.iter().enumerate() {
+        let made = values(&cursor.next().detach());
+        let neg_scale = filter_norms(x) * (-alpha * lr);
+        let base = x - &neg_scale * &mean[k];
+        let want = values(&base.addcmul(&neg_scale, &prev[k]));
+        differing += made
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+    }
+    let _ = ParamCursor::into_made(cursor);
+    assert_eq!(differing, 0, "elements that differ from libtorch's addcmul");
 }

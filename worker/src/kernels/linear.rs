@@ -60,7 +60,7 @@ const SPARE_BUFFERS: usize = 64;
 
 /// A buffer of `n` floats whose values are left over from earlier use: every caller
 /// overwrites all of them.
-fn buffer(n: usize) -> Vec<f32> {
+pub fn buffer(n: usize) -> Vec<f32> {
     SPARE
         .with(|spare| {
             let mut spare = spare.borrow_mut();
@@ -71,7 +71,7 @@ fn buffer(n: usize) -> Vec<f32> {
 }
 
 /// Hands a buffer back for [`buffer`].
-fn recycle(v: Vec<f32>) {
+pub fn recycle(v: Vec<f32>) {
     SPARE.with(|spare| {
         let mut spare = spare.borrow_mut();
         if spare.len() < SPARE_BUFFERS {
@@ -98,14 +98,26 @@ pub fn forward(
     h: &Tensor,
     w: &Tensor,
     b: &Tensor,
+    params: (usize, usize),
+    tape: Option<&mut Tape>,
+) -> Tensor {
+    forward_values(h, values(w), w.size()[0] as usize, b, params, tape)
+}
+
+/// [`forward`] with the weight given by its values, row-major `outputs × in` (GNC makes each
+/// worker's weights as values, and they need no tensor: see [`gradients`]).
+pub fn forward_values(
+    h: &Tensor,
+    wv: Vec<f32>,
+    outputs: usize,
+    b: &Tensor,
     (weight, bias): (usize, usize),
     tape: Option<&mut Tape>,
 ) -> Tensor {
     let (rows, inputs) = h.size2().expect("a linear layer's input is [n, features]");
-    let outputs = w.size()[0];
-    let (rows, inputs, outputs) = (rows as usize, inputs as usize, outputs as usize);
+    let (rows, inputs) = (rows as usize, inputs as usize);
+    assert_eq!(wv.len(), outputs * inputs, "the weight is outputs × inputs");
     let hv = values(h);
-    let wv = values(w);
     let bv = values(b);
     // yᵀ = W hᵀ: the large operand W is read in place, the small hᵀ is the contiguous one.
     let ht = transpose(&hv, rows, inputs);
@@ -185,34 +197,79 @@ fn backward(rec: &LinearRecord, dy: &[f32]) -> LayerGrads {
 
 /// The gradient of `objective` with respect to `weights` (the leaves of the pass, in canonical
 /// order), through the portable layers on `tape` and autograd between them. A weight the
-/// objective does not depend on gets zeros.
+/// objective does not depend on gets zeros. The weights of the layers on the tape are not
+/// differentiated by autograd (their gradients come from the tape), so they may be given as
+/// empty placeholders.
 pub fn gradients(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec<Tensor> {
+    sweep(objective, weights, tape, false).0
+}
+
+/// [`gradients`], and also each parameter's gradient as values (row-major), as GNC keeps them
+/// for the next iteration: a portable layer's weight gradient is handed over as computed,
+/// without a copy.
+pub fn gradients_and_values(
+    objective: &Tensor,
+    weights: &[Tensor],
+    tape: Tape,
+) -> (Vec<Tensor>, Vec<Vec<f32>>) {
+    let (grads, kept) = sweep(objective, weights, tape, true);
+    let kept = kept
+        .into_iter()
+        .zip(&grads)
+        .map(|(k, g)| k.unwrap_or_else(|| values(g)))
+        .collect();
+    (grads, kept)
+}
+
+/// The sweep behind [`gradients`]; with `keep`, the values of every weight gradient that came
+/// whole from one portable layer.
+fn sweep(
+    objective: &Tensor,
+    weights: &[Tensor],
+    tape: Tape,
+    keep: bool,
+) -> (Vec<Tensor>, Vec<Option<Vec<f32>>>) {
     let records = tape.0;
     let nw = weights.len();
-    // Differentiate every segment with respect to every weight and every cut.
-    let inputs: Vec<Tensor> = weights
-        .iter()
-        .map(Tensor::shallow_clone)
-        .chain(records.iter().map(|r| r.output.shallow_clone()))
+    let on_tape = |k: usize| records.iter().any(|r| r.weight == k);
+    // Autograd differentiates with respect to every other weight and every cut.
+    let slots: Vec<usize> = (0..nw)
+        .filter(|&k| !on_tape(k))
+        .chain((0..records.len()).map(|j| nw + j))
         .collect();
-    let mut acc: Vec<Option<Tensor>> = (0..inputs.len()).map(|_| None).collect();
-    let add = |acc: &mut Vec<Option<Tensor>>, k: usize, g: Tensor| {
+    let inputs: Vec<Tensor> = slots
+        .iter()
+        .map(|&k| match k.checked_sub(nw) {
+            None => weights[k].shallow_clone(),
+            Some(j) => records[j].output.shallow_clone(),
+        })
+        .collect();
+    let mut acc: Vec<Option<Tensor>> = (0..nw + records.len()).map(|_| None).collect();
+    let mut raw: Vec<Option<Vec<f32>>> = (0..nw).map(|_| None).collect();
+    let add = |acc: &mut Vec<Option<Tensor>>, raw: &mut Vec<Option<Vec<f32>>>, k: usize, g| {
         acc[k] = Some(match acc[k].take() {
             None => g,
-            Some(sum) => sum + g,
+            Some(sum) => {
+                // A second contribution: the kept values, if any, are no longer the sum.
+                if let Some(v) = raw.get_mut(k).and_then(Option::take) {
+                    recycle(v);
+                }
+                sum + g
+            }
         });
     };
-    let sweep = |acc: &mut Vec<Option<Tensor>>, root: &Tensor| {
-        for (k, g) in Tensor::run_backward(&[root], &inputs, false, false)
-            .into_iter()
-            .enumerate()
-        {
-            if g.defined() {
-                add(acc, k, g);
+    let autograd =
+        |acc: &mut Vec<Option<Tensor>>, raw: &mut Vec<Option<Vec<f32>>>, root: &Tensor| {
+            for (k, g) in Tensor::run_backward(&[root], &inputs, false, false)
+                .into_iter()
+                .enumerate()
+            {
+                if g.defined() {
+                    add(acc, raw, slots[k], g);
+                }
             }
-        }
-    };
-    sweep(&mut acc, objective);
+        };
+    autograd(&mut acc, &mut raw, objective);
     for (j, rec) in records.iter().enumerate().rev() {
         let dy = match acc[nw + j].take() {
             Some(g) => values(&g),
@@ -220,23 +277,34 @@ pub fn gradients(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec<Tens
         };
         let g = backward(rec, &dy);
         let o = rec.outputs as i64;
-        add(&mut acc, rec.weight, tensor(&g.w, &[o, rec.inputs as i64]));
-        add(&mut acc, rec.bias, tensor(&g.b, &[o]));
+        let first = acc[rec.weight].is_none();
+        add(
+            &mut acc,
+            &mut raw,
+            rec.weight,
+            tensor(&g.w, &[o, rec.inputs as i64]),
+        );
+        add(&mut acc, &mut raw, rec.bias, tensor(&g.b, &[o]));
         if let Some(h) = g.h {
             let dh = tensor(&h, &[rec.rows as i64, rec.inputs as i64]);
-            sweep(&mut acc, &(&rec.input * dh).sum(Kind::Float));
+            autograd(&mut acc, &mut raw, &(&rec.input * dh).sum(Kind::Float));
             recycle(h);
         }
-        for v in [dy, g.w] {
-            recycle(v);
+        recycle(dy);
+        if keep && first {
+            raw[rec.weight] = Some(g.w);
+        } else {
+            recycle(g.w);
         }
     }
     for rec in records {
         recycle(rec.h);
         recycle(rec.w);
     }
-    acc.into_iter()
+    let grads = acc
+        .into_iter()
         .zip(weights)
         .map(|(g, w)| g.unwrap_or_else(|| w.zeros_like()))
-        .collect()
+        .collect();
+    (grads, raw)
 }

@@ -13,7 +13,9 @@ use gnc_proto::ModelSpec;
 use tch::{Kind, Tensor};
 
 use crate::kernels::{self, linear::Tape};
+use crate::method::GncWeights;
 use crate::rng::{Purpose, Stream};
+use crate::state::SavedGradient;
 
 pub use mlp::Mlp;
 pub use resnet::Resnet;
@@ -144,13 +146,13 @@ enum Source<'a> {
     Given(&'a [Tensor]),
     /// Fresh leaf tensors that require grad, handed out as they are.
     Leaves(Vec<Tensor>),
-    /// GNC (method.rs): parameter k is base_k + neg_scale_k ⊙ g_k(t-1), written into
-    /// g_k(t-1)'s own storage (consumed) when the pass first asks for it, as a fresh leaf that
-    /// requires grad. Made layer by layer, it is still in cache when the layer reads it.
+    /// GNC (method.rs): parameter k is base_k + neg_scale_k ⊙ g_k(t-1), made from g_k(t-1)
+    /// (consumed) when the pass first asks for it, as a fresh leaf that requires grad, or as
+    /// values for a portable linear layer. Made layer by layer, it is still in cache when the
+    /// layer reads it.
     Gnc {
-        base: &'a [Tensor],
-        neg_scale: &'a [Tensor],
-        prev: Vec<Tensor>,
+        weights: &'a GncWeights,
+        prev: SavedGradient,
     },
 }
 
@@ -179,15 +181,11 @@ impl<'a> ParamCursor<'a> {
         }
     }
 
-    /// GNC's x_i = base + neg_scale ⊙ g_i(t-1), made lazily in `prev`'s storage.
-    pub fn gnc(base: &'a [Tensor], neg_scale: &'a [Tensor], prev: Vec<Tensor>) -> Self {
+    /// GNC's x_i = base + neg_scale ⊙ g_i(t-1), made lazily from `prev`.
+    pub fn gnc(weights: &'a GncWeights, prev: SavedGradient) -> Self {
         ParamCursor {
             made: Vec::with_capacity(prev.len()),
-            source: Source::Gnc {
-                base,
-                neg_scale,
-                prev,
-            },
+            source: Source::Gnc { weights, prev },
             next: 0,
             tape: Tape::default(),
         }
@@ -197,22 +195,18 @@ impl<'a> ParamCursor<'a> {
     pub fn next(&mut self) -> Tensor {
         let k = self.next;
         self.next += 1;
-        match &self.source {
+        match &mut self.source {
             Source::Given(params) => params[k].shallow_clone(),
             Source::Leaves(leaves) => {
                 self.made.push(leaves[k].shallow_clone());
                 leaves[k].shallow_clone()
             }
-            Source::Gnc {
-                base,
-                neg_scale,
-                prev,
-            } => {
-                // Same kernel and operands as `base.addcmul(neg_scale, prev)`; only the output
-                // buffer differs (elementwise, so reading and writing it in place is exact).
-                let w = base[k]
-                    .addcmul_out(&prev[k], &neg_scale[k], &prev[k])
+            Source::Gnc { weights, prev } => {
+                let x = weights.make(k, std::mem::take(&mut prev[k]));
+                let w = Tensor::from_slice(&x)
+                    .view(weights.shape(k))
                     .set_requires_grad(true);
+                kernels::linear::recycle(x);
                 self.made.push(w.shallow_clone());
                 w
             }
@@ -224,6 +218,18 @@ impl<'a> ParamCursor<'a> {
     /// backward when W requires grad; see [`kernels::linear`]).
     pub fn linear(&mut self, h: &Tensor) -> Tensor {
         let k = self.next;
+        if let (true, Source::Gnc { weights, prev }) = (kernels::portable(), &mut self.source) {
+            // The worker's weights go from its saved gradient straight into the buffer the
+            // product reads; the weight needs no tensor, as autograd does not differentiate
+            // it (kernels::linear::gradients), so an empty one holds its place.
+            let outputs = weights.shape(k)[0] as usize;
+            let wv = weights.make(k, std::mem::take(&mut prev[k]));
+            self.next += 1;
+            self.made.push(Tensor::new());
+            let b = self.next();
+            let tape = Some(&mut self.tape);
+            return kernels::linear::forward_values(h, wv, outputs, &b, (k, k + 1), tape);
+        }
         let (w, b) = (self.next(), self.next());
         if !kernels::portable() {
             return h.linear(&w, Some(&b));
