@@ -302,15 +302,8 @@ fn rnc_iterations_match_the_float64_reference() {
 fn gnc_noise_sums_to_zero_over_workers() {
     use gnc_worker::kernels::linear::values;
     use gnc_worker::method::Perturbation;
-    use gnc_worker::rng::Stream;
     use gnc_worker::tree::TreeSum;
     let workers = 16;
-    let random = |seed: u64, shape: &[i64], scale: f32| {
-        let mut s = Stream::new(seed, Purpose::Init, &[]);
-        let mut v = vec![0f32; shape.iter().product::<i64>() as usize];
-        s.fill_uniform(&mut v, -scale, scale);
-        Tensor::from_slice(&v).view(shape)
-    };
     let shapes: [&[i64]; 2] = [&[6, 5], &[6]];
     let params: Vec<Tensor> = shapes.iter().map(|s| random(1, s, 1.0)).collect();
     let grads: Vec<Vec<Tensor>> = (0..workers)
@@ -359,13 +352,6 @@ fn gnc_weights_from_values_match_libtorch_addcmul() {
     use gnc_worker::kernels::linear::values;
     use gnc_worker::method::{filter_norms, Perturbation};
     use gnc_worker::model::ParamCursor;
-    use gnc_worker::rng::Stream;
-    let random = |seed: u64, shape: &[i64], scale: f32| {
-        let mut s = Stream::new(seed, Purpose::Init, &[]);
-        let mut v = vec![0f32; shape.iter().product::<i64>() as usize];
-        s.fill_uniform(&mut v, -scale, scale);
-        Tensor::from_slice(&v).view(shape)
-    };
     let shapes: [&[i64]; 2] = [&[37, 53], &[37]];
     let params: Vec<Tensor> = shapes.iter().map(|s| random(1, s, 1.0)).collect();
     let mean: Vec<Tensor> = shapes.iter().map(|s| random(2, s, 3.0)).collect();
@@ -387,4 +373,12 @@ fn gnc_weights_from_values_match_libtorch_addcmul() {
     }
     let _ = ParamCursor::into_made(cursor);
     assert_eq!(differing, 0, "elements that differ from libtorch's addcmul");
+}
+
+/// A tensor of `shape` with values uniform on ±scale, drawn from `seed`.
+fn random(seed: u64, shape: &[i64], scale: f32) -> Tensor {
+    let mut s = gnc_worker::rng::Stream::new(seed, Purpose::Init, &[]);
+    let mut v = vec![0f32; shape.iter().product::<i64>() as usize];
+    s.fill_uniform(&mut v, -scale, scale);
+    Tensor::from_slice(&v).view(shape)
 }
