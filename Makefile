@@ -45,9 +45,11 @@ lint: $(CARGO_CONFIG)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-## Benchmarks (minutes); results in bench/RESULTS.md: the reproducibility levels' cost, then
-## one iteration against a PyTorch reference.
+## Benchmarks (about 45 minutes); results in bench/RESULTS.md: GNC's cost per iteration in
+## whole runs (the issue-10 matrix), the reproducibility levels' cost, then one iteration
+## against a PyTorch reference.
 bench: setup build
+	$(VENV)/bin/python bench/run_cost_bench.py
 	$(VENV)/bin/python bench/run_levels_bench.py
 	$(VENV)/bin/python bench/run_step_bench.py
 

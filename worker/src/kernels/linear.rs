@@ -14,7 +14,7 @@
 //! `∂b[o] = Σ_r ∂y[r][o]` (in row order); `∂h[r][i] = Σ_o ∂y[r][o] W[o][i]`; each Σ one fma
 //! chain in index order, as [`super::gemm`] defines.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use tch::{Kind, Tensor};
 
@@ -48,36 +48,41 @@ impl Tape {
     }
 }
 
-thread_local! {
-    /// Buffers of finished layers, kept for the next worker's layers of the same sizes: a
-    /// fresh one would be zero-filled (and, past glibc's mmap threshold, faulted in page by
-    /// page) only to be overwritten.
-    static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
-}
+/// Buffers of finished layers and consumed gradients, kept for the next worker's layers of the
+/// same sizes: a fresh one would be zero-filled (and, past glibc's mmap threshold, faulted in
+/// page by page) only to be overwritten. One pool for the process, not one per thread: the
+/// engine's extra compute threads live for one iteration, and GNC's saved gradients move
+/// between the pool and the workers' state, so buffers must outlive the thread that freed them.
+static SPARE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
-/// How many buffers a thread keeps (a few layers' worth of inputs, weights and gradients).
-const SPARE_BUFFERS: usize = 64;
+/// How many buffers the pool keeps (a few layers' worth of inputs, weights and gradients for
+/// each of a few threads).
+const SPARE_BUFFERS: usize = 128;
+
+fn spare() -> std::sync::MutexGuard<'static, Vec<Vec<f32>>> {
+    // A panic while the lock was held leaves only spare buffers behind, all still valid.
+    SPARE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A buffer of `n` floats whose values are left over from earlier use: every caller
 /// overwrites all of them.
 pub fn buffer(n: usize) -> Vec<f32> {
-    SPARE
-        .with(|spare| {
-            let mut spare = spare.borrow_mut();
-            let found = spare.iter().position(|v| v.len() == n)?;
-            Some(spare.swap_remove(found))
-        })
-        .unwrap_or_else(|| vec![0.0; n])
+    let found = {
+        let mut spare = spare();
+        let found = spare.iter().position(|v| v.len() == n);
+        found.map(|k| spare.swap_remove(k))
+    };
+    found.unwrap_or_else(|| vec![0.0; n])
 }
 
 /// Hands a buffer back for [`buffer`].
 pub fn recycle(v: Vec<f32>) {
-    SPARE.with(|spare| {
-        let mut spare = spare.borrow_mut();
-        if spare.len() < SPARE_BUFFERS {
-            spare.push(v);
-        }
-    });
+    let mut spare = spare();
+    if spare.len() < SPARE_BUFFERS {
+        spare.push(v);
+    }
 }
 
 /// A tensor's values, row-major.
