@@ -45,11 +45,12 @@ lint: $(CARGO_CONFIG)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-## Benchmarks (about 45 minutes); results in bench/RESULTS.md: GNC's cost per iteration in
-## whole runs (the issue-10 matrix), the reproducibility levels' cost, then one iteration
-## against a PyTorch reference.
+## Benchmarks (about an hour); results in bench/RESULTS.md: GNC's cost per iteration in
+## whole runs (the issue-10 matrix) and in instructions (callgrind), the reproducibility
+## levels' cost, then one iteration against a PyTorch reference.
 bench: setup build
 	$(VENV)/bin/python bench/run_cost_bench.py
+	$(VENV)/bin/python bench/run_instructions.py
 	$(VENV)/bin/python bench/run_levels_bench.py
 	$(VENV)/bin/python bench/run_step_bench.py
 
