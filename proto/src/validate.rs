@@ -306,6 +306,16 @@ fn validate_schedule(spec: &JobSpec) -> Result<(), SpecError> {
                     "must be in increasing order",
                 ));
             }
+            if let Some(m) = milestones.iter().find(|&&m| m >= s.epochs as f64) {
+                return Err(bad(
+                    "schedule.decay.milestones",
+                    format!(
+                        "milestone {m} is not before the end of training ({} epochs): the \
+                         decay would never happen",
+                        s.epochs
+                    ),
+                ));
+            }
         }
         Decay::Polynomial {
             power,
@@ -320,4 +330,63 @@ fn validate_schedule(spec: &JobSpec) -> Result<(), SpecError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::JobSpec;
+
+    fn spec(decay: &str) -> JobSpec {
+        JobSpec::from_toml(
+            &format!(
+                r#"
+name = "v"
+seed = 1
+output_dir = "out"
+[data]
+dataset = "teacher-student"
+teacher_student = {{ train_examples = 64, test_examples = 8, input_dim = 4, classes = 2, teacher_hidden = 4 }}
+[model]
+kind = "mlp"
+hidden = [4]
+[parallel]
+workers = 4
+small_batch = 2
+[method]
+kind = "baseline"
+[optimizer]
+kind = "momentum"
+momentum = 0.9
+weight_decay = 0.0
+[schedule]
+epochs = 10
+base_lr = 0.1
+decay = {decay}
+"#
+            ),
+            "t",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_decay_milestone_at_or_after_the_last_epoch_is_refused() {
+        assert!(
+            spec(r#"{ kind = "step", milestones = [6, 9.5], factor = 0.1 }"#)
+                .validate()
+                .is_ok()
+        );
+        for late in ["[6, 10]", "[12]"] {
+            let e = spec(&format!(
+                r#"{{ kind = "step", milestones = {late}, factor = 0.1 }}"#
+            ))
+            .validate()
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("schedule.decay.milestones") && e.contains("never happen"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -40,6 +40,7 @@ impl Examples {
         self.shape.iter().product()
     }
 
+    /// Keeps the first `n` examples (at most as many as there are).
     fn truncate(&mut self, n: Option<usize>) {
         if let Some(n) = n {
             let n = n.min(self.len());
@@ -85,8 +86,19 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<DataSet, DataError> {
             }
         }
     };
-    set.train.truncate(spec.train_subset);
-    set.test.truncate(spec.test_subset);
+    for (key, subset, split) in [
+        ("data.train_subset", spec.train_subset, &mut set.train),
+        ("data.test_subset", spec.test_subset, &mut set.test),
+    ] {
+        if let Some(n) = subset.filter(|&n| n > split.len()) {
+            return Err(DataError::Spec(format!(
+                "{key} = {n} exceeds the {} examples of that split; the run would train or \
+                 evaluate on fewer than asked",
+                split.len()
+            )));
+        }
+        split.truncate(subset);
+    }
     normalise(&mut set);
     Ok(set)
 }
@@ -272,6 +284,38 @@ fn crop_and_flip(src: &[f32], dst: &mut [f32], shape: &[usize], a: Augment, exam
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subset_larger_than_its_split_is_refused() {
+        let spec = |train_subset, test_subset| DataSpec {
+            dataset: Dataset::TeacherStudent,
+            root: None,
+            augment: false,
+            crop_padding: 4,
+            teacher_student: Some(gnc_proto::TeacherStudentSpec {
+                train_examples: 64,
+                test_examples: 8,
+                input_dim: 4,
+                classes: 2,
+                teacher_hidden: 4,
+            }),
+            train_subset,
+            test_subset,
+        };
+        let set = load(&spec(Some(32), Some(8)), 1).unwrap();
+        assert_eq!((set.train.len(), set.test.len()), (32, 8));
+        let error = |train, test| match load(&spec(train, test), 1) {
+            Ok(_) => panic!("{train:?} / {test:?} was accepted"),
+            Err(e) => e.to_string(),
+        };
+        let e = error(Some(65), None);
+        assert!(
+            e.contains("data.train_subset = 65") && e.contains("64"),
+            "{e}"
+        );
+        let e = error(None, Some(9));
+        assert!(e.contains("data.test_subset = 9"), "{e}");
+    }
 
     #[test]
     fn cifar_reader_reads_a_file_in_that_format() {
