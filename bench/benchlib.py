@@ -35,6 +35,49 @@ def pinned_environment():
     return dict(pairs)
 
 
+def fashion_mnist_job(name, output_dir, model_toml, workers, method, level="portable"):
+    """The TOML of a benchmark job on Fashion-MNIST (b = 32, the paper's momentum SGD, 10 epochs
+    that no benchmark reaches, no evaluation, a checkpoint only at the stop): GNC with alpha 0.1
+    or the baseline, at reproducibility `level`."""
+    method_toml = 'kind = "gnc"\nalpha = 0.1' if method == "gnc" else 'kind = "baseline"'
+    level_toml = 'reproducibility = "native"\n' if level == "native" else ""
+    return f"""# Written by a gnc benchmark (bench/).
+name = "{name}"
+seed = 1
+output_dir = "{output_dir}"
+{level_toml}
+[data]
+dataset = "fashion-mnist"
+root = "{ROOT / 'data/fashion-mnist'}"
+
+[model]
+{model_toml}
+
+[parallel]
+workers = {workers}
+small_batch = 32
+
+[method]
+{method_toml}
+
+[optimizer]
+kind = "momentum"
+momentum = 0.9
+weight_decay = 1e-4
+
+[schedule]
+epochs = 10
+base_lr = 0.1
+
+[eval]
+every_epochs = 0
+
+[checkpoint]
+every_iterations = 0
+keep = 1
+"""
+
+
 def sh(cmd):
     """A command's stdout, or "" if it cannot run."""
     try:

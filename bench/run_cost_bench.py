@@ -35,11 +35,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from benchlib import RESULTS, ROOT, machine, median, pinned_environment, replace_section
+from benchlib import (RESULTS, ROOT, fashion_mnist_job, machine, median, pinned_environment,
+                      replace_section)
 
 OUT = ROOT / "bench" / "out" / "cost"
 START = "<!-- cost-bench:start -->"
@@ -82,45 +82,9 @@ CONFIGS = {
 
 
 def spec(config, name, method, level):
-    """A job spec for gncctl: the paper's momentum SGD, 10 epochs (never reached)."""
+    """A job spec file for gncctl."""
     c = CONFIGS[config]
-    method_toml = 'kind = "gnc"\nalpha = 0.1' if method == "gnc" else 'kind = "baseline"'
-    level_toml = 'reproducibility = "native"\n' if level == "native" else ""
-    text = f"""# Written by bench/run_cost_bench.py.
-name = "{name}"
-seed = 1
-output_dir = "{OUT / 'runs' / name}"
-{level_toml}
-[data]
-dataset = "fashion-mnist"
-root = "{ROOT / 'data/fashion-mnist'}"
-
-[model]
-{c['model']}
-
-[parallel]
-workers = {c['workers']}
-small_batch = 32
-
-[method]
-{method_toml}
-
-[optimizer]
-kind = "momentum"
-momentum = 0.9
-weight_decay = 1e-4
-
-[schedule]
-epochs = 10
-base_lr = 0.1
-
-[eval]
-every_epochs = 0
-
-[checkpoint]
-every_iterations = 0
-keep = 1
-"""
+    text = fashion_mnist_job(name, OUT / "runs" / name, c["model"], c["workers"], method, level)
     path = OUT / "specs" / f"{name}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

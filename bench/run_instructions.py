@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 
-from benchlib import ROOT, machine, replace_section
+from benchlib import ROOT, fashion_mnist_job, machine, replace_section
 
 OUT = ROOT / "bench" / "out" / "instructions"
 START = "<!-- instructions:start -->"
@@ -33,40 +33,10 @@ HIDDEN = [500] * 7
 
 
 def spec(method, workers):
-    method_toml = 'kind = "gnc"\nalpha = 0.1' if method == "gnc" else 'kind = "baseline"'
     path = OUT / f"f1-{method}.toml"
-    path.write_text(f"""# Written by bench/run_instructions.py.
-name = "instructions-{method}"
-seed = 1
-output_dir = "{OUT / 'runs' / method}"
-
-[data]
-dataset = "fashion-mnist"
-root = "{ROOT / 'data/fashion-mnist'}"
-
-[model]
-kind = "mlp"
-hidden = {HIDDEN}
-
-[parallel]
-workers = {workers}
-small_batch = 32
-
-[method]
-{method_toml}
-
-[optimizer]
-kind = "momentum"
-momentum = 0.9
-weight_decay = 1e-4
-
-[schedule]
-epochs = 10
-base_lr = 0.1
-
-[eval]
-every_epochs = 0
-""")
+    model = f'kind = "mlp"\nhidden = {HIDDEN}'
+    path.write_text(fashion_mnist_job(f"instructions-{method}", OUT / "runs" / method, model,
+                                      workers, method))
     return path
 
 
