@@ -418,11 +418,10 @@ mod devices_tests {
     }
 }
 
+/// A tiny valid job (synthetic data, 1 epoch) for unit tests; `[schedule]` is its last table,
+/// so a test can append schedule keys.
 #[cfg(test)]
-mod hash_tests {
-    use super::JobSpec;
-
-    const SPEC: &str = r#"
+pub(crate) const TINY_SPEC: &str = r#"
 name = "h"
 seed = 1
 output_dir = "out"
@@ -446,6 +445,11 @@ weight_decay = 0.0
 epochs = 1
 base_lr = 0.1
 "#;
+
+#[cfg(test)]
+mod hash_tests {
+    use super::JobSpec;
+    use super::TINY_SPEC as SPEC;
 
     #[test]
     fn spec_hash_ignores_formatting_threads_and_devices_but_not_the_math() {

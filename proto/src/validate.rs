@@ -336,37 +336,10 @@ fn validate_schedule(spec: &JobSpec) -> Result<(), SpecError> {
 mod tests {
     use crate::JobSpec;
 
+    /// The tiny test job trained for 10 epochs with this decay.
     fn spec(decay: &str) -> JobSpec {
-        JobSpec::from_toml(
-            &format!(
-                r#"
-name = "v"
-seed = 1
-output_dir = "out"
-[data]
-dataset = "teacher-student"
-teacher_student = {{ train_examples = 64, test_examples = 8, input_dim = 4, classes = 2, teacher_hidden = 4 }}
-[model]
-kind = "mlp"
-hidden = [4]
-[parallel]
-workers = 4
-small_batch = 2
-[method]
-kind = "baseline"
-[optimizer]
-kind = "momentum"
-momentum = 0.9
-weight_decay = 0.0
-[schedule]
-epochs = 10
-base_lr = 0.1
-decay = {decay}
-"#
-            ),
-            "t",
-        )
-        .unwrap()
+        let text = crate::spec::TINY_SPEC.replace("epochs = 1\n", "epochs = 10\n");
+        JobSpec::from_toml(&format!("{text}decay = {decay}\n"), "t").unwrap()
     }
 
     #[test]
