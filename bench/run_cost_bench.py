@@ -142,8 +142,7 @@ def run_torch(config, threads, iters, python, env):
 
 def parameter_count(config):
     """P, from the PyTorch reference's own list of parameters (same shapes as gnc's)."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    import pytorch_reference as ref  # noqa: E402 (needs torch, which the venv has)
+    import pytorch_reference as ref  # beside this script; needs torch, which the venv has
 
     model = ref.parse_model(CONFIGS[config]["torch"])
     return sum(p.numel() for p in ref.init_params(model, 1))
