@@ -96,6 +96,70 @@ fn a_submitted_job_finishes_with_the_hash_of_gncctl_run() {
     }
 }
 
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`: resident now; `VmHWM`: the peak).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// gncd and gncctl link no libtorch; the daemon idles within 30 MB and stays small while a job
+/// on the whole Fashion-MNIST training split runs: it plans the job from the files' headers
+/// (the split alone is 188 MB as f32), and only the worker loads the data.
+#[test]
+fn the_supervisor_links_no_libtorch_and_never_loads_a_jobs_data() {
+    for bin in ["gncd", "gncctl"] {
+        let path = gnc_tests::bin_dir().join(bin);
+        let out = std::process::Command::new("ldd")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let libraries = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "ldd {}: {out:?}", path.display());
+        assert!(
+            !libraries.contains("libtorch") && !libraries.contains("libc10"),
+            "{bin} links libtorch:\n{libraries}"
+        );
+    }
+    let _serial = mp_support::serial();
+    let home = Home::new("cpu:1", "");
+    let daemon = home.start(&[]);
+    let idle = status_kib(daemon.pid(), "VmRSS");
+    assert!(idle <= 30 * 1024, "gncd idles at {idle} KiB resident");
+    let toml = format!(
+        "name = \"gd_full_split\"\nseed = 1\noutput_dir = \"unused\"\n\
+         [data]\ndataset = \"fashion-mnist\"\nroot = \"{}\"\n\
+         [model]\nkind = \"mlp\"\nhidden = [8]\n\
+         [parallel]\nworkers = 4\nsmall_batch = 8\n\
+         [method]\nkind = \"baseline\"\n\
+         [optimizer]\nkind = \"momentum\"\nmomentum = 0.9\nweight_decay = 0.0\n\
+         [schedule]\nepochs = 1\nbase_lr = 0.01\n",
+        gnc_tests::repo_root().join("data/fashion-mnist").display()
+    );
+    let job = home.submit(&toml);
+    let running = home.watch_until(job.id, |j| j.iteration >= 1 || j.state.is_final());
+    assert_eq!(
+        running.state,
+        JobState::Running,
+        "{running:?}\n{}",
+        home.logs()
+    );
+    let peak = status_kib(daemon.pid(), "VmHWM");
+    assert!(
+        peak <= 40 * 1024,
+        "gncd peaked at {peak} KiB while a job on 60,000 examples ran (idle: {idle} KiB)"
+    );
+    let mut client = home.client();
+    client
+        .request(Command::Cancel {
+            job: job.id.to_string(),
+        })
+        .unwrap();
+}
+
 #[test]
 fn a_sigkilled_daemon_resumes_the_job_to_the_same_hash() {
     let _serial = mp_support::serial();

@@ -2,7 +2,7 @@
 //! signal handlers): checkpoint now, stop with a checkpoint, or cancel. The supervisor polls
 //! them between its checks of the workers and forwards checkpoint and stop requests to the
 //! workers through the control block, where the workers agree on the iteration boundary at
-//! which to act (see `gnc_worker::distributed::protocol`).
+//! which to act (see `gnc_contract::protocol`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,9 +1,9 @@
 //! Forwards a [`RunControl`]'s checkpoint and stop requests into the running generation's
-//! request word (`gnc_worker::distributed::request`), and reports completed checkpoints.
+//! request word (`gnc_contract::request`), and reports completed checkpoints.
 
+use gnc_contract::protocol::{begun_word, CHECKPOINT_WORD};
+use gnc_contract::request::{self, Action};
 use gnc_shm::ControlBlock;
-use gnc_worker::distributed::protocol::{begun_word, CHECKPOINT_WORD};
-use gnc_worker::distributed::request::{self, Action};
 
 use crate::control::RunControl;
 use crate::supervisor::Events;

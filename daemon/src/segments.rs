@@ -1,8 +1,8 @@
 //! One generation's shared-memory segments, created by the supervisor and unlinked when
 //! dropped (every worker maps them by name; a killed supervisor leaves them to the cleaner).
 
+use gnc_contract::protocol::{self, GENERATION_WORD};
 use gnc_shm::{ControlBlock, Segment, SegmentError};
-use gnc_worker::distributed::protocol::{self, GENERATION_WORD};
 
 pub struct GenerationSegments {
     control: ControlBlock,

@@ -9,15 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gnc_contract::args::{BlockList, WorkerArgs};
+use gnc_contract::manifest;
+use gnc_contract::plan::{PlanError, RunPlan};
+use gnc_contract::protocol::{self, begun_word, done_word};
+use gnc_contract::{CheckpointError, RunSummary};
 use gnc_proto::{Devices, JobSpec, SpecError};
 use gnc_shm::cleaner::{clean_stale_segments, StaleReason};
 use gnc_shm::tree::{Block, LayoutError};
 use gnc_shm::SegmentError;
-use gnc_worker::distributed::args::{BlockList, WorkerArgs};
-use gnc_worker::distributed::protocol::{self, begun_word, done_word};
-use gnc_worker::engine::Trainer;
-use gnc_worker::RunSummary;
-use gnc_worker::{checkpoint, EngineError};
 
 use crate::control::RunControl;
 use crate::forward::Forwarder;
@@ -83,7 +83,9 @@ pub enum SupervisorError {
     #[error("parallel.devices / --devices: {0}")]
     Layout(LayoutError),
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     #[error("the worker binary {path} does not exist (build it with `cargo build --release`, or set {env})", env = crate::worker_bin::ENV)]
     WorkerBinary { path: PathBuf },
     #[error("{0}")]
@@ -172,7 +174,9 @@ fn prepare(
     options: &SupervisorOptions,
     events: &mut dyn Events,
 ) -> Result<Plan, SupervisorError> {
-    spec.validate()?;
+    // The bundle's length and the iteration count, from the spec and the data files' headers
+    // (no data set is loaded here, and no tensor made).
+    let run = RunPlan::read(spec)?;
     let blocks = crate::layout::plan(spec.parallel.workers, options.devices.processes())
         .map_err(SupervisorError::Layout)?;
     let bin = match &options.worker_bin {
@@ -190,7 +194,7 @@ fn prepare(
     // The workers read the spec from here; also a record of what ran.
     let spec_file = out.join("spec.json");
     let json = serde_json::to_vec_pretty(spec).expect("specs serialise");
-    gnc_worker::atomic::write_atomic(&spec_file, &json).map_err(io_err(&spec_file))?;
+    gnc_contract::atomic::write_atomic(&spec_file, &json).map_err(io_err(&spec_file))?;
     if !options.resume {
         // A result of an earlier run must not pass for this one's.
         let result = out.join("result.json");
@@ -198,19 +202,14 @@ fn prepare(
             std::fs::remove_file(&result).map_err(io_err(&result))?;
         }
     }
-    // The segment size is the flattened bundle of one logical worker.
-    let trainer = Trainer::new(spec, 1)?;
-    let len = protocol::bundle_len(&trainer.bundle_shapes());
-    let total = trainer.schedule().total_iterations();
-    drop(trainer);
     remove_stale_segments(events);
     Ok(Plan {
         shm_job: protocol::shm_job(&spec.name, &out),
         spec_file,
         out,
         blocks,
-        len,
-        total,
+        len: run.bundle_len(),
+        total: run.total_iterations,
         bin,
         level: spec.reproducibility,
     })
@@ -240,19 +239,24 @@ fn remove_stale_segments(events: &mut dyn Events) {
     }
 }
 
-/// The iteration of the newest complete checkpoint, if any.
+/// The iteration of the newest checkpoint whose files are intact (hashed as streams; the
+/// workers load the tensors).
 fn latest_checkpoint(
     spec: &JobSpec,
     out: &Path,
     events: &mut dyn Events,
 ) -> Result<Option<u64>, SupervisorError> {
     let mut warn = |message: &str| events.warning(message);
-    let latest = checkpoint::latest(&out.join("checkpoints"), &spec.spec_hash(), &mut warn)
-        .map_err(EngineError::from)?;
+    let latest = manifest::latest(
+        &out.join("checkpoints"),
+        &spec.spec_hash(),
+        &mut warn,
+        |dir, manifest| manifest::verify_files(dir, &manifest).map(|()| manifest),
+    )?;
     if latest.is_none() {
         events.warning("no checkpoint to resume from; starting from iteration 0");
     }
-    Ok(latest.map(|l| l.manifest.iteration))
+    Ok(latest.map(|manifest| manifest.iteration))
 }
 
 /// Runs one generation to the end; `Some(failure)` if a worker died or hung (the group is

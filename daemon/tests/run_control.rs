@@ -118,7 +118,7 @@ fn a_requested_checkpoint_and_stop_resume_to_the_bits_of_an_uninterrupted_run() 
     assert!(asked >= 10 && asked < stopped.iterations, "{asked}");
     assert_eq!(last, stopped.iterations);
     for iteration in [asked, last] {
-        let manifest = gnc_worker::checkpoint::manifest_file(&out.join("checkpoints"), iteration);
+        let manifest = gnc_contract::manifest::manifest_file(&out.join("checkpoints"), iteration);
         assert!(manifest.is_file(), "{} is missing", manifest.display());
     }
 

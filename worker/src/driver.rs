@@ -5,13 +5,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use gnc_proto::{EvalRecord, FinalRecord, IterRecord, JobSpec, MetricRecord};
-use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
 use crate::engine::Trainer;
 use crate::metrics_log::MetricsLog;
 use crate::state::TrainState;
-use crate::EngineError;
+use crate::{EngineError, RunSummary};
 
 /// How to run a job (things that do not change its result).
 #[derive(Debug, Clone, Default)]
@@ -36,32 +35,6 @@ pub trait Observer {
     fn warning(&mut self, _message: &str) {}
 }
 
-/// What a finished (or deliberately stopped) run reports; also written to `result.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSummary {
-    pub job: String,
-    pub method: String,
-    /// Iterations completed.
-    pub iterations: u64,
-    pub total_iterations: u64,
-    /// False when the run stopped at `stop_after` before the end.
-    pub complete: bool,
-    pub params_sha256: String,
-    pub spec_hash: String,
-    pub test_accuracy: Option<f64>,
-    pub test_loss: Option<f64>,
-    /// Seconds spent in this process's training loop (evaluation included).
-    pub train_seconds: f64,
-    pub threads: usize,
-    pub output_dir: PathBuf,
-    /// The pinned CPU environment the run computed under.
-    pub environment: Vec<(String, String)>,
-    /// What the bits depend on besides the spec (`gnc_proto::repro::Key`); absent in results
-    /// of earlier versions.
-    #[serde(default)]
-    pub reproducibility: Option<gnc_proto::repro::Key>,
-}
-
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -84,7 +57,7 @@ pub fn train(
     // A record of what ran, as worker-process runs keep it: `gncctl verify` re-runs it.
     let spec_file = out.join("spec.json");
     let json = serde_json::to_vec_pretty(spec).expect("specs serialise");
-    crate::atomic::write_atomic(&spec_file, &json).map_err(|e| io_err(&spec_file, e))?;
+    gnc_contract::atomic::write_atomic(&spec_file, &json).map_err(|e| io_err(&spec_file, e))?;
     let threads = options
         .threads
         .or(spec.parallel.threads)
@@ -200,6 +173,6 @@ pub fn conclude(
     };
     let result_path = out.join("result.json");
     let json = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
-    crate::atomic::write_atomic(&result_path, &json).map_err(|e| io_err(&result_path, e))?;
+    gnc_contract::atomic::write_atomic(&result_path, &json).map_err(|e| io_err(&result_path, e))?;
     Ok(summary)
 }

@@ -9,7 +9,11 @@
 use gnc_proto::{EvalRecord, IterRecord, JobSpec, MethodSpec};
 use tch::Tensor;
 
-use crate::checkpoint::{self, Manifest};
+use gnc_contract::data_files::DataShape;
+use gnc_contract::manifest::{self, Manifest};
+use gnc_contract::plan::{PlanError, RunPlan};
+
+use crate::checkpoint;
 use crate::data::{self, order::EpochOrder, Augment, DataSet};
 use crate::eval::evaluate;
 use crate::hash::model_sha256;
@@ -29,7 +33,8 @@ pub struct Trainer {
     data: DataSet,
     model: Box<dyn Model>,
     schedule: Schedule,
-    iterations_per_epoch: u64,
+    /// Shapes and iteration counts, as the supervisor computes them from the files' headers.
+    plan: RunPlan,
     layout: BundleLayout,
     blocks: Vec<(usize, usize)>,
     /// The current epoch's data orders (main, and NE's second batch).
@@ -88,36 +93,39 @@ impl Trainer {
     pub fn new(spec: &JobSpec, threads: usize) -> Result<Trainer, EngineError> {
         spec.validate()?;
         let data = data::load(&spec.data, spec.seed)?;
-        let p = &spec.parallel;
-        let iterations_per_epoch =
-            data::order::iterations_per_epoch(data.train.len(), p.workers, p.small_batch);
-        if iterations_per_epoch == 0 {
-            return Err(gnc_proto::SpecError::Invalid {
-                key: "parallel.small_batch".into(),
-                message: format!(
-                    "the large batch B = b * M = {} exceeds the {} training examples",
-                    spec.large_batch(),
-                    data.train.len()
-                ),
-            }
-            .into());
-        }
-        let model = model::build(&spec.model, &data.train.shape, data.classes);
+        let shape = DataShape {
+            train: data.train.len(),
+            test: data.test.len(),
+            example: data.train.shape.clone(),
+            classes: data.classes,
+        };
+        let plan = RunPlan::new(spec, shape).map_err(|e| match e {
+            PlanError::Spec(e) => EngineError::Spec(e),
+            PlanError::Data(e) => EngineError::Data(e),
+        })?;
+        let model = model::build(&spec.model, plan.architecture.clone());
         let layout = BundleLayout {
             params: model.params().len(),
             bn_layers: model.bn_channels().len(),
         };
         Ok(Trainer {
             spec: spec.clone(),
-            schedule: Schedule::new(&spec.schedule, iterations_per_epoch),
-            iterations_per_epoch,
-            blocks: gnc_shm::tree::subtree_layout(p.workers, threads.clamp(1, p.workers))
-                .expect("1 <= threads <= M always has a subtree layout"),
+            schedule: Schedule::new(&spec.schedule, plan.iterations_per_epoch),
+            plan,
+            blocks: gnc_shm::tree::subtree_layout(
+                spec.parallel.workers,
+                threads.clamp(1, spec.parallel.workers),
+            )
+            .expect("1 <= threads <= M always has a subtree layout"),
             data,
             model,
             layout,
             orders: None,
         })
+    }
+
+    pub fn plan(&self) -> &RunPlan {
+        &self.plan
     }
 
     pub fn schedule(&self) -> &Schedule {
@@ -151,7 +159,7 @@ impl Trainer {
     pub fn prepare(&mut self, state: &mut TrainState) -> Prepared {
         let began = std::time::Instant::now();
         let t = state.iteration;
-        let epoch = t / self.iterations_per_epoch;
+        let epoch = t / self.plan.iterations_per_epoch;
         if self.orders.as_ref().is_none_or(|o| o.0.epoch != epoch) {
             self.orders = Some(self.orders(epoch));
         }
@@ -214,7 +222,7 @@ impl Trainer {
                     .zip(second_alpha)
                     .map(|(order, alpha)| SecondBatch { order, alpha }),
                 augment,
-                k: prepared.t % self.iterations_per_epoch,
+                k: prepared.t % self.plan.iterations_per_epoch,
                 workers: lo..hi,
                 prev_grads: state.prev_grads[lo..hi]
                     .iter_mut()
@@ -265,7 +273,7 @@ impl Trainer {
     /// Whether to evaluate once `done` iterations are complete: every `eval.every_epochs`
     /// epochs, and at the end.
     pub fn eval_due(&self, done: u64) -> bool {
-        let per_epoch = self.iterations_per_epoch;
+        let per_epoch = self.plan.iterations_per_epoch;
         let every = self.spec.eval.every_epochs as u64;
         done == self.schedule.total_iterations()
             || (every > 0
@@ -281,19 +289,7 @@ impl Trainer {
 
     /// Shapes of one worker's bundle, in order (for flattening it into shared memory).
     pub fn bundle_shapes(&self) -> Vec<Vec<i64>> {
-        let mut shapes: Vec<Vec<i64>> = self
-            .model
-            .params()
-            .iter()
-            .map(|p| p.shape.clone())
-            .collect();
-        for c in self.model.bn_channels() {
-            shapes.push(vec![c]);
-            shapes.push(vec![c]);
-        }
-        shapes.push(vec![1]);
-        shapes.push(vec![1]);
-        shapes
+        self.model.architecture().bundle_shapes()
     }
 
     /// running ← (1 - 0.1) running + 0.1 × (mean over workers of their batch statistics),
@@ -338,7 +334,7 @@ impl Trainer {
         generation: u64,
     ) -> Result<(), EngineError> {
         let manifest = Manifest {
-            format: checkpoint::FORMAT,
+            format: manifest::FORMAT,
             job: self.spec.name.clone(),
             spec_hash: self.spec.spec_hash(),
             iteration: state.iteration,

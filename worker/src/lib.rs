@@ -3,7 +3,6 @@
 //! checkpoints and metrics. See DESIGN.md §3 for the math and §4 for the determinism contract.
 #![forbid(unsafe_code)]
 
-pub mod atomic;
 pub mod checkpoint;
 pub mod data;
 pub mod distributed;
@@ -26,48 +25,8 @@ pub mod tree;
 
 use std::path::PathBuf;
 
-pub use driver::{train, Observer, RunOptions, RunSummary};
-
-/// A data set could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    #[error("data file {0} is missing (run `make data` to fetch the data sets)")]
-    Missing(PathBuf),
-    #[error("cannot read data file {0}: {1}")]
-    Io(PathBuf, String),
-    #[error("data file {0} is not valid: {1}")]
-    Format(PathBuf, String),
-    #[error("data spec: {0}")]
-    Spec(String),
-}
-
-/// A checkpoint could not be written or used.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    #[error("checkpoint file {0}: {1}")]
-    Io(PathBuf, String),
-    #[error("checkpoint {0} is damaged: {1}")]
-    Format(PathBuf, String),
-    #[error(
-        "checkpoint {path} belongs to another job spec (spec hash {found}, this job's is \
-         {expected}); use another output_dir or remove the old run"
-    )]
-    SpecMismatch {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error("checkpoint lacks tensor {0}")]
-    Missing(String),
-    #[error("checkpoint has tensor {0}, which this job does not")]
-    Unexpected(String),
-    #[error("checkpoint tensor {name} has shape {found:?}, this job needs {expected:?}")]
-    Shape {
-        name: String,
-        expected: Vec<i64>,
-        found: Vec<i64>,
-    },
-}
+pub use driver::{train, Observer, RunOptions};
+pub use gnc_contract::{CheckpointError, DataError, RunSummary};
 
 /// Why a training run stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use gnc_proto::MetricRecord;
 
-use crate::atomic::write_atomic;
+use gnc_contract::atomic::write_atomic;
+
 use crate::EngineError;
 
 pub struct MetricsLog {

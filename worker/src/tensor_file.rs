@@ -16,9 +16,10 @@ use safetensors::tensor::{Dtype, Metadata, View};
 use sha2::{Digest, Sha256};
 use tch::Tensor;
 
-use crate::atomic::replace_atomic;
 use crate::hash::f32_bytes;
 use crate::CheckpointError;
+use gnc_contract::atomic::replace_atomic;
+use gnc_contract::manifest::sha256_file;
 
 /// What a file holds under one name: a tensor, or values of a given shape (row-major), such
 /// as GNC's saved gradients.
@@ -79,20 +80,6 @@ pub fn write(path: &Path, tensors: &[(String, Stored)]) -> Result<String, Checkp
     })
     .map_err(io(path))?;
     Ok(digest.expect("a successful write hashed its file"))
-}
-
-/// SHA-256 (hex) of a file, read in blocks.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut block = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut block)?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&block[..n]);
-    }
 }
 
 /// A reader that hashes what passes through it.

@@ -1,12 +1,13 @@
 //! The networks have the published sizes and shapes, and train-mode BatchNorm records one
 //! (mean, variance) pair per layer.
 
+use gnc_contract::architecture::Architecture;
 use gnc_proto::ModelSpec;
 use gnc_worker::model::{self, BatchNorm};
 use tch::{Kind, Tensor};
 
 fn forward(spec: &ModelSpec, shape: &[usize], batch: i64) -> (usize, Vec<i64>, usize) {
-    let m = model::build(spec, shape, 10);
+    let m = model::build(spec, Architecture::of(spec, shape, 10));
     let params = model::init_params(m.as_ref(), 1);
     let mut dims = vec![batch];
     dims.extend(shape.iter().map(|&d| d as i64));
@@ -16,7 +17,7 @@ fn forward(spec: &ModelSpec, shape: &[usize], batch: i64) -> (usize, Vec<i64>, u
     let stats = bn.into_stats();
     assert_eq!(stats.len(), m.bn_channels().len());
     (
-        model::parameter_count(m.as_ref()),
+        m.architecture().parameter_count(),
         logits.size(),
         stats.len(),
     )

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use gnc_contract::RunSummary;
 use gnc_proto::control::{ErrorKind, JobInfo, JobState};
 use gnc_proto::{Devices, JobSpec};
-use gnc_worker::RunSummary;
 
 use super::store::{JobRecord, Store, StoreError};
 use crate::RunControl;

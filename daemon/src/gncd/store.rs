@@ -63,7 +63,7 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = dir.join("spec.json");
         let json = serde_json::to_vec_pretty(spec).expect("specs serialise");
-        gnc_worker::atomic::write_atomic(&path, &json).map_err(io(&path))?;
+        gnc_contract::atomic::write_atomic(&path, &json).map_err(io(&path))?;
         self.save(record)
     }
 
@@ -71,7 +71,7 @@ impl Store {
     pub fn save(&self, record: &JobRecord) -> Result<(), StoreError> {
         let path = self.job_dir(record.info.id).join("job.json");
         let json = serde_json::to_vec_pretty(record).expect("records serialise");
-        gnc_worker::atomic::write_atomic(&path, &json).map_err(io(&path))
+        gnc_contract::atomic::write_atomic(&path, &json).map_err(io(&path))
     }
 
     /// Every job on disk, by id. A directory without `job.json` is a submit that did not

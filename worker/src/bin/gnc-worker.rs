@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use gnc_worker::distributed::{self, protocol, WorkerArgs};
+use gnc_contract::args::WorkerArgs;
+use gnc_contract::protocol;
+use gnc_worker::distributed;
 
 fn main() -> std::process::ExitCode {
     let args = WorkerArgs::parse();

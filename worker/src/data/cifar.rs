@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
-use crate::DataError;
+use gnc_contract::data_files::CifarVariant;
 
-pub const IMAGE_BYTES: usize = 3 * 32 * 32;
+use crate::DataError;
 
 /// Images (N x 3072 bytes, channel-major) and labels of one or more batch files.
 #[derive(Debug, Default)]
@@ -17,41 +17,24 @@ pub struct CifarRecords {
     pub labels: Vec<u8>,
 }
 
-/// Which CIFAR variant, i.e. how many label bytes precede each image.
-#[derive(Debug, Clone, Copy)]
-pub enum Variant {
-    Cifar10,
-    Cifar100,
-}
-
-impl Variant {
-    fn label_bytes(self) -> usize {
-        match self {
-            Variant::Cifar10 => 1,
-            Variant::Cifar100 => 2,
-        }
-    }
-}
-
 /// Appends the records of one batch file.
-pub fn read_batch(path: &Path, variant: Variant, into: &mut CifarRecords) -> Result<(), DataError> {
+pub fn read_batch(
+    path: &Path,
+    variant: CifarVariant,
+    into: &mut CifarRecords,
+) -> Result<(), DataError> {
     let bytes =
         std::fs::read(path).map_err(|e| DataError::Io(path.to_path_buf(), e.to_string()))?;
     parse_batch(&bytes, variant, into).map_err(|m| DataError::Format(path.to_path_buf(), m))
 }
 
-pub fn parse_batch(bytes: &[u8], variant: Variant, into: &mut CifarRecords) -> Result<(), String> {
-    let record = variant.label_bytes() + IMAGE_BYTES;
-    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
-        return Err(format!(
-            "{} bytes is not a whole number of {record}-byte records",
-            bytes.len()
-        ));
-    }
-    let classes = match variant {
-        Variant::Cifar10 => 10,
-        Variant::Cifar100 => 100,
-    };
+pub fn parse_batch(
+    bytes: &[u8],
+    variant: CifarVariant,
+    into: &mut CifarRecords,
+) -> Result<(), String> {
+    variant.whole_records(bytes.len())?;
+    let (record, classes) = (variant.record_bytes(), variant.classes());
     for r in bytes.chunks_exact(record) {
         let label = r[variant.label_bytes() - 1];
         if label as usize >= classes {

@@ -1,10 +1,10 @@
-//! Reader for the IDX format of MNIST and Fashion-MNIST (LeCun et al.), raw or gzip.
-//!
-//! Layout: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions, each
-//! dimension as a big-endian u32, then the data in row-major order.
+//! Reader for the IDX format of MNIST and Fashion-MNIST (LeCun et al.), raw or gzip: the
+//! header (`gnc_contract::data_files::idx_header`), then the data in row-major order.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use gnc_contract::data_files::{idx_header, open_idx};
 
 use crate::DataError;
 
@@ -15,64 +15,18 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Finds `<dir>/<name>` or `<dir>/<name>.gz`.
-pub fn locate(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
-    let raw = dir.join(name);
-    if raw.is_file() {
-        return Ok(raw);
-    }
-    let gz = dir.join(format!("{name}.gz"));
-    if gz.is_file() {
-        return Ok(gz);
-    }
-    Err(DataError::Missing(raw))
-}
-
 /// Reads a whole IDX file; `.gz` files are decompressed.
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
-    let io = |e: std::io::Error| DataError::Io(path.to_path_buf(), e.to_string());
-    let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
-    if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-    } else {
-        std::io::BufReader::new(file)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-    }
+    open_idx(path)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::Io(path.to_path_buf(), e.to_string()))?;
     parse_idx(&bytes).map_err(|m| DataError::Format(path.to_path_buf(), m))
 }
 
 /// Parses IDX bytes; the error says what is wrong.
 pub fn parse_idx(bytes: &[u8]) -> Result<IdxArray, String> {
-    if bytes.len() < 4 {
-        return Err(format!(
-            "{} bytes is too short for an IDX header",
-            bytes.len()
-        ));
-    }
-    if bytes[0] != 0 || bytes[1] != 0 {
-        return Err("bad magic: the first two bytes of an IDX file are zero".into());
-    }
-    if bytes[2] != 0x08 {
-        return Err(format!(
-            "element type 0x{:02x} is not supported (only 0x08, unsigned byte)",
-            bytes[2]
-        ));
-    }
-    let ndim = bytes[3] as usize;
-    let header = 4 + 4 * ndim;
-    if ndim == 0 || bytes.len() < header {
-        return Err(format!("truncated header for {ndim} dimensions"));
-    }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| {
-            let b = &bytes[4 + 4 * i..8 + 4 * i];
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
-        })
-        .collect();
+    let (dims, header) = idx_header(bytes)?;
     let count: usize = dims.iter().product();
     let data = &bytes[header..];
     if data.len() != count {
@@ -124,7 +78,8 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&encode_idx(&[3], &[7, 8, 9])).unwrap();
         std::fs::write(&path, gz.finish().unwrap()).unwrap();
-        assert_eq!(locate(dir.path(), "x-idx1-ubyte").unwrap(), path);
+        let found = gnc_contract::data_files::locate(dir.path(), "x-idx1-ubyte").unwrap();
+        assert_eq!(found, path);
         assert_eq!(read_idx(&path).unwrap().data, vec![7, 8, 9]);
     }
 }

@@ -11,6 +11,7 @@ pub mod synthetic;
 use std::path::Path;
 use std::sync::Arc;
 
+use gnc_contract::data_files::{self, root, CifarVariant};
 use gnc_proto::{DataSpec, Dataset};
 use tch::Tensor;
 
@@ -40,10 +41,9 @@ impl Examples {
         self.shape.iter().product()
     }
 
-    /// Keeps the first `n` examples (at most as many as there are).
-    fn truncate(&mut self, n: Option<usize>) {
-        if let Some(n) = n {
-            let n = n.min(self.len());
+    /// Keeps the first `n` examples (`n` ≤ the examples there are).
+    fn truncate(&mut self, n: usize) {
+        if n < self.len() {
             let len = self.example_len();
             self.features = Arc::new(self.features[..n * len].to_vec());
             self.labels = Arc::new(self.labels[..n].to_vec());
@@ -64,8 +64,9 @@ pub struct DataSet {
 pub fn load(spec: &DataSpec, seed: u64) -> Result<DataSet, DataError> {
     let mut set = match spec.dataset {
         Dataset::FashionMnist | Dataset::Mnist => load_idx(root(spec)?)?,
-        Dataset::Cifar10 => load_cifar(root(spec)?, cifar::Variant::Cifar10)?,
-        Dataset::Cifar100 => load_cifar(root(spec)?, cifar::Variant::Cifar100)?,
+        Dataset::Cifar10 | Dataset::Cifar100 => {
+            load_cifar(root(spec)?, CifarVariant::of(spec.dataset))?
+        }
         Dataset::TeacherStudent => {
             let ts = spec
                 .teacher_student
@@ -86,27 +87,15 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<DataSet, DataError> {
             }
         }
     };
-    for (key, subset, split) in [
+    for (key, n, split) in [
         ("data.train_subset", spec.train_subset, &mut set.train),
         ("data.test_subset", spec.test_subset, &mut set.test),
     ] {
-        if let Some(n) = subset.filter(|&n| n > split.len()) {
-            return Err(DataError::Spec(format!(
-                "{key} = {n} exceeds the {} examples of that split; the run would train or \
-                 evaluate on fewer than asked",
-                split.len()
-            )));
-        }
-        split.truncate(subset);
+        let keep = data_files::subset(key, n, split.len())?;
+        split.truncate(keep);
     }
     normalise(&mut set);
     Ok(set)
-}
-
-fn root(spec: &DataSpec) -> Result<&Path, DataError> {
-    spec.root
-        .as_deref()
-        .ok_or_else(|| DataError::Spec("data.root is missing".into()))
 }
 
 fn bytes_to_examples(pixels: &[u8], labels: Vec<u8>, shape: Vec<usize>) -> Examples {
@@ -118,26 +107,17 @@ fn bytes_to_examples(pixels: &[u8], labels: Vec<u8>, shape: Vec<usize>) -> Examp
 }
 
 fn load_idx_split(dir: &Path, prefix: &str) -> Result<Examples, DataError> {
-    let images_path = idx::locate(dir, &format!("{prefix}-images-idx3-ubyte"))?;
-    let labels_path = idx::locate(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+    let (images_path, labels_path) = data_files::idx_files(dir, prefix)?;
     let images = idx::read_idx(&images_path)?;
     let labels = idx::read_idx(&labels_path)?;
-    if images.dims.len() != 3 || labels.dims.len() != 1 || images.dims[0] != labels.dims[0] {
-        return Err(DataError::Format(
-            images_path,
-            format!(
-                "images {:?} and labels {:?} do not describe the same N examples of HxW",
-                images.dims, labels.dims
-            ),
-        ));
-    }
+    let (_, shape) = data_files::idx_split_shape(&images.dims, &labels.dims)
+        .map_err(|m| DataError::Format(images_path, m))?;
     if let Some(bad) = labels.data.iter().find(|&&l| l > 9) {
         return Err(DataError::Format(
             labels_path,
             format!("label {bad} is not in 0..=9"),
         ));
     }
-    let shape = vec![1, images.dims[1], images.dims[2]];
     Ok(bytes_to_examples(&images.data, labels.data, shape))
 }
 
@@ -145,25 +125,11 @@ fn load_idx(dir: &Path) -> Result<DataSet, DataError> {
     Ok(DataSet {
         train: load_idx_split(dir, "train")?,
         test: load_idx_split(dir, "t10k")?,
-        classes: 10,
+        classes: data_files::IDX_CLASSES,
     })
 }
 
-fn load_cifar(dir: &Path, variant: cifar::Variant) -> Result<DataSet, DataError> {
-    let (train_files, test_files, classes): (&[&str], &[&str], usize) = match variant {
-        cifar::Variant::Cifar10 => (
-            &[
-                "data_batch_1.bin",
-                "data_batch_2.bin",
-                "data_batch_3.bin",
-                "data_batch_4.bin",
-                "data_batch_5.bin",
-            ],
-            &["test_batch.bin"],
-            10,
-        ),
-        cifar::Variant::Cifar100 => (&["train.bin"], &["test.bin"], 100),
-    };
+fn load_cifar(dir: &Path, variant: CifarVariant) -> Result<DataSet, DataError> {
     let read = |files: &[&str]| -> Result<Examples, DataError> {
         let mut records = cifar::CifarRecords::default();
         for f in files {
@@ -176,13 +142,13 @@ fn load_cifar(dir: &Path, variant: cifar::Variant) -> Result<DataSet, DataError>
         Ok(bytes_to_examples(
             &records.pixels,
             records.labels,
-            vec![3, 32, 32],
+            data_files::CIFAR_SHAPE.to_vec(),
         ))
     };
     Ok(DataSet {
-        train: read(train_files)?,
-        test: read(test_files)?,
-        classes,
+        train: read(variant.train_files())?,
+        test: read(variant.test_files())?,
+        classes: variant.classes(),
     })
 }
 
@@ -331,13 +297,13 @@ mod tests {
         let path = dir.path().join("data_batch_1.bin");
         std::fs::write(&path, &bytes).unwrap();
         let mut r = cifar::CifarRecords::default();
-        cifar::read_batch(&path, cifar::Variant::Cifar10, &mut r).unwrap();
+        cifar::read_batch(&path, CifarVariant::Cifar10, &mut r).unwrap();
         assert_eq!(r.labels, vec![3, 7]);
-        assert_eq!(r.pixels.len(), 2 * cifar::IMAGE_BYTES);
+        assert_eq!(r.pixels.len(), 2 * data_files::CIFAR_IMAGE_BYTES);
         assert_eq!(r.pixels[1024], 11, "green plane follows red");
-        assert_eq!(r.pixels[cifar::IMAGE_BYTES + 2048], 202);
+        assert_eq!(r.pixels[data_files::CIFAR_IMAGE_BYTES + 2048], 202);
         let mut short = cifar::CifarRecords::default();
-        let err = cifar::parse_batch(&bytes[..100], cifar::Variant::Cifar10, &mut short);
+        let err = cifar::parse_batch(&bytes[..100], CifarVariant::Cifar10, &mut short);
         assert!(err.unwrap_err().contains("whole number"));
     }
 

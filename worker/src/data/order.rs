@@ -41,11 +41,6 @@ impl EpochOrder {
     }
 }
 
-/// floor(N / B): iterations in one epoch.
-pub fn iterations_per_epoch(examples: usize, workers: usize, small_batch: usize) -> u64 {
-    (examples / (workers * small_batch)) as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,7 +48,7 @@ mod tests {
     #[test]
     fn workers_split_the_large_batch_without_overlap() {
         let o = EpochOrder::new(5, Purpose::DataOrder, 2, 100, 4, 3);
-        assert_eq!(iterations_per_epoch(100, 4, 3), 8);
+        assert_eq!(gnc_contract::plan::iterations_per_epoch(100, 4, 3), 8);
         let mut seen = Vec::new();
         for k in 0..8 {
             for w in 0..4 {

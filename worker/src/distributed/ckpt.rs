@@ -13,9 +13,11 @@ use gnc_shm::tree::Block;
 use gnc_shm::ControlBlock;
 
 use super::hooks::Hooks;
-use super::protocol::{part_word, CHECKPOINT_WORD};
 use super::WorkerError;
-use crate::checkpoint::{self, Manifest};
+use gnc_contract::manifest::{self, Manifest};
+use gnc_contract::protocol::{part_word, CHECKPOINT_WORD};
+
+use crate::checkpoint;
 use crate::engine::Trainer;
 use crate::state::TrainState;
 
@@ -64,7 +66,7 @@ pub fn write(
         .collect::<Result<Vec<_>, _>>()
         .map_err(crate::EngineError::from)?;
     let manifest = Manifest {
-        format: checkpoint::FORMAT,
+        format: manifest::FORMAT,
         job: share.spec.name.clone(),
         spec_hash: share.spec.spec_hash(),
         iteration,
@@ -112,7 +114,7 @@ pub fn resume(
     iteration: u64,
     block: Block,
 ) -> Result<(), WorkerError> {
-    let file = checkpoint::manifest_file(&out.join("checkpoints"), iteration);
+    let file = manifest::manifest_file(&out.join("checkpoints"), iteration);
     let loaded = checkpoint::read(&file, &spec.spec_hash()).map_err(crate::EngineError::from)?;
     state
         .load_named(

@@ -5,18 +5,14 @@
 //! to its full replica of the parameters. Since every float addition follows the canonical
 //! tree, the result is bit-identical to the in-process engine for any P.
 //!
-//! - [`protocol`]: segment names, control words, exit codes (shared with the supervisor);
-//! - [`request`]: checkpoint / stop requests and the boundary the workers agree on;
-//! - [`args`]: the command line;
+//! What it shares with the supervisor — the command line, segment names, control words, exit
+//! codes, checkpoint / stop requests — is in `gnc_contract` (`args`, `protocol`, `request`).
 //! - [`run`]: the iteration loop; [`ckpt`]: checkpoints written by all processes;
 //! - [`flat`]: bundles as flat f32; [`hooks`]: fault injection for tests.
 
-pub mod args;
 pub mod ckpt;
 pub mod flat;
 pub mod hooks;
-pub mod protocol;
-pub mod request;
 pub mod run;
 
 use std::path::PathBuf;
@@ -28,7 +24,6 @@ use gnc_shm::slots::SlotError;
 use gnc_shm::tree::LayoutError;
 use gnc_shm::SegmentError;
 
-pub use args::WorkerArgs;
 pub use run::run;
 
 use crate::{CheckpointError, EngineError};
@@ -71,7 +66,7 @@ pub enum WorkerError {
 impl WorkerError {
     /// The process exit code, which tells the supervisor whether a restart can help.
     pub fn exit_code(&self) -> u8 {
-        use protocol::*;
+        use gnc_contract::protocol::*;
         match self {
             WorkerError::Engine(e) => match e {
                 EngineError::Io(..) | EngineError::Thread(_) => EXIT_FAILED,

@@ -11,17 +11,17 @@ use gnc_shm::tree::{validate_layout, Block};
 use gnc_shm::{ControlBlock, Segment, ShardedReducer, SlotArray};
 use nix::sys::signal::Signal;
 
-use super::args::WorkerArgs;
 use super::ckpt::{self, Share};
 use super::flat::{flatten_into, Unflatten};
 use super::hooks::Hooks;
-use super::protocol::{self, begun_word, done_word, GENERATION_WORD};
-use super::request::{self, Action};
 use super::WorkerError;
 use crate::driver::{check_finite, conclude};
 use crate::engine::Trainer;
 use crate::metrics_log::MetricsLog;
 use crate::EngineError;
+use gnc_contract::args::WorkerArgs;
+use gnc_contract::protocol::{self, begun_word, done_word, GENERATION_WORD};
+use gnc_contract::request::{self, Action};
 
 /// Asks the kernel to SIGKILL us when the supervisor dies, then checks it has not already.
 fn die_with_parent(parent_pid: u32) -> Result<(), WorkerError> {

@@ -9,6 +9,8 @@ mod mlp;
 mod resnet;
 mod vgg;
 
+use gnc_contract::architecture::Architecture;
+pub use gnc_contract::architecture::{Init, ParamSpec};
 use gnc_proto::ModelSpec;
 use tch::{Kind, Tensor};
 
@@ -20,45 +22,6 @@ use crate::state::SavedGradient;
 pub use mlp::Mlp;
 pub use resnet::Resnet;
 pub use vgg::Vgg;
-
-/// How a parameter tensor starts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Init {
-    /// Uniform on ±bound.
-    Uniform {
-        bound: f64,
-    },
-    Zeros,
-    Ones,
-}
-
-/// One parameter tensor.
-#[derive(Debug, Clone)]
-pub struct ParamSpec {
-    pub name: String,
-    pub shape: Vec<i64>,
-    pub init: Init,
-}
-
-impl ParamSpec {
-    /// He et al.'s uniform init for a layer followed by ReLU: bound = sqrt(6 / fan_in).
-    pub fn he(name: String, shape: Vec<i64>, fan_in: i64) -> ParamSpec {
-        let bound = (6.0 / fan_in as f64).sqrt();
-        ParamSpec {
-            name,
-            shape,
-            init: Init::Uniform { bound },
-        }
-    }
-
-    pub fn constant(name: String, shape: Vec<i64>, init: Init) -> ParamSpec {
-        ParamSpec { name, shape, init }
-    }
-
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product::<i64>() as usize
-    }
-}
 
 /// Batch normalisation state of a forward pass.
 pub enum BatchNorm<'a> {
@@ -264,13 +227,21 @@ impl<'a> ParamCursor<'a> {
 
 /// A network.
 pub trait Model: Send + Sync {
-    /// Parameters in canonical order.
-    fn params(&self) -> &[ParamSpec];
-    /// Channels of each BatchNorm layer, in the order the forward pass applies them.
-    fn bn_channels(&self) -> Vec<i64>;
+    /// Its parameters and BatchNorm layers, as shapes.
+    fn architecture(&self) -> &Architecture;
     /// Logits for a batch `x` of shape `[n, example shape...]`, taking each parameter from `p`
     /// (in canonical order) when the pass reaches it.
     fn forward_with(&self, p: &mut ParamCursor, bn: &mut BatchNorm, x: &Tensor) -> Tensor;
+
+    /// Parameters in canonical order.
+    fn params(&self) -> &[ParamSpec] {
+        &self.architecture().params
+    }
+
+    /// Channels of each BatchNorm layer, in the order the forward pass applies them.
+    fn bn_channels(&self) -> &[i64] {
+        &self.architecture().bn_channels
+    }
 
     /// Logits for a batch `x` of shape `[n, example shape...]`.
     fn forward(&self, params: &[Tensor], bn: &mut BatchNorm, x: &Tensor) -> Tensor {
@@ -278,27 +249,15 @@ pub trait Model: Send + Sync {
     }
 }
 
-/// Builds the network a spec asks for, for examples of `input_shape` and `classes` outputs.
-pub fn build(spec: &ModelSpec, input_shape: &[usize], classes: usize) -> Box<dyn Model> {
-    let classes = classes as i64;
+/// Builds the network a spec asks for, of that spec's `architecture` ([`Architecture::of`]).
+pub fn build(spec: &ModelSpec, architecture: Architecture) -> Box<dyn Model> {
     match spec {
-        ModelSpec::Mlp { hidden } => Box::new(Mlp::new(
-            input_shape.iter().product::<usize>() as i64,
-            hidden,
-            classes,
-        )),
+        ModelSpec::Mlp { hidden } => Box::new(Mlp::new(architecture, hidden.len() + 1)),
         ModelSpec::Vgg {
             channels,
             convs_per_stage,
-        } => Box::new(Vgg::new(
-            input_shape[0] as i64,
-            channels,
-            *convs_per_stage,
-            classes,
-        )),
-        ModelSpec::Resnet { depth } => {
-            Box::new(Resnet::new(input_shape[0] as i64, *depth, classes))
-        }
+        } => Box::new(Vgg::new(architecture, channels.len(), *convs_per_stage)),
+        ModelSpec::Resnet { depth } => Box::new(Resnet::new(architecture, (depth - 2) / 6)),
     }
 }
 
@@ -331,17 +290,12 @@ pub fn init_params(model: &dyn Model, seed: u64) -> Vec<Tensor> {
 pub fn init_running_stats(model: &dyn Model) -> Vec<(Tensor, Tensor)> {
     model
         .bn_channels()
-        .into_iter()
-        .map(|c| {
+        .iter()
+        .map(|&c| {
             (
                 Tensor::zeros([c], (Kind::Float, tch::Device::Cpu)),
                 Tensor::ones([c], (Kind::Float, tch::Device::Cpu)),
             )
         })
         .collect()
-}
-
-/// Number of scalar parameters.
-pub fn parameter_count(model: &dyn Model) -> usize {
-    model.params().iter().map(ParamSpec::numel).sum()
 }

@@ -3,62 +3,22 @@
 //! global average pooling and a linear classifier. Shortcuts are option A: identity, with
 //! stride-2 subsampling and zero channels where the shape changes (no extra parameters).
 
+use gnc_contract::architecture::{Architecture, RESNET_WIDTHS};
 use tch::Tensor;
 
-use super::{BatchNorm, Init, Model, ParamCursor, ParamSpec};
+use super::{BatchNorm, Model, ParamCursor};
 
 pub struct Resnet {
-    params: Vec<ParamSpec>,
-    bn_channels: Vec<i64>,
+    architecture: Architecture,
     blocks_per_stage: usize,
 }
 
-const WIDTHS: [i64; 3] = [16, 32, 64];
-
-fn conv_bn(params: &mut Vec<ParamSpec>, bn: &mut Vec<i64>, name: &str, cin: i64, cout: i64) {
-    params.push(ParamSpec::he(
-        format!("{name}.weight"),
-        vec![cout, cin, 3, 3],
-        cin * 9,
-    ));
-    params.push(ParamSpec::constant(
-        format!("{name}.bn.weight"),
-        vec![cout],
-        Init::Ones,
-    ));
-    params.push(ParamSpec::constant(
-        format!("{name}.bn.bias"),
-        vec![cout],
-        Init::Zeros,
-    ));
-    bn.push(cout);
-}
-
 impl Resnet {
-    pub fn new(in_channels: i64, depth: usize, classes: i64) -> Resnet {
-        let n = (depth - 2) / 6;
-        let mut params = Vec::new();
-        let mut bn = Vec::new();
-        conv_bn(&mut params, &mut bn, "conv1", in_channels, WIDTHS[0]);
-        let mut cin = WIDTHS[0];
-        for (s, &c) in WIDTHS.iter().enumerate() {
-            for b in 0..n {
-                let name = format!("stage{s}.block{b}");
-                conv_bn(&mut params, &mut bn, &format!("{name}.conv1"), cin, c);
-                conv_bn(&mut params, &mut bn, &format!("{name}.conv2"), c, c);
-                cin = c;
-            }
-        }
-        params.push(ParamSpec::he("fc.weight".into(), vec![classes, cin], cin));
-        params.push(ParamSpec::constant(
-            "fc.bias".into(),
-            vec![classes],
-            Init::Zeros,
-        ));
+    /// `architecture` from [`Architecture::resnet`] with n = `blocks_per_stage`.
+    pub fn new(architecture: Architecture, blocks_per_stage: usize) -> Resnet {
         Resnet {
-            params,
-            bn_channels: bn,
-            blocks_per_stage: n,
+            architecture,
+            blocks_per_stage,
         }
     }
 }
@@ -79,18 +39,14 @@ fn shortcut(x: &Tensor, stride: i64, cout: i64) -> Tensor {
 }
 
 impl Model for Resnet {
-    fn params(&self) -> &[ParamSpec] {
-        &self.params
-    }
-
-    fn bn_channels(&self) -> Vec<i64> {
-        self.bn_channels.clone()
+    fn architecture(&self) -> &Architecture {
+        &self.architecture
     }
 
     fn forward_with(&self, p: &mut ParamCursor, bn: &mut BatchNorm, x: &Tensor) -> Tensor {
         let w = p.next();
         let mut h = bn.apply(&conv(x, &w, 1), &p.next(), &p.next()).relu();
-        for (s, &c) in WIDTHS.iter().enumerate() {
+        for (s, &c) in RESNET_WIDTHS.iter().enumerate() {
             for b in 0..self.blocks_per_stage {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
                 let w1 = p.next();

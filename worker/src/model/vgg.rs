@@ -1,67 +1,31 @@
 //! Small VGG-style CNN with BatchNorm: per stage, `convs_per_stage` × (3x3 conv → BN → ReLU),
 //! then 2x2 max-pool; global average pooling and a linear classifier.
 
+use gnc_contract::architecture::Architecture;
 use tch::Tensor;
 
-use super::{BatchNorm, Init, Model, ParamCursor, ParamSpec};
+use super::{BatchNorm, Model, ParamCursor};
 
 pub struct Vgg {
-    params: Vec<ParamSpec>,
-    bn_channels: Vec<i64>,
+    architecture: Architecture,
     stages: usize,
     convs_per_stage: usize,
 }
 
 impl Vgg {
-    pub fn new(in_channels: i64, channels: &[usize], convs_per_stage: usize, classes: i64) -> Vgg {
-        let mut params = Vec::new();
-        let mut bn_channels = Vec::new();
-        let mut cin = in_channels;
-        for (s, &c) in channels.iter().enumerate() {
-            let c = c as i64;
-            for k in 0..convs_per_stage {
-                let name = format!("stage{s}.conv{k}");
-                params.push(ParamSpec::he(
-                    format!("{name}.weight"),
-                    vec![c, cin, 3, 3],
-                    cin * 9,
-                ));
-                params.push(ParamSpec::constant(
-                    format!("{name}.bn.weight"),
-                    vec![c],
-                    Init::Ones,
-                ));
-                params.push(ParamSpec::constant(
-                    format!("{name}.bn.bias"),
-                    vec![c],
-                    Init::Zeros,
-                ));
-                bn_channels.push(c);
-                cin = c;
-            }
-        }
-        params.push(ParamSpec::he("fc.weight".into(), vec![classes, cin], cin));
-        params.push(ParamSpec::constant(
-            "fc.bias".into(),
-            vec![classes],
-            Init::Zeros,
-        ));
+    /// `architecture` from [`Architecture::vgg`] with these stages and convolutions per stage.
+    pub fn new(architecture: Architecture, stages: usize, convs_per_stage: usize) -> Vgg {
         Vgg {
-            params,
-            bn_channels,
-            stages: channels.len(),
+            architecture,
+            stages,
             convs_per_stage,
         }
     }
 }
 
 impl Model for Vgg {
-    fn params(&self) -> &[ParamSpec] {
-        &self.params
-    }
-
-    fn bn_channels(&self) -> Vec<i64> {
-        self.bn_channels.clone()
+    fn architecture(&self) -> &Architecture {
+        &self.architecture
     }
 
     fn forward_with(&self, p: &mut ParamCursor, bn: &mut BatchNorm, x: &Tensor) -> Tensor {

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use gnc_contract::manifest::{manifest_file, Manifest};
 use gnc_proto::{IterRecord, JobSpec, MetricRecord};
-use gnc_worker::checkpoint::{manifest_file, Manifest};
 use gnc_worker::RunSummary;
 
 use gnc_ctl::run_dir::read_metrics;

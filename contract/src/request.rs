@@ -1,7 +1,7 @@
 //! Checkpoint and stop requests from the supervisor, and how the workers agree on the one
 //! iteration boundary at which to act, without a lock and without a round of messages.
 //!
-//! The request word ([`super::protocol::REQUEST_WORD`]) is in one of three states:
+//! The request word ([`crate::protocol::REQUEST_WORD`]) is in one of three states:
 //! empty (0), *pending* (the supervisor posted an action) or *fixed* (a worker chose the
 //! boundary). Boundary t is the point where a worker has completed t iterations and has not
 //! begun iteration t. The first worker to see a pending request, at its boundary t, fixes
@@ -17,7 +17,7 @@
 
 use gnc_shm::ControlBlock;
 
-use super::protocol::REQUEST_WORD;
+use crate::protocol::REQUEST_WORD;
 
 /// What the supervisor asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,7 +55,7 @@ pub fn bundle_len(shapes: &[Vec<i64>]) -> usize {
 
 /// Control word layout. Word 0 is the generation (written by the supervisor before it
 /// spawns anyone; a worker that finds another value exits). Word 1 is the request word
-/// (supervisor and workers, see [`super::request`]). Word 2 is written by process 0 only:
+/// (supervisor and workers, see [`crate::request`]). Word 2 is written by process 0 only:
 /// 1 + the iteration of the newest complete checkpoint (0: none yet in this generation).
 /// Then three words per process p, each written only by p:
 /// - `begun`: iterations p has begun (t + 1 once iteration t starts);

@@ -1,0 +1,229 @@
+//! A network's parameters as a list of shapes, without tensors: what the worker's models
+//! compute with (`gnc_worker::model`), and what the supervisor sizes the shared-memory bundle
+//! by. Parameters are listed in a fixed canonical order that checkpoints, the reduction and the
+//! hash all follow.
+
+use gnc_proto::ModelSpec;
+
+/// How a parameter tensor starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Uniform on ±bound.
+    Uniform {
+        bound: f64,
+    },
+    Zeros,
+    Ones,
+}
+
+/// One parameter tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub init: Init,
+}
+
+impl ParamSpec {
+    /// He et al.'s uniform init for a layer followed by ReLU: bound = sqrt(6 / fan_in).
+    pub fn he(name: String, shape: Vec<i64>, fan_in: i64) -> ParamSpec {
+        let bound = (6.0 / fan_in as f64).sqrt();
+        ParamSpec {
+            name,
+            shape,
+            init: Init::Uniform { bound },
+        }
+    }
+
+    pub fn constant(name: String, shape: Vec<i64>, init: Init) -> ParamSpec {
+        ParamSpec { name, shape, init }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product::<i64>() as usize
+    }
+}
+
+/// The channels of the CIFAR ResNet's three stages (He et al. 2016, §4.2).
+pub const RESNET_WIDTHS: [i64; 3] = [16, 32, 64];
+
+/// A network's parameters in canonical order, and the channels of its BatchNorm layers in the
+/// order the forward pass applies them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Architecture {
+    pub params: Vec<ParamSpec>,
+    pub bn_channels: Vec<i64>,
+}
+
+impl Architecture {
+    /// The network `spec` asks for, for examples of `input_shape` and `classes` outputs.
+    pub fn of(spec: &ModelSpec, input_shape: &[usize], classes: usize) -> Architecture {
+        let classes = classes as i64;
+        match spec {
+            ModelSpec::Mlp { hidden } => Architecture::mlp(
+                input_shape.iter().product::<usize>() as i64,
+                hidden,
+                classes,
+            ),
+            ModelSpec::Vgg {
+                channels,
+                convs_per_stage,
+            } => Architecture::vgg(input_shape[0] as i64, channels, *convs_per_stage, classes),
+            ModelSpec::Resnet { depth } => {
+                Architecture::resnet(input_shape[0] as i64, *depth, classes)
+            }
+        }
+    }
+
+    /// Fully connected layers `fc<l>` of the given widths, then the classifier.
+    pub fn mlp(inputs: i64, hidden: &[usize], classes: i64) -> Architecture {
+        let mut params = Vec::new();
+        let mut fan_in = inputs;
+        let widths = hidden.iter().map(|&w| w as i64).chain([classes]);
+        for (l, width) in widths.enumerate() {
+            params.push(ParamSpec::he(
+                format!("fc{l}.weight"),
+                vec![width, fan_in],
+                fan_in,
+            ));
+            params.push(ParamSpec::constant(
+                format!("fc{l}.bias"),
+                vec![width],
+                Init::Zeros,
+            ));
+            fan_in = width;
+        }
+        Architecture {
+            params,
+            bn_channels: Vec::new(),
+        }
+    }
+
+    /// Per stage, `convs_per_stage` 3x3 convolutions each with BatchNorm; then the classifier.
+    pub fn vgg(
+        in_channels: i64,
+        channels: &[usize],
+        convs_per_stage: usize,
+        classes: i64,
+    ) -> Architecture {
+        let mut arch = Architecture::empty();
+        let mut cin = in_channels;
+        for (s, &c) in channels.iter().enumerate() {
+            for k in 0..convs_per_stage {
+                arch.conv_bn(&format!("stage{s}.conv{k}"), cin, c as i64);
+                cin = c as i64;
+            }
+        }
+        arch.classifier(cin, classes);
+        arch
+    }
+
+    /// Depth 6n+2: a first convolution, three stages of n basic blocks of two convolutions
+    /// (each with BatchNorm), then the classifier. Option-A shortcuts have no parameters.
+    pub fn resnet(in_channels: i64, depth: usize, classes: i64) -> Architecture {
+        let n = (depth - 2) / 6;
+        let mut arch = Architecture::empty();
+        arch.conv_bn("conv1", in_channels, RESNET_WIDTHS[0]);
+        let mut cin = RESNET_WIDTHS[0];
+        for (s, &c) in RESNET_WIDTHS.iter().enumerate() {
+            for b in 0..n {
+                let name = format!("stage{s}.block{b}");
+                arch.conv_bn(&format!("{name}.conv1"), cin, c);
+                arch.conv_bn(&format!("{name}.conv2"), c, c);
+                cin = c;
+            }
+        }
+        arch.classifier(cin, classes);
+        arch
+    }
+
+    fn empty() -> Architecture {
+        Architecture {
+            params: Vec::new(),
+            bn_channels: Vec::new(),
+        }
+    }
+
+    /// A 3x3 convolution without bias, then BatchNorm with its affine parameters.
+    fn conv_bn(&mut self, name: &str, cin: i64, cout: i64) {
+        self.params.push(ParamSpec::he(
+            format!("{name}.weight"),
+            vec![cout, cin, 3, 3],
+            cin * 9,
+        ));
+        for (what, init) in [("weight", Init::Ones), ("bias", Init::Zeros)] {
+            self.params.push(ParamSpec::constant(
+                format!("{name}.bn.{what}"),
+                vec![cout],
+                init,
+            ));
+        }
+        self.bn_channels.push(cout);
+    }
+
+    /// The linear classifier `fc` on `features` inputs.
+    fn classifier(&mut self, features: i64, classes: i64) {
+        self.params.push(ParamSpec::he(
+            "fc.weight".into(),
+            vec![classes, features],
+            features,
+        ));
+        self.params.push(ParamSpec::constant(
+            "fc.bias".into(),
+            vec![classes],
+            Init::Zeros,
+        ));
+    }
+
+    /// Number of scalar parameters.
+    pub fn parameter_count(&self) -> usize {
+        self.params.iter().map(ParamSpec::numel).sum()
+    }
+
+    /// Shapes of one logical worker's gradient bundle, in order: every parameter's gradient,
+    /// each BatchNorm layer's batch mean and variance, then the loss and the correct count.
+    pub fn bundle_shapes(&self) -> Vec<Vec<i64>> {
+        let mut shapes: Vec<Vec<i64>> = self.params.iter().map(|p| p.shape.clone()).collect();
+        for &c in &self.bn_channels {
+            shapes.push(vec![c]);
+            shapes.push(vec![c]);
+        }
+        shapes.push(vec![1]);
+        shapes.push(vec![1]);
+        shapes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resnet_20_has_its_published_parameter_count() {
+        // He et al. (2016), Table 6: ResNet-20 has 0.27 M parameters (269,722 with
+        // BatchNorm's affine parameters; the same count as worker/tests/models.rs).
+        let arch = Architecture::resnet(3, 20, 10);
+        assert_eq!(arch.bn_channels.len(), 19);
+        assert_eq!(arch.parameter_count(), 269_722);
+    }
+
+    #[test]
+    fn the_bundle_is_gradients_then_statistics_then_loss_and_correct() {
+        let arch = Architecture::vgg(1, &[2], 1, 3);
+        let shapes = arch.bundle_shapes();
+        assert_eq!(
+            shapes,
+            [
+                vec![2, 1, 3, 3],
+                vec![2],
+                vec![2],
+                vec![3, 2],
+                vec![3],
+                vec![2],
+                vec![2],
+                vec![1],
+                vec![1]
+            ]
+        );
+    }
+}
