@@ -19,8 +19,11 @@ demo: setup build
 
 ## The whole test suite (unit, reference, end-to-end), after format and lint checks.
 ## Every test binary runs even after a failure; the summary names each failed test.
-test: setup build lint
-	@set -o pipefail; $(CARGO) test --release --workspace --no-fail-fast 2>&1 | tee target/test.log; \
+## Fault injection (GNC_TEST_KILL_AT, GNC_TEST_HANG_AT) is compiled into the test build only.
+TEST_FEATURES := --features gnc-worker/fault-injection
+test: setup lint
+	$(CARGO) build --release --workspace $(TEST_FEATURES)
+	@set -o pipefail; $(CARGO) test --release --workspace $(TEST_FEATURES) --no-fail-fast 2>&1 | tee target/test.log; \
 	status=$$?; scripts/test-summary.sh target/test.log && exit $$status
 
 setup: venv $(CARGO_CONFIG) data
@@ -43,7 +46,7 @@ build: $(CARGO_CONFIG)
 
 lint: $(CARGO_CONFIG)
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets $(TEST_FEATURES) -- -D warnings
 
 ## Benchmarks (about an hour); results in bench/RESULTS.md: GNC's cost per iteration in
 ## whole runs (the issue-10 matrix) and in instructions (callgrind), the reproducibility

@@ -354,7 +354,7 @@ fn a_second_daemon_on_a_live_socket_is_refused() {
 }
 
 #[test]
-fn sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_file_is_invalid() {
+fn a_reload_applies_a_new_config_and_keeps_the_old_one_when_the_new_file_is_invalid() {
     let home = Home::new("cpu:2", "");
     let daemon = home.start(&[]);
     let devices = || match home.client().request(Command::Status { job: None }) {
@@ -370,7 +370,15 @@ fn sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_file_is_invali
         .unwrap()
         .replace("\"cpu:2\"", "\"cpu:1\"");
     std::fs::write(home.config(), &good).unwrap();
-    daemon.signal("HUP");
+    // As the unit's ExecReload does it: no `kill` binary needed.
+    let reload = |pid: &str| {
+        Home::command()
+            .args(["reload", "--pid", pid])
+            .output()
+            .unwrap()
+    };
+    let output = reload(&daemon.pid().to_string());
+    assert!(output.status.success(), "{output:?}");
     eventually("the reload to cpu:1", &|| devices() == "cpu:1");
     assert!(home.logs().contains("devices"), "{}", home.logs());
 
@@ -381,23 +389,72 @@ fn sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_file_is_invali
         logs.contains("max_restart") && logs.contains("keeping the current config")
     });
     assert_eq!(devices(), "cpu:1", "the config before the bad file is kept");
+
+    // A pid that names no process is an error that says so.
+    let output = reload("0");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--pid 0 is not a process id"), "{stderr}");
 }
 
 #[test]
-fn connections_beyond_the_limit_are_told_busy_and_a_freed_thread_serves_again() {
+fn at_the_connection_limit_the_longest_idle_client_makes_room_and_busy_ones_are_kept() {
+    let _serial = mp_support::serial();
     let home = Home::new("cpu:1", "max_connections = 3");
     let _daemon = home.start(&[]);
     let status = || home.client().request(Command::Status { job: None });
-    assert!(matches!(status(), Ok(Reply::Daemon { .. })));
-    // Three clients that got an answer and keep their connections open are the limit. (A
-    // connection that just closed counts until its thread has seen the hang-up, so one of
-    // them may be told busy first: it tries again.)
-    let mut holding: Vec<_> = (0..3)
+    // Three clients that got an answer and keep their connections open, sending nothing, are
+    // the limit. (A connection that just closed counts until its thread has seen the hang-up,
+    // so a client may have to try again.)
+    let answered = |what: &str| {
+        home.eventually(what, || {
+            let mut client = home.client();
+            let answered = client.request(Command::Status { job: None });
+            matches!(answered, Ok(Reply::Daemon { .. })).then_some(client)
+        })
+    };
+    let mut idle: Vec<_> = (0..3).map(|_| answered("an idle client")).collect();
+    // A fourth client with a request is served, in the place of the one idle the longest, which
+    // is told why its connection closes; the other idle ones are kept.
+    assert!(
+        matches!(status(), Ok(Reply::Daemon { .. })),
+        "{}",
+        home.logs()
+    );
+    match idle[0].next_reply() {
+        Err(ClientError::Daemon {
+            kind: ErrorKind::Busy,
+            message,
+        }) => assert!(
+            message.contains("sent no request") && message.contains("max_connections"),
+            "{message}"
+        ),
+        other => panic!("the oldest idle client: {other:?}"),
+    }
+    assert!(
+        matches!(idle[0].next_reply(), Ok(None) | Err(_)),
+        "then closed"
+    );
+    assert!(matches!(
+        idle[2].request(Command::Status { job: None }),
+        Ok(Reply::Daemon { .. })
+    ));
+    drop(idle);
+
+    // Clients that are being served — here three `watch` streams of a running job — are never
+    // closed: a fourth is told busy, and gncctl says so with "unavailable, try again".
+    let job = home.submit(&long_job("gd_busy", 8192));
+    let watchers: Vec<_> = (0..3)
         .map(|_| {
-            home.eventually("a connection answered below the limit", || {
+            home.eventually("a watch stream below the limit", || {
                 let mut client = home.client();
-                let answered = client.request(Command::Status { job: None });
-                matches!(answered, Ok(Reply::Daemon { .. })).then_some(client)
+                client
+                    .send(Command::Watch {
+                        job: job.id.to_string(),
+                        from: 0,
+                    })
+                    .ok()?;
+                matches!(client.next_reply(), Ok(Some(Reply::Progress { .. }))).then_some(client)
             })
         })
         .collect();
@@ -424,17 +481,19 @@ fn connections_beyond_the_limit_are_told_busy_and_a_freed_thread_serves_again() 
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("max_connections"), "{stderr}");
-
-    // One client leaves: its thread, once it has seen the hang-up, takes the next connection.
-    drop(holding.pop());
-    home.eventually("a freed connection thread serving again", || {
-        matches!(status(), Ok(Reply::Daemon { .. })).then_some(())
-    });
     assert!(
-        home.logs().contains("refusing connections"),
+        home.logs().contains("none of them is idle"),
         "{}",
         home.logs()
     );
+
+    // The job ends, so do the streams, and their threads serve again.
+    for mut watcher in watchers {
+        while let Ok(Some(_)) = watcher.next_reply() {}
+    }
+    home.eventually("a freed connection thread serving again", || {
+        matches!(status(), Ok(Reply::Daemon { .. })).then_some(())
+    });
 }
 
 #[test]

@@ -1,5 +1,4 @@
 //! Helpers for end-to-end tests: the real binaries, small real jobs, and their outputs.
-#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -54,7 +54,7 @@ fn the_unit_verifies_without_warnings() {
         "RuntimeDirectory=gnc",
         "RemoveIPC=no",
         "ExecStartPre=/usr/bin/gncd validate --config /etc/gnc/gncd.toml",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecReload=/usr/bin/gncd reload --pid $MAINPID",
         "ReadWritePaths=/dev/shm",
         "DeviceAllow=/dev/nvidiactl rw",
     ] {

@@ -6,7 +6,6 @@
 //! - `gnc-bench-reduce` times the shared-memory all-reduce against memcpy of the same bytes;
 //!   `bench/run_shm_bench.py` runs it next to `bench/gloo_allreduce.py` and a 1- vs 2-process
 //!   training run.
-#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 

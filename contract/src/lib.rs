@@ -5,7 +5,6 @@
 //! run plan — parameter shapes from the model spec, example counts from the data files'
 //! headers, iteration counts ([`plan`], [`architecture`], [`data_files`]). Both sides build
 //! these only here, so they cannot drift apart.
-#![forbid(unsafe_code)]
 
 pub mod architecture;
 pub mod args;

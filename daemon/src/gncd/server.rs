@@ -5,15 +5,16 @@
 //! Connection threads are reused and connections capped: a thread whose client hung up waits
 //! [`IDLE_THREAD_KEEP`] for the next connection before it exits (spawning a thread costs more
 //! than answering `status`), and at most `max_connections` connections are served at once, so
-//! a flood of clients gets `busy` errors instead of exhausting the daemon that supervises the
-//! running job. A client that sends no request for [`REQUEST_IDLE_LIMIT`], or stops reading its
-//! replies for [`WRITE_STALL_LIMIT`], is disconnected and frees its thread.
+//! a flood of clients cannot exhaust the daemon that supervises the running job. At the limit,
+//! the connection idle the longest is closed for the new client ([`super::connections`]); only
+//! when every connection is busy is the new one told `busy`. A client that sends no request for
+//! [`REQUEST_IDLE_LIMIT`], or stops reading its replies for [`WRITE_STALL_LIMIT`], is
+//! disconnected and frees its thread.
 
 use std::io::BufReader;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use gnc_proto::framing::{read_line, Line};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
 use super::config::Config;
+use super::connections::{Connections, Served};
 use super::handlers::{handle, write_reply};
 use super::state::Shared;
 
@@ -94,15 +96,15 @@ fn set_group(path: &Path, group: &str) {
     }
 }
 
-/// Accepts connections forever: while fewer than `max_connections` are being served, each
-/// goes to an idle connection thread if one is waiting, else to a new thread; beyond that it
-/// gets a `busy` error.
+/// Accepts connections forever: while fewer than `max_connections` are being served (or one
+/// of them is idle and can be closed), each goes to an idle connection thread if one is
+/// waiting, else to a new thread; beyond that it gets a `busy` error.
 pub fn serve(listener: UnixListener, shared: Arc<Shared>) {
     // Zero capacity: a hand-off succeeds only if an idle thread is waiting in `recv` now.
-    let (handoff, idle) = crossbeam_channel::bounded::<UnixStream>(0);
-    // Connections being served. Only this loop increments it, so it cannot pass the limit
-    // between the check and the increment; a thread decrements it when its client is gone.
-    let served = Arc::new(AtomicUsize::new(0));
+    let (handoff, idle) = crossbeam_channel::bounded::<(UnixStream, u64)>(0);
+    // Only this loop adds connections, so their number cannot pass the limit between the
+    // check and the addition; a thread removes its connection when its client is gone.
+    let connections = Arc::new(Connections::default());
     let mut last_busy_warning: Option<std::time::Instant> = None;
     for stream in listener.incoming() {
         let stream = match stream {
@@ -115,60 +117,57 @@ pub fn serve(listener: UnixListener, shared: Arc<Shared>) {
             }
         };
         let max = shared.config().max_connections;
-        if served.load(Ordering::Acquire) >= max {
+        if connections.len() >= max && !connections.reclaim_oldest_idle(max) {
             // One warning per burst of refusals, not one log line per refused client.
             if last_busy_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                 tracing::warn!(
                     max_connections = max,
-                    "refusing connections: the limit of connections served at once is reached"
+                    "refusing connections: the limit of connections served at once is reached \
+                     and none of them is idle"
                 );
                 last_busy_warning = Some(std::time::Instant::now());
             }
             refuse_busy(stream, max);
             continue;
         }
-        served.fetch_add(1, Ordering::AcqRel);
-        let stream = match handoff.try_send(stream) {
-            Ok(()) => continue,
-            Err(TrySendError::Full(stream) | TrySendError::Disconnected(stream)) => stream,
+        let id = match connections.add(&stream) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!("cannot register a connection ({e}); closing it");
+                continue;
+            }
         };
-        let (shared, idle, count) = (shared.clone(), idle.clone(), served.clone());
+        let stream = match handoff.try_send((stream, id)) {
+            Ok(()) => continue,
+            Err(TrySendError::Full(next) | TrySendError::Disconnected(next)) => next,
+        };
+        let (shared, idle, registry) = (shared.clone(), idle.clone(), connections.clone());
         let spawned = std::thread::Builder::new()
             .name("gncd-conn".into())
-            .spawn(move || connection_thread(stream, &shared, &idle, &count));
+            .spawn(move || connection_thread(stream, &shared, &idle, &registry));
         if let Err(e) = spawned {
             // The connection was dropped unserved with the closure.
-            served.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("cannot start a connection thread: {e}");
         }
     }
 }
 
-/// Counts one connection as served until it is dropped, however its handling ends.
-struct Served<'a>(&'a AtomicUsize);
-
-impl Drop for Served<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Serves `first`, then every connection handed over while it waits idle, until none comes
-/// for [`IDLE_THREAD_KEEP`]. Each was counted in `served` by the accept loop.
+/// for [`IDLE_THREAD_KEEP`]. Each was registered in `connections` by the accept loop.
 fn connection_thread(
-    first: UnixStream,
+    first: (UnixStream, u64),
     shared: &Shared,
-    idle: &Receiver<UnixStream>,
-    served: &AtomicUsize,
+    idle: &Receiver<(UnixStream, u64)>,
+    connections: &Connections,
 ) {
-    let mut stream = first;
+    let (mut stream, mut id) = first;
     loop {
         {
-            let _served = Served(served);
-            connection(stream, shared);
+            let served = Served { connections, id };
+            connection(stream, shared, &served);
         }
         match idle.recv_timeout(IDLE_THREAD_KEEP) {
-            Ok(next) => stream = next,
+            Ok(next) => (stream, id) = next,
             Err(_) => return,
         }
     }
@@ -185,8 +184,8 @@ fn refuse_busy(mut stream: UnixStream, max: usize) {
     let _ = write_reply(&mut stream, Reply::error(ErrorKind::Busy, message));
 }
 
-/// Serves one client until it hangs up (or its `watch` stream ends).
-fn connection(stream: UnixStream, shared: &Shared) {
+/// Serves one client until it hangs up (or its `watch` stream ends, or it is closed idle).
+fn connection(stream: UnixStream, shared: &Shared, served: &Served) {
     let peer = match getsockopt(&stream, PeerCredentials) {
         Ok(creds) => creds.uid(),
         Err(e) => {
@@ -213,7 +212,10 @@ fn connection(stream: UnixStream, shared: &Shared) {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
-        let request = match read_line(&mut reader, MAX_REQUEST_BYTES, &mut buf) {
+        served.connections.set_idle(served.id, true);
+        let line = read_line(&mut reader, MAX_REQUEST_BYTES, &mut buf);
+        served.connections.set_idle(served.id, false);
+        let request = match line {
             Ok(Line::End) | Err(_) => return,
             Ok(Line::TooLong { .. }) => Err(ProtocolError::TooLong {
                 limit: MAX_REQUEST_BYTES,

@@ -1,6 +1,5 @@
 //! gnc-worker: one worker process of a multi-process run, started by the supervisor
 //! (`gncctl run --devices cpu:N`, `gncd`). `main` parses arguments and maps errors to exit codes; the work is in `gnc_worker::distributed`.
-#![forbid(unsafe_code)]
 
 use clap::Parser;
 use gnc_contract::args::WorkerArgs;

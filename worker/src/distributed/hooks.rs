@@ -5,6 +5,9 @@
 //!   begins; `p:k:part` instead after writing its checkpoint part for iteration k (before
 //!   announcing it; process 0 thus dies before the manifest exists).
 //! - `GNC_TEST_HANG_AT=p:k`: process p stops forever (sleeping) as iteration k begins.
+//!
+//! Compiled in only with the `fault-injection` feature (`make test` enables it); a binary
+//! without it ignores the variables, saying so, so no environment can crash a production run.
 
 use nix::sys::signal::{raise, Signal};
 
@@ -41,6 +44,17 @@ fn parse(var: &str, process: usize) -> Vec<(u64, bool)> {
 impl Hooks {
     pub fn from_env(process: usize, generation: u64) -> Hooks {
         if generation != 0 {
+            return Hooks::default();
+        }
+        if !cfg!(feature = "fault-injection") {
+            for var in [KILL_ENV, HANG_ENV] {
+                if std::env::var_os(var).is_some() {
+                    eprintln!(
+                        "gnc-worker {process}: ignoring {var}: this build has no fault \
+                         injection (the `fault-injection` feature of gnc-worker)"
+                    );
+                }
+            }
             return Hooks::default();
         }
         Hooks {
