@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use daemon_support::*;
-use gnc_proto::control::JobState;
+use gnc_proto::socket::JobState;
 
 fn gnc_method() -> &'static str {
     gnc_tests::METHODS[1].1

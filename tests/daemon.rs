@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use daemon_support::*;
 use gnc_proto::client::ClientError;
-use gnc_proto::control::{Command, ErrorKind, JobState, Reply, Response};
+use gnc_proto::socket::{Command, ErrorKind, JobState, Reply, Response};
 use gnc_proto::JobSpec;
 
 fn gnc_method() -> &'static str {

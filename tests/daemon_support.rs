@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use gnc_proto::client::Client;
-use gnc_proto::control::{Command as Cmd, JobInfo, JobState, Reply};
+use gnc_proto::socket::{Command as Cmd, JobInfo, JobState, Reply};
 use gnc_proto::JobSpec;
 
 /// How long a daemon may take to start listening (loaded machine, cold page cache).

@@ -5,7 +5,7 @@
 //! 69 (EX_UNAVAILABLE): gncd is not reachable, or busy (try again).
 
 use gnc_proto::client::ClientError;
-use gnc_proto::control::ErrorKind;
+use gnc_proto::socket::ErrorKind;
 
 pub const FAILURE: u8 = 1;
 pub const NEGATIVE: u8 = 3;

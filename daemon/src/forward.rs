@@ -1,11 +1,11 @@
-//! Forwards a [`RunControl`]'s checkpoint and stop requests into the running generation's
+//! Forwards a [`Interrupts`]'s checkpoint and stop requests into the running generation's
 //! request word (`gnc_contract::request`), and reports completed checkpoints.
 
 use gnc_contract::protocol::{begun_word, CHECKPOINT_WORD};
 use gnc_contract::request::{self, Action};
 use gnc_shm::ControlBlock;
 
-use crate::control::RunControl;
+use crate::interrupts::Interrupts;
 use crate::supervisor::Events;
 
 /// Per generation: what has been asked and not yet posted, and the last checkpoint seen.
@@ -19,12 +19,12 @@ impl Forwarder {
     /// One look, from the supervisor's polling loop.
     pub(crate) fn poll(
         &mut self,
-        run_control: Option<&RunControl>,
+        interrupts: Option<&Interrupts>,
         control: &ControlBlock,
         processes: usize,
         events: &mut dyn Events,
     ) {
-        if let Some(rc) = run_control {
+        if let Some(rc) = interrupts {
             let min_begun = (0..processes)
                 .map(|p| control.load(begun_word(p)))
                 .min()

@@ -4,21 +4,21 @@
 //! - [`layout`]: which logical workers each process hosts (subtrees of the reduction tree);
 //! - [`worker_bin`]: where the `gnc-worker` binary is;
 //! - [`segments`]: one generation's shared-memory segments, unlinked on drop;
-//! - [`control`]: checkpoint / stop / cancel requests from outside the run loop;
+//! - [`interrupts`]: checkpoint / stop / cancel requests from outside the run loop;
 //! - [`group`]: spawning, watching and killing the worker processes;
 //! - [`supervisor`]: the run loop — on any worker death or hang, stop the group, bump the
 //!   generation, recreate the segments and restart everyone from the last checkpoint;
 //! - [`gncd`]: the daemon (queue, socket server, signals, sd_notify) around it.
 
-pub mod control;
 mod forward;
 pub mod gncd;
 pub mod group;
+pub mod interrupts;
 pub mod layout;
 pub mod segments;
 pub mod supervisor;
 pub mod worker_bin;
 
-pub use control::RunControl;
 pub use group::{FailureCause, WorkerFailure};
+pub use interrupts::Interrupts;
 pub use supervisor::{supervise, Events, SupervisorError, SupervisorOptions};

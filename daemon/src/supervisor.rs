@@ -19,9 +19,9 @@ use gnc_shm::cleaner::{clean_stale_segments, StaleReason};
 use gnc_shm::tree::{Block, LayoutError};
 use gnc_shm::SegmentError;
 
-use crate::control::RunControl;
 use crate::forward::Forwarder;
 use crate::group::{FailureCause, Group, Poll, WorkerFailure};
+use crate::interrupts::Interrupts;
 use crate::segments::GenerationSegments;
 
 /// How to supervise a run (nothing here changes its result).
@@ -42,7 +42,7 @@ pub struct SupervisorOptions {
     /// The `gnc-worker` binary; default [`crate::worker_bin::locate`].
     pub worker_bin: Option<PathBuf>,
     /// Checkpoint / stop / cancel requests from outside (the daemon).
-    pub control: Option<Arc<RunControl>>,
+    pub interrupts: Option<Arc<Interrupts>>,
     /// Append the workers' stderr to this file instead of inheriting ours.
     pub worker_log: Option<PathBuf>,
 }
@@ -57,7 +57,7 @@ impl SupervisorOptions {
             hang_timeout: Duration::from_secs(300),
             max_restarts: 3,
             worker_bin: None,
-            control: None,
+            interrupts: None,
             worker_log: None,
         }
     }
@@ -336,7 +336,7 @@ fn watch(
     events: &mut dyn Events,
 ) -> Result<Option<WorkerFailure>, SupervisorError> {
     let hang_timeout = options.hang_timeout;
-    let run_control = options.control.as_deref();
+    let interrupts = options.interrupts.as_deref();
     let mut forwarder = Forwarder::default();
     let control = segments.control();
     let pids = group.pids().to_vec();
@@ -366,11 +366,11 @@ fn watch(
             }
             Poll::Running => {}
         }
-        if run_control.is_some_and(RunControl::cancelled) {
+        if interrupts.is_some_and(Interrupts::cancelled) {
             group.kill_all();
             return Err(SupervisorError::Cancelled);
         }
-        forwarder.poll(run_control, control, processes, events);
+        forwarder.poll(interrupts, control, processes, events);
         let now = words();
         if now != seen {
             seen = now;

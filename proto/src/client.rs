@@ -4,8 +4,8 @@ use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use crate::control::{Command, ErrorKind, Reply, Request, Response, MAX_REPLY_BYTES};
 use crate::framing::{read_line, Line};
+use crate::socket::{Command, ErrorKind, Reply, Request, Response, MAX_REPLY_BYTES};
 
 /// Why talking to the daemon failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,12 @@
 //! Types shared by every gnc process: the job spec (TOML), metric records (JSON lines), the
-//! names of data-set files, and the `gncctl` ↔ `gncd` control protocol with its client. No
+//! names of data-set files, and the `gncctl` ↔ `gncd` socket protocol with its client. No
 //! torch, no unsafe code.
 
 pub mod client;
-pub mod control;
 pub mod framing;
 mod metrics;
 pub mod repro;
+pub mod socket;
 mod spec;
 mod validate;
 

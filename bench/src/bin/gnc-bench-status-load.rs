@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use gnc_proto::client::Client;
-use gnc_proto::control::{Command, Reply};
+use gnc_proto::socket::{Command, Reply};
 
 #[derive(Parser)]
 struct Args {

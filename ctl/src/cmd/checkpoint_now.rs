@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use gnc_proto::control::Command;
+use gnc_proto::socket::Command;
 
 pub use super::job_action::JobArgs as Args;
 

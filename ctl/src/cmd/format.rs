@@ -1,6 +1,6 @@
 //! How jobs and the daemon are shown to people: one table row per job, or a detail block.
 
-use gnc_proto::control::{DaemonInfo, JobInfo};
+use gnc_proto::socket::{DaemonInfo, JobInfo};
 
 /// The header of the job table.
 pub fn table_header() -> String {

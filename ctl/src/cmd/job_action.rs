@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use gnc_proto::control::{Command, JobRef, Reply};
+use gnc_proto::socket::{Command, JobRef, Reply};
 
 use crate::daemon;
 

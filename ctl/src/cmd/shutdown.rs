@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use gnc_proto::control::{Command, Reply};
+use gnc_proto::socket::{Command, Reply};
 
 use crate::daemon;
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use gnc_proto::control::{Command, JobRef, Reply};
+use gnc_proto::socket::{Command, JobRef, Reply};
 
 use super::format;
 use crate::daemon;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use gnc_proto::control::{Command, Reply};
+use gnc_proto::socket::{Command, Reply};
 use gnc_proto::{Devices, JobSpec};
 
 use crate::daemon;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use gnc_proto::control::{Command, JobInfo, JobRef, JobState, Reply};
+use gnc_proto::socket::{Command, JobInfo, JobRef, JobState, Reply};
 use gnc_proto::MetricRecord;
 
 use crate::daemon;

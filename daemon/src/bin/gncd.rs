@@ -70,7 +70,7 @@ limits apply from the next job start, the socket and state directory after a res
 The config (unknown keys are errors; check it with \fBgncd validate\fR).
 .TP
 .I /run/gnc/gncd.sock
-The control socket (config key \fBsocket\fR).
+The socket (config key \fBsocket\fR).
 .TP
 .I /var/lib/gnc/jobs/<id>/
 A job: job.json, spec.json, job.log and out/ with metrics.jsonl, checkpoints and

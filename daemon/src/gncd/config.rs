@@ -40,7 +40,7 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/gnc")
 }
 fn default_socket() -> PathBuf {
-    PathBuf::from(gnc_proto::control::DEFAULT_SOCKET)
+    PathBuf::from(gnc_proto::socket::DEFAULT_SOCKET)
 }
 fn default_socket_mode() -> u32 {
     0o660
@@ -238,7 +238,7 @@ mod tests {
     fn defaults_fill_everything_but_devices() {
         let c = parse("devices = \"cpu:2\"").unwrap();
         assert_eq!(c.devices, Devices::Cpu(2));
-        assert_eq!(c.socket, Path::new(gnc_proto::control::DEFAULT_SOCKET));
+        assert_eq!(c.socket, Path::new(gnc_proto::socket::DEFAULT_SOCKET));
         assert_eq!(c.socket_mode, 0o660);
         assert_eq!(c.socket_group, "gnc");
         assert_eq!(c.state_dir, Path::new("/var/lib/gnc"));

@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use gnc_proto::control::{ErrorKind, Reply};
+use gnc_proto::socket::{ErrorKind, Reply};
 
 use super::handlers::write_reply;
 

@@ -5,12 +5,12 @@
 use std::io::Write;
 use std::time::Duration;
 
-use gnc_proto::control::{Command, DaemonInfo, ErrorKind, JobState, Reply, Response};
+use gnc_proto::socket::{Command, DaemonInfo, ErrorKind, JobState, Reply, Response};
 use gnc_proto::JobSpec;
 
 use super::jobs::{Refusal, StopReason};
 use super::metrics_tail::MetricsTail;
-use super::state::{Control, Shared};
+use super::state::{Message, Shared};
 
 /// Lines `logs` returns when the request names no count.
 const DEFAULT_LOG_TAIL: usize = 200;
@@ -74,7 +74,7 @@ pub fn handle(
                     ),
                 )
             } else {
-                let _ = shared.control.send(Control::Stop {
+                let _ = shared.main_loop.send(Message::Stop {
                     why: format!("shutdown requested by uid {peer}"),
                 });
                 Reply::ShuttingDown
@@ -142,7 +142,7 @@ fn submit(shared: &Shared, peer: u32, mut spec: JobSpec, devices: Option<String>
     };
     tracing::info!(job = info.id, name = %info.name, owner = peer, "job queued");
     shared.changed();
-    let _ = shared.control.send(Control::Wake);
+    let _ = shared.main_loop.send(Message::Wake);
     Reply::Job { job: info }
 }
 
@@ -159,12 +159,12 @@ fn change(shared: &Shared, peer: u32, job: &str, change: Change) -> Reply {
         Ok(id) => id,
         Err(r) => return refuse(r),
     };
-    let (owner, state, control) = {
+    let (owner, state, interrupts) = {
         let j = jobs.get(id).expect("found");
         (
             j.record.info.owner_uid,
             j.record.info.state,
-            j.control.clone(),
+            j.interrupts.clone(),
         )
     };
     if peer != 0 && peer != owner {
@@ -187,7 +187,7 @@ fn change(shared: &Shared, peer: u32, job: &str, change: Change) -> Reply {
         ),
         (Change::Pause, JobState::Running) => {
             jobs.get_mut(id).expect("found").stop = Some(StopReason::Pause);
-            if let Some(c) = control {
+            if let Some(c) = interrupts {
                 c.request_stop();
             }
             Ok(jobs.info(id))
@@ -195,7 +195,7 @@ fn change(shared: &Shared, peer: u32, job: &str, change: Change) -> Reply {
         (Change::Pause, _) => return wrong("only a queued or running job can be paused"),
         (Change::Resume, JobState::Paused) => {
             let result = jobs.set_state(id, JobState::Queued, None);
-            let _ = shared.control.send(Control::Wake);
+            let _ = shared.main_loop.send(Message::Wake);
             result
         }
         (Change::Resume, _) => return wrong("only a paused job can be resumed"),
@@ -205,14 +205,14 @@ fn change(shared: &Shared, peer: u32, job: &str, change: Change) -> Reply {
             Some(format!("cancelled by uid {peer}")),
         ),
         (Change::Cancel, JobState::Running) => {
-            if let Some(c) = control {
+            if let Some(c) = interrupts {
                 c.cancel();
             }
             Ok(jobs.info(id))
         }
         (Change::Cancel, _) => return wrong("it has already ended"),
         (Change::Checkpoint, JobState::Running) => {
-            if let Some(c) = control {
+            if let Some(c) = interrupts {
                 c.request_checkpoint();
             }
             Ok(jobs.info(id))

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use gnc_contract::RunSummary;
-use gnc_proto::control::{ErrorKind, JobInfo, JobState};
+use gnc_proto::socket::{ErrorKind, JobInfo, JobState};
 use gnc_proto::{Devices, JobSpec};
 
 use super::store::{JobRecord, Store, StoreError};
-use crate::RunControl;
+use crate::Interrupts;
 
 /// Why a running job was asked to stop at an iteration boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub struct Job {
     pub record: JobRecord,
     pub spec: JobSpec,
     /// While running: the handle to checkpoint, stop or cancel it.
-    pub control: Option<Arc<RunControl>>,
+    pub interrupts: Option<Arc<Interrupts>>,
     pub stop: Option<StopReason>,
     /// When its workers last completed an iteration (or it started): the watchdog's clue.
     pub last_progress: Instant,
@@ -50,7 +50,7 @@ impl Job {
         Job {
             record,
             spec,
-            control: None,
+            interrupts: None,
             stop: None,
             last_progress: Instant::now(),
         }
@@ -259,7 +259,7 @@ impl Jobs {
     pub fn finish(&mut self, id: u64, outcome: Outcome) -> Result<JobInfo, StoreError> {
         let job = self.jobs.get_mut(&id).expect("callers pass known ids");
         let stop = job.stop.take();
-        job.control = None;
+        job.interrupts = None;
         let (state, reason) = match (outcome, stop) {
             (Outcome::Complete(summary), _) => {
                 let info = &mut job.record.info;

@@ -1,5 +1,5 @@
 //! The daemon's main loop: signals, socket requests and job outcomes arrive as one
-//! [`Control`] enum on one channel, and this loop alone starts jobs, reloads the config,
+//! [`Message`] enum on one channel, and this loop alone starts jobs, reloads the config,
 //! feeds systemd's watchdog, and stops the daemon.
 
 use std::path::Path;
@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use gnc_proto::control::JobState;
+use gnc_proto::socket::JobState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::config::Config;
 use super::jobs::StopReason;
 use super::notify::Notifier;
-use super::state::{Control, Shared};
+use super::state::{Message, Shared};
 use super::DaemonError;
 
 /// How long a stopping daemon waits for the running job to checkpoint and stop before it
@@ -23,25 +23,25 @@ use super::DaemonError;
 const STOP_GRACE: Duration = Duration::from_secs(7);
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
-/// Turns SIGTERM, SIGINT and SIGHUP into [`Control`] messages, on a thread of its own.
+/// Turns SIGTERM, SIGINT and SIGHUP into [`Message`] messages, on a thread of its own.
 pub fn forward_signals(shared: &Arc<Shared>) -> Result<(), DaemonError> {
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|e| DaemonError::Signals(e.to_string()))?;
-    let control = shared.control.clone();
+    let main_loop = shared.main_loop.clone();
     std::thread::Builder::new()
         .name("gncd-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
                 let message = match signal {
-                    SIGHUP => Control::Reload,
-                    SIGINT => Control::Stop {
+                    SIGHUP => Message::Reload,
+                    SIGINT => Message::Stop {
                         why: "SIGINT".into(),
                     },
-                    _ => Control::Stop {
+                    _ => Message::Stop {
                         why: "SIGTERM".into(),
                     },
                 };
-                if control.send(message).is_err() {
+                if main_loop.send(message).is_err() {
                     return;
                 }
             }
@@ -59,7 +59,7 @@ struct Stopping {
 /// Runs until a stop request has been carried out.
 pub fn main_loop(
     shared: &Arc<Shared>,
-    rx: &Receiver<Control>,
+    rx: &Receiver<Message>,
     config_path: &Path,
     notifier: &mut Notifier,
 ) {
@@ -74,7 +74,7 @@ pub fn main_loop(
         }
         notifier.status(status_line(shared));
         match rx.recv_timeout(tick) {
-            Ok(Control::Stop { why }) if stopping.is_none() => {
+            Ok(Message::Stop { why }) if stopping.is_none() => {
                 tracing::info!("{why}: stopping (the running job checkpoints and is re-queued)");
                 notifier.stopping();
                 shared.set_stopping();
@@ -82,7 +82,7 @@ pub fn main_loop(
                     let mut jobs = shared.jobs();
                     if let Some(job) = jobs.get_mut(id) {
                         job.stop = Some(StopReason::DaemonStop);
-                        if let Some(c) = &job.control {
+                        if let Some(c) = &job.interrupts {
                             c.request_stop();
                         }
                     }
@@ -92,9 +92,9 @@ pub fn main_loop(
                     killed: false,
                 });
             }
-            Ok(Control::Stop { .. }) | Ok(Control::Wake) => {}
-            Ok(Control::Reload) => reload(shared, config_path),
-            Ok(Control::Finished { id, outcome }) => {
+            Ok(Message::Stop { .. }) | Ok(Message::Wake) => {}
+            Ok(Message::Reload) => reload(shared, config_path),
+            Ok(Message::Finished { id, outcome }) => {
                 match shared.jobs().finish(id, outcome) {
                     Ok(info) => tracing::info!(
                         job = id,
@@ -125,7 +125,7 @@ pub fn main_loop(
                 tracing::warn!(
                     "the running job did not stop in {STOP_GRACE:?}; killing its workers"
                 );
-                if let Some(c) = running.and_then(|id| shared.jobs().get(id)?.control.clone()) {
+                if let Some(c) = running.and_then(|id| shared.jobs().get(id)?.interrupts.clone()) {
                     c.cancel();
                 }
                 stop.killed = true;

@@ -1,5 +1,5 @@
 //! `gncd`, the daemon (DESIGN.md §2): a job queue persisted in a state directory, served on a
-//! Unix socket with the JSON-lines protocol of [`gnc_proto::control`], running one job at a
+//! Unix socket with the JSON-lines protocol of [`gnc_proto::socket`], running one job at a
 //! time with [`crate::supervise`] on every device it owns.
 //!
 //! - [`config`]: the `gncd.toml` file;

@@ -1,5 +1,5 @@
 //! Running one job: choosing its devices, starting `supervise` on a thread with a
-//! [`RunControl`], turning the supervisor's events into updates of the job's record and
+//! [`Interrupts`], turning the supervisor's events into updates of the job's record and
 //! lines of its log, and reporting the outcome to the main loop.
 
 use std::io::Write;
@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use gnc_proto::control::JobState;
+use gnc_proto::socket::JobState;
 use gnc_proto::{Devices, MetricRecord};
 
 use super::jobs::{now_seconds, Outcome};
 use super::metrics_tail::MetricsTail;
-use super::state::{Control, Shared};
-use crate::{supervise, Events, RunControl, SupervisorError, SupervisorOptions, WorkerFailure};
+use super::state::{Message, Shared};
+use crate::{supervise, Events, Interrupts, SupervisorError, SupervisorOptions, WorkerFailure};
 
 /// The worker processes a job gets: what it asked for (else all the daemon has), capped to
 /// the daemon's devices and to its logical workers, then lowered to the largest power of two
@@ -44,7 +44,7 @@ pub fn devices_for(
 }
 
 /// Marks job `id` running and starts its run on a thread; the outcome comes back to the main
-/// loop as [`Control::Finished`].
+/// loop as [`Message::Finished`].
 pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
     let config = shared.config();
     let mut jobs = shared.jobs();
@@ -57,8 +57,8 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
     )?;
     // A job that ran before continues from its newest checkpoint.
     let resume = job.record.info.started_at.is_some();
-    let control = RunControl::new();
-    job.control = Some(control.clone());
+    let interrupts = Interrupts::new();
+    job.interrupts = Some(interrupts.clone());
     job.stop = None;
     job.last_progress = Instant::now();
     job.record.info.devices = devices.to_string();
@@ -73,7 +73,7 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
         resume,
         hang_timeout: config.hang_timeout,
         max_restarts: config.max_restarts,
-        control: Some(control),
+        interrupts: Some(interrupts),
         worker_log: Some(log.clone()),
         ..SupervisorOptions::new(devices)
     };
@@ -99,7 +99,7 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
                 Err(_) => Outcome::Failed("the supervisor thread panicked".into()),
             };
             events.line(&format!("run ended: {outcome:?}"));
-            let _ = shared.control.send(Control::Finished { id, outcome });
+            let _ = shared.main_loop.send(Message::Finished { id, outcome });
         })
         .map_err(|e| format!("cannot start the job's thread: {e}"))?;
     Ok(())

@@ -10,9 +10,10 @@ use crossbeam_channel::Sender;
 use super::config::Config;
 use super::jobs::{Jobs, Outcome};
 
-/// Everything the main loop reacts to, whatever its source (signal, socket, runner thread).
+/// A message to the main loop: everything it reacts to, whatever its source (signal, socket,
+/// runner thread).
 #[derive(Debug)]
-pub enum Control {
+pub enum Message {
     /// SIGTERM, SIGINT or a `shutdown` request: checkpoint the running job and exit.
     Stop { why: String },
     /// SIGHUP: read the config again.
@@ -27,7 +28,7 @@ pub struct Shared {
     pub config: RwLock<Config>,
     jobs: Mutex<Jobs>,
     changed: Condvar,
-    pub control: Sender<Control>,
+    pub main_loop: Sender<Message>,
     pub started: Instant,
     /// The daemon's own uid (may shut it down, besides root).
     pub uid: u32,
@@ -35,12 +36,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, jobs: Jobs, control: Sender<Control>) -> Shared {
+    pub fn new(config: Config, jobs: Jobs, main_loop: Sender<Message>) -> Shared {
         Shared {
             config: RwLock::new(config),
             jobs: Mutex::new(jobs),
             changed: Condvar::new(),
-            control,
+            main_loop,
             started: Instant::now(),
             uid: nix::unistd::getuid().as_raw(),
             stopping: AtomicBool::new(false),

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gnc_proto::control::JobInfo;
+use gnc_proto::socket::JobInfo;
 use gnc_proto::JobSpec;
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! `RunControl` against real worker processes: a checkpoint asked mid-run is written and
+//! `Interrupts` against real worker processes: a checkpoint asked mid-run is written and
 //! training goes on; a stop ends the run at an iteration boundary with a checkpoint that
 //! resumes to the same bits as a run never stopped; a cancel kills the group and leaves no
 //! shared memory behind.
@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gnc_daemon::{supervise, Events, RunControl, SupervisorError, SupervisorOptions};
+use gnc_daemon::{supervise, Events, Interrupts, SupervisorError, SupervisorOptions};
 use gnc_proto::{Devices, JobSpec};
 
 /// A teacher–student job long enough (3,072 iterations of a tiny MLP) that requests made
@@ -30,11 +30,11 @@ fn long_job(dir: &Path, name: &str) -> JobSpec {
     JobSpec::load(&path).unwrap()
 }
 
-fn options(out: PathBuf, control: Option<Arc<RunControl>>) -> SupervisorOptions {
+fn options(out: PathBuf, interrupts: Option<Arc<Interrupts>>) -> SupervisorOptions {
     SupervisorOptions {
         output_dir: Some(out),
         worker_bin: Some(gnc_tests::bin_dir().join("gnc-worker")),
-        control,
+        interrupts,
         ..SupervisorOptions::new(Devices::Cpu(2))
     }
 }
@@ -42,7 +42,7 @@ fn options(out: PathBuf, control: Option<Arc<RunControl>>) -> SupervisorOptions 
 /// Asks for a checkpoint after 10 iterations and, once it is written and 10 more are done,
 /// for a stop (or a cancel).
 struct Asker {
-    control: Arc<RunControl>,
+    interrupts: Arc<Interrupts>,
     cancel: bool,
     asked_checkpoint: bool,
     checkpoints: Vec<u64>,
@@ -58,7 +58,7 @@ impl Events for Asker {
     fn progress(&mut self, completed: u64) {
         if completed >= 10 && !self.asked_checkpoint {
             self.asked_checkpoint = true;
-            self.control.request_checkpoint();
+            self.interrupts.request_checkpoint();
         }
         let after_checkpoint = self
             .checkpoints
@@ -67,9 +67,9 @@ impl Events for Asker {
         if after_checkpoint && !self.asked_stop {
             self.asked_stop = true;
             if self.cancel {
-                self.control.cancel();
+                self.interrupts.cancel();
             } else {
-                self.control.request_stop();
+                self.interrupts.request_stop();
             }
         }
     }
@@ -81,7 +81,7 @@ impl Events for Asker {
 
 fn asker(cancel: bool) -> Asker {
     Asker {
-        control: RunControl::new(),
+        interrupts: Interrupts::new(),
         cancel,
         asked_checkpoint: false,
         checkpoints: Vec::new(),
@@ -106,7 +106,7 @@ fn a_requested_checkpoint_and_stop_resume_to_the_bits_of_an_uninterrupted_run() 
     let mut events = asker(false);
     let stopped = supervise(
         &spec,
-        &options(out.clone(), Some(events.control.clone())),
+        &options(out.clone(), Some(events.interrupts.clone())),
         &mut events,
     )
     .unwrap();
@@ -142,7 +142,7 @@ fn a_cancel_kills_every_worker_and_removes_the_segments() {
     let mut events = asker(true);
     let result = supervise(
         &spec,
-        &options(dir.path().join("out"), Some(events.control.clone())),
+        &options(dir.path().join("out"), Some(events.interrupts.clone())),
         &mut events,
     );
     assert!(

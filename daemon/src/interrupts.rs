@@ -10,15 +10,15 @@ use std::sync::Arc;
 /// Shared between the supervisor and whoever may interrupt its run; every method may be
 /// called from any thread, any number of times.
 #[derive(Debug, Default)]
-pub struct RunControl {
+pub struct Interrupts {
     checkpoint: AtomicBool,
     stop: AtomicBool,
     cancel: AtomicBool,
 }
 
-impl RunControl {
-    pub fn new() -> Arc<RunControl> {
-        Arc::new(RunControl::default())
+impl Interrupts {
+    pub fn new() -> Arc<Interrupts> {
+        Arc::new(Interrupts::default())
     }
 
     /// Write a checkpoint at the next iteration boundary and go on training.

@@ -1,4 +1,4 @@
-//! The control protocol between `gncctl` and `gncd`: JSON lines over a Unix socket.
+//! The socket protocol between `gncctl` and `gncd`: JSON lines over a Unix socket.
 //!
 //! Every message is one line of UTF-8 JSON, at most [`MAX_REQUEST_BYTES`] for a request.
 //! A request is `{"v": 1, "command": "<name>", ...fields}`; every reply is
