@@ -5,8 +5,8 @@ use gnc_contract::protocol::{begun_word, CHECKPOINT_WORD};
 use gnc_contract::request::{self, Action};
 use gnc_shm::ControlBlock;
 
-use crate::interrupts::Interrupts;
 use crate::supervisor::Events;
+use gnc_contract::interrupts::Interrupts;
 
 /// Per generation: what has been asked and not yet posted, and the last checkpoint seen.
 #[derive(Default)]

@@ -4,7 +4,6 @@
 //! - [`layout`]: which logical workers each process hosts (subtrees of the reduction tree);
 //! - [`worker_bin`]: where the `gnc-worker` binary is;
 //! - [`segments`]: one generation's shared-memory segments, unlinked on drop;
-//! - [`interrupts`]: checkpoint / stop / cancel requests from outside the run loop;
 //! - [`group`]: spawning, watching and killing the worker processes;
 //! - [`supervisor`]: the run loop — on any worker death or hang, stop the group, bump the
 //!   generation, recreate the segments and restart everyone from the last checkpoint;
@@ -13,12 +12,11 @@
 mod forward;
 pub mod gncd;
 pub mod group;
-pub mod interrupts;
 pub mod layout;
 pub mod segments;
 pub mod supervisor;
 pub mod worker_bin;
 
+pub use gnc_contract::interrupts::Interrupts;
 pub use group::{FailureCause, WorkerFailure};
-pub use interrupts::Interrupts;
 pub use supervisor::{supervise, Events, SupervisorError, SupervisorOptions};

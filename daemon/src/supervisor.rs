@@ -21,8 +21,8 @@ use gnc_shm::SegmentError;
 
 use crate::forward::Forwarder;
 use crate::group::{FailureCause, Group, Poll, WorkerFailure};
-use crate::interrupts::Interrupts;
 use crate::segments::GenerationSegments;
+use gnc_contract::interrupts::Interrupts;
 
 /// How to supervise a run (nothing here changes its result).
 #[derive(Debug, Clone)]

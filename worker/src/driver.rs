@@ -1,14 +1,18 @@
-//! The run of a whole job in this process: options, progress events, the loop with its
-//! evaluations and checkpoints, resuming, and the summary in `result.json`.
+//! The run of a whole job in this process: options, progress events, resuming, and the end of
+//! a run (the summary in `result.json`); the loop itself is [`crate::run_loop`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
+
+use gnc_contract::interrupts::Interrupts;
 
 use gnc_proto::{EvalRecord, FinalRecord, IterRecord, JobSpec, MetricRecord};
 
 use crate::checkpoint;
 use crate::engine::Trainer;
 use crate::metrics_log::MetricsLog;
+use crate::run_loop::{self, Course, InProcess};
 use crate::state::TrainState;
 use crate::{EngineError, RunSummary};
 
@@ -25,6 +29,9 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// Supervisor generation recorded in checkpoints.
     pub generation: u64,
+    /// Checkpoint and stop requests from outside the run, acted on at the next iteration
+    /// boundary as a worker group acts on them.
+    pub interrupts: Option<Arc<Interrupts>>,
 }
 
 /// Progress events, for progress bars and logs.
@@ -63,10 +70,8 @@ pub fn train(
         .or(spec.parallel.threads)
         .unwrap_or_else(default_threads);
     let mut job = Trainer::new(spec, threads)?;
-    let total = job.schedule().total_iterations();
     let mut state = job.fresh_state();
-    let metrics_path = out.join("metrics.jsonl");
-    let mut log = if options.resume {
+    if options.resume {
         let mut warn = |message: &str| observer.warning(message);
         match checkpoint::latest(&out.join("checkpoints"), &spec.spec_hash(), &mut warn)? {
             Some(loaded) => {
@@ -78,42 +83,19 @@ pub fn train(
             }
             None => observer.warning("no checkpoint to resume from; starting from iteration 0"),
         }
-        MetricsLog::resume(&metrics_path, state.iteration)?
-    } else {
-        MetricsLog::create(&metrics_path)?
-    };
-    let stop = options.stop_after.unwrap_or(total).min(total);
-    observer.started(state.iteration, total, job.threads());
-    let started = Instant::now();
-    // A resumed run starts from a checkpoint on disk; a fresh one has none yet.
-    let mut last_checkpoint = (state.iteration > 0).then_some(state.iteration);
-    let mut last_eval: Option<EvalRecord> = None;
-    while state.iteration < stop {
-        let record = job.step(&mut state)?;
-        check_finite(&record, last_checkpoint)?;
-        log.write(&MetricRecord::Iter(record.clone()))?;
-        observer.iteration(&record);
-        let done = state.iteration;
-        if job.eval_due(done) {
-            let eval = job.evaluate(&state);
-            log.write(&MetricRecord::Eval(eval.clone()))?;
-            observer.evaluated(&eval);
-            last_eval = Some(eval);
-        }
-        if job.checkpoint_due(done, stop) {
-            job.checkpoint(&out, &state, options.generation)?;
-            last_checkpoint = Some(done);
-        }
     }
-    conclude(
-        &job,
-        &state,
-        &out,
-        &mut log,
-        last_eval,
-        started,
-        job.threads(),
-    )
+    let mut transport = InProcess {
+        interrupts: options.interrupts.as_deref(),
+        generation: options.generation,
+        threads: job.threads(),
+    };
+    let course = Course {
+        out: &out,
+        stop_after: options.stop_after,
+        resumed: options.resume,
+    };
+    let summary = run_loop::run(&mut job, &mut state, &mut transport, &course, observer)?;
+    Ok(summary.expect("the in-process run writes the records"))
 }
 
 /// A diverging run stops here: the loss or the gradient is not finite.

@@ -144,6 +144,11 @@ impl Trainer {
         self.blocks.len()
     }
 
+    /// The blocks of logical workers, one per compute thread.
+    pub fn blocks(&self) -> &[(usize, usize)] {
+        &self.blocks
+    }
+
     /// Runs iteration `state.iteration` with every logical worker in this process and
     /// returns its record.
     pub fn step(&mut self, state: &mut TrainState) -> Result<IterRecord, EngineError> {

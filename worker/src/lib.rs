@@ -16,6 +16,7 @@ pub mod model;
 pub mod optim;
 pub mod pin;
 pub mod rng;
+pub mod run_loop;
 pub mod schedule;
 pub mod state;
 pub mod step;

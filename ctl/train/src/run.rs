@@ -1,7 +1,10 @@
 //! `gncctl run job.toml`: trains a job in this process (or, with devices, in worker
 //! processes under the embedded supervisor) and prints a summary.
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use gnc_contract::interrupts::Interrupts;
 use gnc_ctl::progress::{eval_line, progress_bar};
 use gnc_ctl::run_args::RunArgs;
 use gnc_proto::{EvalRecord, IterRecord, JobSpec};
@@ -103,15 +106,47 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(devices) = args.devices.or(spec.devices()?) {
         return crate::supervised::run(&spec, &args, devices);
     }
+    let interrupts = Interrupts::new();
+    forward_signals(&interrupts)?;
     let options = RunOptions {
         output_dir: args.out,
         resume: args.resume,
         stop_after: args.stop_after,
         threads: args.threads,
         generation: 0,
+        interrupts: Some(interrupts),
     };
     let mut progress = Progress::new(!args.json);
     let result = train(&spec, &options, &mut progress);
     progress.bar.finish_and_clear();
     report(result, &spec, args.json)
+}
+
+/// Ctrl-C or SIGTERM: checkpoint at the next iteration boundary and stop there (a pause:
+/// `--resume` continues with the same bits); a second one ends the process at once. SIGUSR1:
+/// a checkpoint at the next boundary, and training goes on.
+fn forward_signals(interrupts: &Arc<Interrupts>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])
+        .context("cannot handle signals")?;
+    let interrupts = interrupts.clone();
+    std::thread::Builder::new()
+        .name("gnc-run-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGUSR1 {
+                    interrupts.request_checkpoint();
+                } else if interrupts.stop_requested() {
+                    std::process::exit(130);
+                } else {
+                    eprintln!(
+                        "gncctl: stopping at the next iteration boundary with a checkpoint \
+                         (continue with --resume; again to quit at once)"
+                    );
+                    interrupts.request_stop();
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
 }

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gnc_proto::{EvalRecord, JobSpec, MetricRecord};
+use gnc_proto::JobSpec;
 use gnc_shm::tree::{validate_layout, Block};
 use gnc_shm::{ControlBlock, Segment, ShardedReducer, SlotArray};
 use nix::sys::signal::Signal;
@@ -15,9 +15,10 @@ use super::ckpt::{self, Share};
 use super::flat::{flatten_into, Unflatten};
 use super::hooks::Hooks;
 use super::WorkerError;
-use crate::driver::{check_finite, conclude};
-use crate::engine::Trainer;
-use crate::metrics_log::MetricsLog;
+use crate::engine::{Prepared, Trainer};
+use crate::run_loop::{self, Course, Transport};
+use crate::state::TrainState;
+use crate::tree::Bundle;
 use crate::EngineError;
 use gnc_contract::args::WorkerArgs;
 use gnc_contract::protocol::{self, begun_word, done_word, GENERATION_WORD};
@@ -86,111 +87,149 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     let spec = load_spec(&args.spec)?;
     // Before any tensor exists: the spec's reproducibility level.
     crate::pin::pin_process_environment(spec.reproducibility).map_err(EngineError::Config)?;
-    let blocks: &[Block] = &args.blocks.0;
-    let m = spec.parallel.workers;
-    validate_layout(m, blocks)?;
-    let p = args.process;
-    let block = *blocks.get(p).ok_or(WorkerError::NoSuchProcess {
-        process: p,
+    let blocks = args.blocks.0.clone();
+    validate_layout(spec.parallel.workers, &blocks)?;
+    let process = args.process;
+    let block = *blocks.get(process).ok_or(WorkerError::NoSuchProcess {
+        process,
         processes: blocks.len(),
     })?;
-    let (g, out) = (args.generation, args.out.as_path());
-    let peer_timeout = Duration::from_millis(args.peer_timeout_ms);
-
     let mut trainer = Trainer::new(&spec, 1)?;
-    let shapes = trainer.bundle_shapes();
-    let len = protocol::bundle_len(&shapes);
-    let segments = Segments::open(args, len)?;
-    segments.check_generation(g)?;
-    let mut reducer = ShardedReducer::new(
-        p,
-        m,
-        blocks,
-        len,
-        segments.block_sums.clone(),
-        segments.shards.clone(),
-    )
-    .map_err(|e| WorkerError::from_reduce(e, blocks, g))?;
-    let hooks = Hooks::from_env(p, g);
-
     let mut state = trainer.fresh_state();
     if let Some(iteration) = args.resume_from {
-        ckpt::resume(&trainer, &spec, &mut state, out, iteration, block)?;
+        ckpt::resume(&trainer, &spec, &mut state, &args.out, iteration, block)?;
     }
-    let metrics_path = out.join("metrics.jsonl");
-    let mut log = match (p, args.resume_from) {
-        (0, Some(_)) => Some(MetricsLog::resume(&metrics_path, state.iteration)?),
-        (0, None) => Some(MetricsLog::create(&metrics_path)?),
-        _ => None,
+    let mut transport = ShmTransport::open(args, &spec, &trainer, blocks)?;
+    let course = Course {
+        out: &args.out,
+        stop_after: args.stop_after,
+        resumed: args.resume_from.is_some(),
     };
+    // Progress goes to the supervisor through the control words, not to an observer.
+    struct Silent;
+    impl crate::Observer for Silent {}
+    run_loop::run(
+        &mut trainer,
+        &mut state,
+        &mut transport,
+        &course,
+        &mut Silent,
+    )?;
+    Ok(())
+}
 
-    let schedule = trainer.schedule().clone();
-    let total = schedule.total_iterations();
-    let stop = args.stop_after.unwrap_or(total).min(total);
-    let share = Share {
-        spec: &spec,
-        process: p,
-        blocks,
-        control: &segments.control,
-        generation: g,
-        peer_timeout,
-        hooks: &hooks,
-    };
-    let started = Instant::now();
-    // A resumed run starts from a checkpoint on disk; a fresh one has none yet.
-    let mut last_checkpoint = (state.iteration > 0).then_some(state.iteration);
-    let mut last_eval: Option<EvalRecord> = None;
-    while state.iteration < stop {
-        let t = state.iteration;
-        hooks.iteration_begins(t);
+/// This process's place in a group of worker processes over shared memory: its block of
+/// logical workers, the generation's segments and the sharded all-reduce over them.
+pub struct ShmTransport {
+    spec: JobSpec,
+    process: usize,
+    blocks: Vec<Block>,
+    generation: u64,
+    peer_timeout: Duration,
+    segments: Segments,
+    reducer: ShardedReducer,
+    shapes: Vec<Vec<i64>>,
+    hooks: Hooks,
+}
+
+impl ShmTransport {
+    fn open(
+        args: &WorkerArgs,
+        spec: &JobSpec,
+        trainer: &Trainer,
+        blocks: Vec<Block>,
+    ) -> Result<ShmTransport, WorkerError> {
+        let (p, g) = (args.process, args.generation);
+        let shapes = trainer.bundle_shapes();
+        let len = protocol::bundle_len(&shapes);
+        let segments = Segments::open(args, len)?;
         segments.check_generation(g)?;
-        if let Some(action) = request::at_boundary(&segments.control, t) {
-            if last_checkpoint != Some(t) {
-                ckpt::write(&trainer, &state, out, &share, spec.checkpoint.keep)?;
-                last_checkpoint = Some(t);
-            }
-            if action == Action::Stop {
-                break;
-            }
-        }
-        segments.control.store(begun_word(p), t + 1);
+        let reducer = ShardedReducer::new(
+            p,
+            spec.parallel.workers,
+            &blocks,
+            len,
+            segments.block_sums.clone(),
+            segments.shards.clone(),
+        )
+        .map_err(|e| WorkerError::from_reduce(e, &blocks, g))?;
+        Ok(ShmTransport {
+            spec: spec.clone(),
+            process: p,
+            generation: g,
+            peer_timeout: Duration::from_millis(args.peer_timeout_ms),
+            segments,
+            reducer,
+            shapes,
+            hooks: Hooks::from_env(p, g),
+            blocks,
+        })
+    }
+}
 
-        let prepared = trainer.prepare(&mut state);
-        let mut sums = trainer.compute_blocks(&mut state, &prepared, &[block])?;
+impl Transport for ShmTransport {
+    type Error = WorkerError;
+
+    fn parallelism(&self) -> usize {
+        // One compute thread in each worker process.
+        self.blocks.len()
+    }
+
+    fn writes_records(&self) -> bool {
+        self.process == 0
+    }
+
+    fn boundary(&mut self, t: u64) -> Result<Option<Action>, WorkerError> {
+        self.hooks.iteration_begins(t);
+        self.segments.check_generation(self.generation)?;
+        Ok(request::at_boundary(&self.segments.control, t))
+    }
+
+    fn begin(&mut self, t: u64) {
+        self.segments.control.store(begun_word(self.process), t + 1);
+    }
+
+    fn reduce(
+        &mut self,
+        trainer: &Trainer,
+        state: &mut TrainState,
+        prepared: &Prepared,
+    ) -> Result<Bundle, WorkerError> {
+        let block = self.blocks[self.process];
+        let mut sums = trainer.compute_blocks(state, prepared, &[block])?;
         let (_, bundle) = sums.pop().expect("one block, one sum");
         // The reduced shards go from shared memory straight into the tensors `finish` takes.
-        let mut total = Unflatten::new(&shapes);
-        reducer
+        let mut total = Unflatten::new(&self.shapes);
+        self.reducer
             .all_reduce(
-                t,
+                state.iteration,
                 |slot| flatten_into(&bundle, slot),
                 |range, shard| total.push(range, shard),
-                peer_timeout,
+                self.peer_timeout,
             )
-            .map_err(|e| WorkerError::from_reduce(e, blocks, g))?;
-        drop(bundle);
-        let record = trainer.finish(&mut state, prepared, total.finish());
-        check_finite(&record, last_checkpoint)?;
-
-        let done = state.iteration;
-        if let Some(log) = &mut log {
-            log.write(&MetricRecord::Iter(record))?;
-            if trainer.eval_due(done) {
-                let eval = trainer.evaluate(&state);
-                log.write(&MetricRecord::Eval(eval.clone()))?;
-                last_eval = Some(eval);
-            }
-        }
-        if trainer.checkpoint_due(done, stop) {
-            ckpt::write(&trainer, &state, out, &share, spec.checkpoint.keep)?;
-            last_checkpoint = Some(done);
-        }
-        segments.control.store(done_word(p), done);
+            .map_err(|e| WorkerError::from_reduce(e, &self.blocks, self.generation))?;
+        Ok(total.finish())
     }
 
-    if let Some(log) = &mut log {
-        // One compute thread in each worker process.
-        conclude(&trainer, &state, out, log, last_eval, started, blocks.len())?;
+    fn complete(&mut self, done: u64) {
+        self.segments.control.store(done_word(self.process), done);
     }
-    Ok(())
+
+    fn checkpoint(
+        &mut self,
+        trainer: &Trainer,
+        state: &TrainState,
+        out: &Path,
+    ) -> Result<(), WorkerError> {
+        let share = Share {
+            spec: &self.spec,
+            process: self.process,
+            blocks: &self.blocks,
+            control: &self.segments.control,
+            generation: self.generation,
+            peer_timeout: self.peer_timeout,
+            hooks: &self.hooks,
+        };
+        ckpt::write(trainer, state, out, &share, self.spec.checkpoint.keep)
+    }
 }

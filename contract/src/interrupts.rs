@@ -1,8 +1,9 @@
-//! Requests to a running job from outside the supervisor's loop (the daemon's socket and
-//! signal handlers): checkpoint now, stop with a checkpoint, or cancel. The supervisor polls
-//! them between its checks of the workers and forwards checkpoint and stop requests to the
-//! workers through the control block, where the workers agree on the iteration boundary at
-//! which to act (see `gnc_contract::protocol`).
+//! Requests to a running job from outside its loop (the daemon's socket and signal handlers,
+//! a caller of the in-process run): checkpoint now, stop with a checkpoint, or cancel. A
+//! supervisor polls them between its checks of the workers and forwards checkpoint and stop
+//! requests to the workers through the control block, where the workers agree on the
+//! iteration boundary at which to act ([`crate::request`]); the in-process run acts on them at
+//! its next iteration boundary.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,20 +34,33 @@ impl Interrupts {
     }
 
     /// Kill the workers now, without a checkpoint: `supervise` returns
-    /// [`crate::SupervisorError::Cancelled`].
+    /// `SupervisorError::Cancelled`.
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Release);
     }
 
-    pub(crate) fn take_checkpoint(&self) -> bool {
+    /// Whether a checkpoint was asked for since the last call.
+    pub fn take_checkpoint(&self) -> bool {
         self.checkpoint.swap(false, Ordering::AcqRel)
     }
 
-    pub(crate) fn stop_requested(&self) -> bool {
+    pub fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
 
-    pub(crate) fn cancelled(&self) -> bool {
+    /// What to do at the next iteration boundary, for a run that acts on these itself: a stop
+    /// (which checkpoints) before a checkpoint asked for at the same time.
+    pub fn action(&self) -> Option<crate::request::Action> {
+        use crate::request::Action;
+        let checkpoint = self.take_checkpoint();
+        if self.stop_requested() {
+            Some(Action::Stop)
+        } else {
+            checkpoint.then_some(Action::Checkpoint)
+        }
+    }
+
+    pub fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Acquire)
     }
 }
