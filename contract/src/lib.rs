@@ -1,7 +1,8 @@
 //! What gnc's supervisor and its worker processes share, in a crate without libtorch, so the
 //! supervisor (`gncd`, `gncctl`) links none: the worker command line ([`args`]), the segment
 //! names, control words and exit codes ([`protocol`]), checkpoint and stop requests
-//! ([`request`]) and requests from outside a run ([`interrupts`]), the result file ([`summary`]), checkpoint manifests ([`manifest`]), and the
+//! ([`request`]) and requests from outside a run ([`interrupts`]), what a run reports to its
+//! watcher ([`observer`]), the result file ([`summary`]), checkpoint manifests ([`manifest`]), and the
 //! run plan — parameter shapes from the model spec, example counts from the data files'
 //! headers, iteration counts ([`plan`], [`architecture`], [`data_files`]). Both sides build
 //! these only here, so they cannot drift apart.
@@ -12,6 +13,7 @@ pub mod atomic;
 pub mod data_files;
 pub mod interrupts;
 pub mod manifest;
+pub mod observer;
 pub mod plan;
 pub mod protocol;
 pub mod request;

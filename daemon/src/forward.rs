@@ -5,8 +5,8 @@ use gnc_contract::protocol::{begun_word, CHECKPOINT_WORD};
 use gnc_contract::request::{self, Action};
 use gnc_shm::ControlBlock;
 
-use crate::supervisor::Events;
 use gnc_contract::interrupts::Interrupts;
+use gnc_contract::observer::Observer;
 
 /// Per generation: what has been asked and not yet posted, and the last checkpoint seen.
 #[derive(Default)]
@@ -22,7 +22,7 @@ impl Forwarder {
         interrupts: Option<&Interrupts>,
         control: &ControlBlock,
         processes: usize,
-        events: &mut dyn Events,
+        events: &mut dyn Observer,
     ) {
         if let Some(rc) = interrupts {
             let min_begun = (0..processes)

@@ -18,5 +18,6 @@ pub mod supervisor;
 pub mod worker_bin;
 
 pub use gnc_contract::interrupts::Interrupts;
+pub use gnc_contract::observer::Observer;
 pub use group::{FailureCause, WorkerFailure};
-pub use supervisor::{supervise, Events, SupervisorError, SupervisorOptions};
+pub use supervisor::{supervise, SupervisorError, SupervisorOptions};

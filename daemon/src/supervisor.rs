@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use gnc_contract::args::{BlockList, WorkerArgs};
 use gnc_contract::manifest;
+use gnc_contract::observer::Observer;
 use gnc_contract::plan::{PlanError, RunPlan};
 use gnc_contract::protocol::{self, begun_word, done_word};
 use gnc_contract::{CheckpointError, RunSummary};
@@ -61,19 +62,6 @@ impl SupervisorOptions {
             worker_log: None,
         }
     }
-}
-
-/// What the supervisor tells its user.
-pub trait Events {
-    fn stale_segment_removed(&mut self, _name: &str, _why: &str) {}
-    /// A generation's workers are running, from iteration `from` of `total`.
-    fn started(&mut self, _generation: u64, _pids: &[u32], _from: u64, _total: u64) {}
-    /// Iterations every worker has completed.
-    fn progress(&mut self, _completed: u64) {}
-    fn restarting(&mut self, _failure: &WorkerFailure, _restart: u32, _max: u32) {}
-    fn warning(&mut self, _message: &str) {}
-    /// A checkpoint of `iteration` completed iterations is durable.
-    fn checkpointed(&mut self, _iteration: u64) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +121,7 @@ struct Plan {
 pub fn supervise(
     spec: &JobSpec,
     options: &SupervisorOptions,
-    events: &mut dyn Events,
+    events: &mut dyn Observer,
 ) -> Result<RunSummary, SupervisorError> {
     let plan = prepare(spec, options, events)?;
     let mut resume_from = if options.resume {
@@ -172,7 +160,7 @@ pub fn supervise(
 fn prepare(
     spec: &JobSpec,
     options: &SupervisorOptions,
-    events: &mut dyn Events,
+    events: &mut dyn Observer,
 ) -> Result<Plan, SupervisorError> {
     // The bundle's length and the iteration count, from the spec and the data files' headers
     // (no data set is loaded here, and no tensor made).
@@ -216,7 +204,7 @@ fn prepare(
 }
 
 /// Unlinks segments left by dead runs (a killed supervisor cannot unlink its own).
-fn remove_stale_segments(events: &mut dyn Events) {
+fn remove_stale_segments(events: &mut dyn Observer) {
     match clean_stale_segments(Duration::from_secs(60)) {
         Ok(report) => {
             for (name, reason) in report.removed {
@@ -244,7 +232,7 @@ fn remove_stale_segments(events: &mut dyn Events) {
 fn latest_checkpoint(
     spec: &JobSpec,
     out: &Path,
-    events: &mut dyn Events,
+    events: &mut dyn Observer,
 ) -> Result<Option<u64>, SupervisorError> {
     let mut warn = |message: &str| events.warning(message);
     let latest = manifest::latest(
@@ -266,7 +254,7 @@ fn run_generation(
     options: &SupervisorOptions,
     generation: u64,
     resume_from: Option<u64>,
-    events: &mut dyn Events,
+    events: &mut dyn Observer,
 ) -> Result<Option<WorkerFailure>, SupervisorError> {
     let segments =
         GenerationSegments::create(&plan.shm_job, generation, plan.blocks.len(), plan.len)
@@ -314,12 +302,8 @@ fn run_generation(
         log.as_ref(),
     )
     .map_err(io_err(&plan.bin))?;
-    events.started(
-        generation,
-        group.pids(),
-        resume_from.unwrap_or(0),
-        plan.total,
-    );
+    events.spawned(generation, group.pids());
+    events.started(resume_from.unwrap_or(0), plan.total, group.pids().len());
     let failure = watch(&mut group, &segments, options, generation, events)?;
     // Kill (if needed) and reap every worker before the segments go.
     group.kill_all();
@@ -333,7 +317,7 @@ fn watch(
     segments: &GenerationSegments,
     options: &SupervisorOptions,
     generation: u64,
-    events: &mut dyn Events,
+    events: &mut dyn Observer,
 ) -> Result<Option<WorkerFailure>, SupervisorError> {
     let hang_timeout = options.hang_timeout;
     let interrupts = options.interrupts.as_deref();

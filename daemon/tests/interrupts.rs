@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gnc_daemon::{supervise, Events, Interrupts, SupervisorError, SupervisorOptions};
+use gnc_daemon::{supervise, Interrupts, Observer, SupervisorError, SupervisorOptions};
 use gnc_proto::{Devices, JobSpec};
 
 /// A teacher–student job long enough (3,072 iterations of a tiny MLP) that requests made
@@ -50,8 +50,8 @@ struct Asker {
     pids: Vec<u32>,
 }
 
-impl Events for Asker {
-    fn started(&mut self, _generation: u64, pids: &[u32], _from: u64, _total: u64) {
+impl Observer for Asker {
+    fn spawned(&mut self, _generation: u64, pids: &[u32]) {
         self.pids.extend_from_slice(pids);
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gnc_contract::interrupts::Interrupts;
+use gnc_contract::observer::Observer;
 
 use gnc_proto::{EvalRecord, FinalRecord, IterRecord, JobSpec, MetricRecord};
 
@@ -32,14 +33,6 @@ pub struct RunOptions {
     /// Checkpoint and stop requests from outside the run, acted on at the next iteration
     /// boundary as a worker group acts on them.
     pub interrupts: Option<Arc<Interrupts>>,
-}
-
-/// Progress events, for progress bars and logs.
-pub trait Observer {
-    fn started(&mut self, _start: u64, _total: u64, _threads: usize) {}
-    fn iteration(&mut self, _record: &IterRecord) {}
-    fn evaluated(&mut self, _record: &EvalRecord) {}
-    fn warning(&mut self, _message: &str) {}
 }
 
 fn default_threads() -> usize {

@@ -25,7 +25,8 @@ pub mod tree;
 
 use std::path::PathBuf;
 
-pub use driver::{train, Observer, RunOptions};
+pub use driver::{train, RunOptions};
+pub use gnc_contract::observer::Observer;
 pub use gnc_contract::{CheckpointError, DataError, RunSummary};
 
 /// Why a training run stopped with an error.

@@ -14,10 +14,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use gnc_contract::interrupts::Interrupts;
+use gnc_contract::observer::Observer;
 use gnc_contract::request::Action;
 use gnc_proto::{EvalRecord, IterRecord, MetricRecord};
 
-use crate::driver::{check_finite, conclude, Observer};
+use crate::driver::{check_finite, conclude};
 use crate::engine::{Prepared, Trainer};
 use crate::metrics_log::MetricsLog;
 use crate::state::TrainState;
@@ -102,6 +103,7 @@ pub fn run<T: Transport>(
             if last_checkpoint != Some(t) {
                 transport.checkpoint(trainer, state, out)?;
                 last_checkpoint = Some(t);
+                observer.checkpointed(t);
             }
             if action == Action::Stop {
                 break;
@@ -119,8 +121,10 @@ pub fn run<T: Transport>(
         if trainer.checkpoint_due(done, stop) {
             transport.checkpoint(trainer, state, out)?;
             last_checkpoint = Some(done);
+            observer.checkpointed(done);
         }
         transport.complete(done);
+        observer.progress(done);
     }
     let Some(log) = &mut log else {
         return Ok(None);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gnc_daemon::{supervise, Events, SupervisorOptions, WorkerFailure};
+use gnc_daemon::{supervise, Observer, SupervisorOptions};
 use gnc_proto::{Devices, JobSpec};
 use indicatif::ProgressBar;
 
@@ -22,18 +22,24 @@ impl Report {
     }
 }
 
-impl Events for Report {
+impl Observer for Report {
     fn stale_segment_removed(&mut self, name: &str, why: &str) {
         self.say(format!("removed stale segment /dev/shm/{name}: {why}"));
     }
 
-    fn started(&mut self, generation: u64, pids: &[u32], from: u64, total: u64) {
+    fn spawned(&mut self, generation: u64, pids: &[u32]) {
+        self.bar.println(format!(
+            "{} worker processes (generation {generation}, pids {pids:?})",
+            pids.len()
+        ));
+    }
+
+    fn started(&mut self, from: u64, total: u64, _parallelism: usize) {
         self.bar.set_length(total);
         self.bar.set_position(from);
         self.bar.reset_eta();
         self.bar.println(format!(
-            "training {total} iterations in {} worker processes (generation {generation}, pids {pids:?}), from iteration {from}",
-            pids.len()
+            "training {total} iterations, from iteration {from}"
         ));
     }
 
@@ -41,7 +47,7 @@ impl Events for Report {
         self.bar.set_position(completed);
     }
 
-    fn restarting(&mut self, failure: &WorkerFailure, restart: u32, max: u32) {
+    fn restarting(&mut self, failure: &dyn std::fmt::Display, restart: u32, max: u32) {
         self.say(format!(
             "warning: {failure}; restarting every worker from the last checkpoint (restart {restart} of {max})"
         ));

@@ -13,7 +13,7 @@ use gnc_proto::{Devices, MetricRecord};
 use super::jobs::{now_seconds, Outcome};
 use super::metrics_tail::MetricsTail;
 use super::state::{Message, Shared};
-use crate::{supervise, Events, Interrupts, SupervisorError, SupervisorOptions, WorkerFailure};
+use crate::{supervise, Interrupts, Observer, SupervisorError, SupervisorOptions};
 
 /// The worker processes a job gets: what it asked for (else all the daemon has), capped to
 /// the daemon's devices and to its logical workers, then lowered to the largest power of two
@@ -153,17 +153,21 @@ impl JobEvents {
     }
 }
 
-impl Events for JobEvents {
+impl Observer for JobEvents {
     fn stale_segment_removed(&mut self, name: &str, why: &str) {
         tracing::info!("removed stale segment /dev/shm/{name}: {why}");
         self.line(&format!("removed stale segment /dev/shm/{name}: {why}"));
     }
 
-    fn started(&mut self, generation: u64, pids: &[u32], from: u64, total: u64) {
+    fn spawned(&mut self, generation: u64, pids: &[u32]) {
         self.line(&format!(
-            "generation {generation}: {} worker processes (pids {pids:?}) training iterations {from}..{total}",
+            "generation {generation}: {} worker processes (pids {pids:?})",
             pids.len()
         ));
+    }
+
+    fn started(&mut self, from: u64, total: u64, _parallelism: usize) {
+        self.line(&format!("training iterations {from}..{total}"));
         self.update(true, |job| {
             job.record.info.iteration = from;
             job.record.info.total_iterations = total;
@@ -190,7 +194,7 @@ impl Events for JobEvents {
         });
     }
 
-    fn restarting(&mut self, failure: &WorkerFailure, restart: u32, max: u32) {
+    fn restarting(&mut self, failure: &dyn std::fmt::Display, restart: u32, max: u32) {
         tracing::warn!(job = self.id, "{failure}; restart {restart} of {max}");
         self.line(&format!(
             "{failure}; restarting every worker from the last checkpoint (restart {restart} of {max})"

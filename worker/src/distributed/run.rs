@@ -21,6 +21,7 @@ use crate::state::TrainState;
 use crate::tree::Bundle;
 use crate::EngineError;
 use gnc_contract::args::WorkerArgs;
+use gnc_contract::observer::Unobserved;
 use gnc_contract::protocol::{self, begun_word, done_word, GENERATION_WORD};
 use gnc_contract::request::{self, Action};
 
@@ -106,14 +107,12 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         resumed: args.resume_from.is_some(),
     };
     // Progress goes to the supervisor through the control words, not to an observer.
-    struct Silent;
-    impl crate::Observer for Silent {}
     run_loop::run(
         &mut trainer,
         &mut state,
         &mut transport,
         &course,
-        &mut Silent,
+        &mut Unobserved,
     )?;
     Ok(())
 }

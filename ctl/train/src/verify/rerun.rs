@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use gnc_daemon::{supervise, Events, SupervisorOptions};
-use gnc_proto::{Devices, IterRecord, JobSpec};
+use gnc_daemon::{supervise, SupervisorOptions};
+use gnc_proto::{Devices, JobSpec};
 use gnc_worker::{train, Observer, RunOptions, RunSummary};
 use indicatif::ProgressBar;
 
@@ -13,20 +13,7 @@ use gnc_ctl::progress::progress_bar;
 struct Bar(ProgressBar);
 
 impl Observer for Bar {
-    fn started(&mut self, start: u64, total: u64, _threads: usize) {
-        self.0.set_length(total);
-        self.0.set_position(start);
-    }
-    fn iteration(&mut self, r: &IterRecord) {
-        self.0.set_position(r.iter + 1);
-    }
-    fn warning(&mut self, message: &str) {
-        self.0.suspend(|| eprintln!("warning: {message}"));
-    }
-}
-
-impl Events for Bar {
-    fn started(&mut self, _generation: u64, _pids: &[u32], from: u64, total: u64) {
+    fn started(&mut self, from: u64, total: u64, _parallelism: usize) {
         self.0.set_length(total);
         self.0.set_position(from);
     }
