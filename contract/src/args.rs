@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use gnc_proto::Device;
 use gnc_shm::tree::Block;
 
 /// One worker process of a job's current generation.
@@ -32,6 +33,9 @@ pub struct WorkerArgs {
     /// This process's index p: it hosts block p.
     #[arg(long)]
     pub process: usize,
+    /// The device this process computes on (`cpu`, `cuda:I`).
+    #[arg(long)]
+    pub device: Device,
     /// Every process's block of logical workers, `lo-hi` ranges separated by commas.
     #[arg(long)]
     pub blocks: BlockList,
@@ -65,6 +69,8 @@ impl WorkerArgs {
             self.generation.to_string().into(),
             "--process".into(),
             self.process.to_string().into(),
+            "--device".into(),
+            self.device.to_string().into(),
             "--blocks".into(),
             self.blocks.to_string().into(),
             "--peer-timeout-ms".into(),
@@ -128,6 +134,7 @@ mod tests {
             shm_job: "demo_0011aabb".into(),
             generation: 3,
             process: 1,
+            device: Device::Cuda(1),
             blocks: BlockList(vec![(0, 8), (8, 12), (12, 16)]),
             resume_from: Some(20),
             stop_after: Some(40),

@@ -15,7 +15,7 @@ use gnc_contract::observer::Observer;
 use gnc_contract::plan::{PlanError, RunPlan};
 use gnc_contract::protocol::{self, begun_word, done_word};
 use gnc_contract::{CheckpointError, RunSummary};
-use gnc_proto::{Devices, JobSpec, SpecError};
+use gnc_proto::{Device, Devices, JobSpec, SpecError};
 use gnc_shm::cleaner::{clean_stale_segments, StaleReason};
 use gnc_shm::tree::{Block, LayoutError};
 use gnc_shm::SegmentError;
@@ -70,6 +70,8 @@ pub enum SupervisorError {
     Spec(#[from] SpecError),
     #[error("parallel.devices / --devices: {0}")]
     Layout(LayoutError),
+    #[error("parallel.devices / --devices: {0}")]
+    Devices(String),
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
@@ -110,6 +112,8 @@ struct Plan {
     spec_file: PathBuf,
     shm_job: String,
     blocks: Vec<Block>,
+    /// The device of each worker process.
+    devices: Vec<Device>,
     len: usize,
     total: u64,
     bin: PathBuf,
@@ -165,7 +169,18 @@ fn prepare(
     // The bundle's length and the iteration count, from the spec and the data files' headers
     // (no data set is loaded here, and no tensor made).
     let run = RunPlan::read(spec)?;
-    let blocks = crate::layout::plan(spec.parallel.workers, options.devices.processes())
+    let devices = options
+        .devices
+        .resolve(&gnc_proto::devices::cuda_devices())
+        .map_err(SupervisorError::Devices)?;
+    if devices.iter().any(|d| *d != Device::Cpu) {
+        return Err(SupervisorError::Devices(format!(
+            "{}: gnc-worker computes on the CPU only so far (GPU workers are not built yet); \
+             use cpu:N",
+            options.devices
+        )));
+    }
+    let blocks = crate::layout::plan(spec.parallel.workers, devices.len())
         .map_err(SupervisorError::Layout)?;
     let bin = match &options.worker_bin {
         Some(path) => path.clone(),
@@ -196,6 +211,7 @@ fn prepare(
         spec_file,
         out,
         blocks,
+        devices,
         len: run.bundle_len(),
         total: run.total_iterations,
         bin,
@@ -273,6 +289,7 @@ fn run_generation(
             shm_job: plan.shm_job.clone(),
             generation,
             process,
+            device: plan.devices[process],
             blocks: BlockList(plan.blocks.clone()),
             resume_from,
             stop_after: options.stop_after,

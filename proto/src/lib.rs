@@ -3,6 +3,7 @@
 //! torch, no unsafe code.
 
 pub mod client;
+pub mod devices;
 pub mod framing;
 mod metrics;
 pub mod repro;
@@ -12,9 +13,10 @@ mod validate;
 
 use std::path::PathBuf;
 
+pub use devices::{Device, Devices};
 pub use metrics::{EvalRecord, FinalRecord, IterRecord, MetricRecord};
 pub use spec::{
-    CheckpointSpec, DataSpec, Dataset, Decay, Devices, EvalSpec, JobSpec, MethodSpec, ModelSpec,
+    CheckpointSpec, DataSpec, Dataset, Decay, EvalSpec, JobSpec, MethodSpec, ModelSpec,
     OptimizerSpec, ParallelSpec, ScheduleSpec, TeacherStudentSpec,
 };
 

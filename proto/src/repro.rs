@@ -167,6 +167,14 @@ pub struct Key {
     pub onednn: String,
     pub gnc: String,
     pub gnc_commit: String,
+    /// The kind of device the run computed on (`cpu`); absent, and so `cpu`, in keys of
+    /// earlier versions.
+    #[serde(default = "cpu_kind")]
+    pub device: String,
+}
+
+fn cpu_kind() -> String {
+    "cpu".into()
 }
 
 impl Key {
@@ -180,6 +188,12 @@ impl Key {
                 self.level, here.level
             ));
             return out;
+        }
+        if self.device != here.device {
+            out.push(format!(
+                "recorded on {}; this run computes on {}",
+                self.device, here.device
+            ));
         }
         if self.level == Level::Native && self.cpu != here.cpu {
             out.push(format!(
@@ -227,6 +241,7 @@ mod tests {
             onednn: "3.10.2".into(),
             gnc: "0.1.0".into(),
             gnc_commit: "abc".into(),
+            device: "cpu".into(),
         }
     }
 
@@ -264,6 +279,17 @@ mod tests {
             b.differences(&c),
             ["recorded with libtorch 2.11.0; this machine has 2.12.0"]
         );
+        let mut gpu = key(Level::Portable, "AuthenticAMD");
+        gpu.device = "cuda".into();
+        assert_eq!(
+            b.differences(&gpu),
+            ["recorded on cpu; this run computes on cuda"]
+        );
+        // Keys written before the device kind was recorded read as `cpu`.
+        let mut old = serde_json::to_value(&b).unwrap();
+        old.as_object_mut().unwrap().remove("device");
+        let old: Key = serde_json::from_value(old).unwrap();
+        assert!(old.differences(&b).is_empty());
     }
 
     #[test]

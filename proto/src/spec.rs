@@ -5,10 +5,11 @@
 //! that parse but cannot be trained are rejected by [`JobSpec::validate`], and both kinds of
 //! error name the offending key.
 
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::SpecError;
+use serde::{Deserialize, Serialize};
+
+use crate::{Devices, SpecError};
 
 /// A whole training job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,49 +127,12 @@ pub struct ParallelSpec {
     /// never bits; `None` uses every core that gives a valid layout.
     #[serde(default)]
     pub threads: Option<usize>,
-    /// Worker processes, `"cpu:N"`: N `gnc-worker` processes, each hosting a block of M / N
-    /// logical workers (a subtree of the reduction tree) on one compute thread, reducing over
-    /// shared memory. Changes speed, never bits, so it is left out of the spec hash. `None`
+    /// Worker processes ([`crate::Devices`]), e.g. `"cpu:N"`: N `gnc-worker` processes, each
+    /// hosting a block of M / N logical workers (a subtree of the reduction tree) on one compute
+    /// thread, reducing over shared memory. Changes speed, never bits, so it is left out of the spec hash. `None`
     /// (the default) trains in the `gncctl` process itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<String>,
-}
-
-/// Where a job's worker processes run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Devices {
-    /// `cpu:N`: N worker processes on the CPU.
-    Cpu(usize),
-}
-
-impl Devices {
-    /// The number of worker processes.
-    pub fn processes(&self) -> usize {
-        match *self {
-            Devices::Cpu(n) => n,
-        }
-    }
-}
-
-impl std::str::FromStr for Devices {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Devices, String> {
-        let bad = || format!("{text:?} is not a device list; write cpu:N with N >= 1, e.g. cpu:4");
-        let count = text.strip_prefix("cpu:").ok_or_else(bad)?;
-        match count.parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(Devices::Cpu(n)),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl std::fmt::Display for Devices {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Devices::Cpu(n) => write!(f, "cpu:{n}"),
-        }
-    }
 }
 
 /// The training method (GNC paper §2, NE paper §2).
@@ -401,20 +365,6 @@ impl JobSpec {
     /// Rejects values that parse but cannot be trained, naming the key.
     pub fn validate(&self) -> Result<(), SpecError> {
         crate::validate::validate(self)
-    }
-}
-
-#[cfg(test)]
-mod devices_tests {
-    use super::Devices;
-
-    #[test]
-    fn devices_parse_only_cpu_counts() {
-        assert_eq!("cpu:4".parse::<Devices>(), Ok(Devices::Cpu(4)));
-        assert_eq!(Devices::Cpu(4).to_string(), "cpu:4");
-        for bad in ["cpu:0", "cpu:", "gpu:2", "4", "cpu:-1"] {
-            assert!(bad.parse::<Devices>().is_err(), "{bad}");
-        }
     }
 }
 

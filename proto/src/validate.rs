@@ -161,13 +161,12 @@ fn validate_parallel(spec: &JobSpec) -> Result<(), SpecError> {
     if p.threads == Some(0) {
         return Err(bad("parallel.threads", "must be at least 1"));
     }
-    if let Some(devices) = spec.devices()? {
-        if devices.processes() > p.workers {
+    if let Some(n) = spec.devices()?.and_then(|d| d.processes()) {
+        if n > p.workers {
             return Err(bad(
                 "parallel.devices",
                 format!(
-                    "asks for {} worker processes, more than the M = {} logical workers",
-                    devices.processes(),
+                    "asks for {n} worker processes, more than the M = {} logical workers",
                     p.workers
                 ),
             ));

@@ -80,5 +80,7 @@ pub fn key() -> gnc_proto::repro::Key {
             .into(),
         gnc: env!("CARGO_PKG_VERSION").into(),
         gnc_commit: env!("GNC_COMMIT").into(),
+        // The only kind of device a worker computes on so far (gnc_proto::Device).
+        device: gnc_proto::Device::Cpu.to_string(),
     }
 }

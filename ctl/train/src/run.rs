@@ -103,7 +103,7 @@ fn print_summary(s: &RunSummary) {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let spec = JobSpec::load(&args.spec)?;
     gnc_worker::pin::pin_process_environment(spec.reproducibility).map_err(anyhow::Error::msg)?;
-    if let Some(devices) = args.devices.or(spec.devices()?) {
+    if let Some(devices) = args.devices.clone().or(spec.devices()?) {
         return crate::supervised::run(&spec, &args, devices);
     }
     let interrupts = Interrupts::new();

@@ -122,7 +122,7 @@ fn submit(shared: &Shared, peer: u32, mut spec: JobSpec, devices: Option<String>
     // daemon's devices meanwhile).
     let planned = match super::runner::devices_for(
         requested.as_deref(),
-        config.devices,
+        &config.devices,
         spec.parallel.workers,
     ) {
         Ok(planned) => planned,

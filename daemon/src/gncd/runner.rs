@@ -17,12 +17,21 @@ use crate::{supervise, Interrupts, Observer, SupervisorError, SupervisorOptions}
 
 /// The worker processes a job gets: what it asked for (else all the daemon has), capped to
 /// the daemon's devices and to its logical workers, then lowered to the largest power of two
-/// whose layout is valid. The process count changes speed only, never bits.
-pub fn choose_devices(requested: Option<Devices>, daemon: Devices, workers: usize) -> Devices {
-    let limit = requested.map_or(daemon.processes(), |r| {
-        r.processes().min(daemon.processes())
-    });
-    let mut n = limit.min(workers).max(1);
+/// whose layout is valid. The process count changes speed only, never bits. GPU lists are
+/// taken as they are (the supervisor checks them against the machine).
+pub fn choose_devices(requested: Option<Devices>, daemon: &Devices, workers: usize) -> Devices {
+    let (Some(have), Some(asked)) = (
+        daemon.processes().filter(|_| !daemon.is_cuda()),
+        requested
+            .as_ref()
+            .map_or(daemon.processes(), Devices::processes),
+    ) else {
+        return requested.unwrap_or_else(|| daemon.clone());
+    };
+    if requested.as_ref().is_some_and(Devices::is_cuda) {
+        return requested.expect("checked");
+    }
+    let mut n = asked.min(have).min(workers).max(1);
     if crate::layout::plan(workers, n).is_err() {
         n = 1 << n.ilog2();
         while n > 1 && crate::layout::plan(workers, n).is_err() {
@@ -36,7 +45,7 @@ pub fn choose_devices(requested: Option<Devices>, daemon: Devices, workers: usiz
 /// unreadable request is an error naming it.
 pub fn devices_for(
     requested: Option<&str>,
-    daemon: Devices,
+    daemon: &Devices,
     workers: usize,
 ) -> Result<Devices, String> {
     let requested = requested.map(str::parse::<Devices>).transpose()?;
@@ -52,7 +61,7 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
     let job = jobs.get_mut(id).ok_or_else(|| format!("no job {id}"))?;
     let devices = devices_for(
         job.record.requested_devices.as_deref(),
-        config.devices,
+        &config.devices,
         job.spec.parallel.workers,
     )?;
     // A job that ran before continues from its newest checkpoint.
@@ -75,7 +84,7 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
         max_restarts: config.max_restarts,
         interrupts: Some(interrupts),
         worker_log: Some(log.clone()),
-        ..SupervisorOptions::new(devices)
+        ..SupervisorOptions::new(devices.clone())
     };
     tracing::info!(job = id, name = %spec.name, %devices, resume, "starting job");
     let shared = shared.clone();
@@ -219,14 +228,18 @@ mod tests {
     #[test]
     fn devices_are_capped_and_lowered_to_a_valid_layout() {
         let cpu = Devices::Cpu;
-        assert_eq!(choose_devices(None, cpu(4), 16), cpu(4));
-        assert_eq!(choose_devices(Some(cpu(8)), cpu(4), 16), cpu(4));
-        assert_eq!(choose_devices(Some(cpu(2)), cpu(4), 16), cpu(2));
+        assert_eq!(choose_devices(None, &cpu(4), 16), cpu(4));
+        assert_eq!(choose_devices(Some(cpu(8)), &cpu(4), 16), cpu(4));
+        assert_eq!(choose_devices(Some(cpu(2)), &cpu(4), 16), cpu(2));
         // 3 processes cannot split 16 workers into subtrees; 2 can.
-        assert_eq!(choose_devices(None, cpu(3), 16), cpu(2));
-        assert_eq!(choose_devices(None, cpu(6), 16), cpu(4));
+        assert_eq!(choose_devices(None, &cpu(3), 16), cpu(2));
+        assert_eq!(choose_devices(None, &cpu(6), 16), cpu(4));
         // Never more processes than logical workers.
-        assert_eq!(choose_devices(None, cpu(8), 2), cpu(2));
-        assert_eq!(choose_devices(None, cpu(1), 16), cpu(1));
+        assert_eq!(choose_devices(None, &cpu(8), 2), cpu(2));
+        assert_eq!(choose_devices(None, &cpu(1), 16), cpu(1));
+        // GPU lists go to the supervisor as they are, which checks them against the machine.
+        let gpus = Devices::Cuda(vec![0, 1]);
+        assert_eq!(choose_devices(None, &gpus, 16), gpus);
+        assert_eq!(choose_devices(Some(gpus.clone()), &cpu(4), 16), gpus);
     }
 }

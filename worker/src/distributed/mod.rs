@@ -37,6 +37,10 @@ pub enum WorkerError {
     Spec(PathBuf, String),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    #[error(
+        "--device {0}: this gnc-worker computes on the CPU only (GPU workers are not built yet)"
+    )]
+    Device(gnc_proto::Device),
     #[error("process {process} does not exist in a layout of {processes} blocks")]
     NoSuchProcess { process: usize, processes: usize },
     #[error("shared memory: {0}")]
@@ -76,7 +80,7 @@ impl WorkerError {
             WorkerError::Spec(..) | WorkerError::Layout(_) | WorkerError::NoSuchProcess { .. } => {
                 EXIT_USAGE
             }
-            WorkerError::DeathSignal(_) => EXIT_USAGE,
+            WorkerError::DeathSignal(_) | WorkerError::Device(_) => EXIT_USAGE,
             WorkerError::GenerationChanged { .. } | WorkerError::ParentGone { .. } => EXIT_STOPPED,
             WorkerError::Segment(SegmentError::NotFound { .. })
             | WorkerError::Segment(SegmentError::Mismatch {

@@ -43,7 +43,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         recorded.spec.name,
         n,
         recorded.result.total_iterations,
-        devices.map_or(String::new(), |d| format!(", on {d}")),
+        devices
+            .as_ref()
+            .map_or(String::new(), |d| format!(", on {d}")),
         scratch.path().display()
     );
     let summary = rerun::rerun(&recorded.spec, scratch.path(), stop, devices)
