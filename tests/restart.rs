@@ -301,6 +301,8 @@ fn worker_of_a_generation_without_segments_exits_with_a_clear_error() {
             "7",
             "--process",
             "0",
+            "--device",
+            "cpu",
         ])
         .args([
             "--blocks",
@@ -319,4 +321,21 @@ fn worker_of_a_generation_without_segments_exits_with_a_clear_error() {
         "{stderr}"
     );
     assert_no_segments("rs_orphan");
+
+    // A device this worker cannot compute on is bad usage, not a failure to retry.
+    let output = std::process::Command::new(gnc_tests::bin_dir().join("gnc-worker"))
+        .args(["--spec", spec.to_str().unwrap(), "--out"])
+        .arg(dir.path())
+        .args(["--shm-job", "rs_orphan_00000000", "--generation", "7"])
+        .args(["--process", "0", "--device", "cuda:0", "--blocks", "0-16"])
+        .args(["--peer-timeout-ms", "1000", "--parent-pid"])
+        .arg(std::process::id().to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--device cuda:0: this gnc-worker computes on the CPU only"),
+        "{stderr}"
+    );
 }
