@@ -15,6 +15,7 @@ use gnc_contract::plan::{PlanError, RunPlan};
 
 use crate::checkpoint;
 use crate::data::{self, order::EpochOrder, Augment, DataSet};
+use crate::device::Device;
 use crate::eval::evaluate;
 use crate::hash::model_sha256;
 use crate::method::Perturbation;
@@ -35,6 +36,8 @@ pub struct Trainer {
     schedule: Schedule,
     /// Shapes and iteration counts, as the supervisor computes them from the files' headers.
     plan: RunPlan,
+    /// Where the state's tensors live.
+    device: Device,
     layout: BundleLayout,
     blocks: Vec<(usize, usize)>,
     /// The current epoch's data orders (main, and NE's second batch).
@@ -89,8 +92,13 @@ impl Trainer {
         (make(Purpose::DataOrder), second)
     }
 
-    /// Loads the data and builds the model; `threads` compute threads (at most M).
+    /// Loads the data and builds the model; `threads` compute threads (at most M), on the CPU.
     pub fn new(spec: &JobSpec, threads: usize) -> Result<Trainer, EngineError> {
+        Trainer::on(spec, threads, Device::CPU)
+    }
+
+    /// [`Trainer::new`] with the state's tensors on `device`.
+    pub fn on(spec: &JobSpec, threads: usize, device: Device) -> Result<Trainer, EngineError> {
         spec.validate()?;
         let data = data::load(&spec.data, spec.seed)?;
         let shape = DataShape {
@@ -112,6 +120,7 @@ impl Trainer {
             spec: spec.clone(),
             schedule: Schedule::new(&spec.schedule, plan.iterations_per_epoch),
             plan,
+            device,
             blocks: gnc_shm::tree::subtree_layout(
                 spec.parallel.workers,
                 threads.clamp(1, spec.parallel.workers),
@@ -122,6 +131,10 @@ impl Trainer {
             layout,
             orders: None,
         })
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     pub fn plan(&self) -> &RunPlan {
@@ -367,11 +380,11 @@ impl Trainer {
 
     /// The state at iteration 0.
     pub fn fresh_state(&self) -> TrainState {
-        let params = model::init_params(self.model.as_ref(), self.spec.seed);
+        let params = model::init_params(self.model.as_ref(), self.spec.seed, self.device);
         let optimizer = Optimizer::new(&self.spec.optimizer, &params);
         TrainState {
             iteration: 0,
-            running: model::init_running_stats(self.model.as_ref()),
+            running: model::init_running_stats(self.model.as_ref(), self.device),
             optimizer,
             prev_mean: None,
             prev_grads: (0..self.spec.parallel.workers).map(|_| None).collect(),

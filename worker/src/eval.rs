@@ -3,6 +3,7 @@
 use tch::{Kind, Tensor};
 
 use crate::data::{gather, Examples};
+use crate::device::Device;
 use crate::model::{BatchNorm, Model};
 
 const EVAL_BATCH: usize = 500;
@@ -21,10 +22,11 @@ pub fn evaluate(
         return (f64::NAN, f64::NAN);
     }
     let indices: Vec<u32> = (0..n as u32).collect();
+    let device = Device::of(&params[0]);
     let (mut loss_sum, mut correct) = (0f64, 0i64);
     tch::no_grad(|| {
         for chunk in indices.chunks(EVAL_BATCH) {
-            let (x, y) = gather(examples, chunk, None);
+            let (x, y) = gather(examples, chunk, None, device);
             let logits = model.forward(params, &mut BatchNorm::eval(running), &x);
             let loss = logits
                 .log_softmax(-1, Kind::Float)

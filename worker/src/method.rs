@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use tch::Tensor;
 
+use crate::device::Device;
 use crate::kernels::linear::{buffer, recycle, values};
 use crate::model::ParamCursor;
 use crate::rng::{Purpose, Stream};
@@ -59,6 +60,8 @@ pub struct GncWeights {
     /// -s per filter of each parameter (one value for a bias or BatchNorm vector).
     neg_scale: Vec<Vec<f32>>,
     shapes: Vec<Vec<i64>>,
+    /// Where the parameters live, and so each worker's weights.
+    pub device: Device,
 }
 
 impl GncWeights {
@@ -119,6 +122,7 @@ impl Perturbation {
             base,
             neg_scale: neg_scale.iter().map(values).collect(),
             shapes: params.iter().map(Tensor::size).collect(),
+            device: Device::of(&params[0]),
         }))
     }
 
@@ -192,5 +196,5 @@ pub fn rnc_noise(seed: u64, iteration: u64, worker: usize, param: usize, like: &
         &[iteration, worker as u64, param as u64],
     )
     .fill_uniform(&mut values, -1.0, 1.0);
-    Tensor::from_slice(&values).view(like.size().as_slice())
+    Device::of(like).floats(&values, &like.size())
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use tch::Tensor;
 
+use crate::device::Device;
 use crate::model::ParamSpec;
 use crate::optim::Optimizer;
 use crate::tensor_file::Stored;
@@ -76,7 +77,12 @@ impl TrainState {
         iteration: u64,
         tensors: Vec<(String, Tensor)>,
     ) -> Result<(), CheckpointError> {
-        let mut map: HashMap<String, Tensor> = tensors.into_iter().collect();
+        // Read on the host; the state lives where its fresh parameters were made.
+        let device = Device::of(&self.params[0]);
+        let mut map: HashMap<String, Tensor> = tensors
+            .into_iter()
+            .map(|(name, t)| (name, device.place(t)))
+            .collect();
         for (s, p) in specs.iter().zip(self.params.iter_mut()) {
             *p = take(&mut map, format!("param/{}", s.name), p)?;
         }
@@ -89,7 +95,7 @@ impl TrainState {
                 *t = take(&mut map, format!("opt/{slot}/{}", s.name), t)?;
             }
         }
-        let steps = take(&mut map, "opt/steps".into(), &Tensor::from_slice(&[0f32]))?;
+        let steps = take(&mut map, "opt/steps".into(), &device.zeros(&[1]))?;
         self.optimizer.steps = steps.double_value(&[0]) as u64;
         self.prev_mean = take_set(&mut map, "prev_mean", specs, &self.params)?;
         for (w, g) in self.prev_grads.iter_mut().enumerate() {

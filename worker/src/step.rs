@@ -9,6 +9,7 @@ use std::ops::Range;
 use tch::{Kind, Tensor};
 
 use crate::data::{self, order::EpochOrder, Augment, Examples};
+use crate::device::Device;
 use crate::kernels;
 use crate::method::Perturbation;
 use crate::model::{BatchNorm, Model, ParamCursor};
@@ -85,7 +86,13 @@ fn loss_of(
 
 impl BlockTask<'_> {
     fn batch(&self, order: &EpochOrder, worker: usize) -> (Tensor, Tensor) {
-        data::gather(self.train, order.worker_batch(self.k, worker), self.augment)
+        let device = Device::of(&self.params[0]);
+        data::gather(
+            self.train,
+            order.worker_batch(self.k, worker),
+            self.augment,
+            device,
+        )
     }
 
     /// Gradient, BatchNorm statistics and loss of one logical worker, and its gradient as

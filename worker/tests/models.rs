@@ -8,7 +8,7 @@ use tch::{Kind, Tensor};
 
 fn forward(spec: &ModelSpec, shape: &[usize], batch: i64) -> (usize, Vec<i64>, usize) {
     let m = model::build(spec, Architecture::of(spec, shape, 10));
-    let params = model::init_params(m.as_ref(), 1);
+    let params = model::init_params(m.as_ref(), 1, gnc_worker::device::Device::CPU);
     let mut dims = vec![batch];
     dims.extend(shape.iter().map(|&d| d as i64));
     let x = Tensor::ones(dims.as_slice(), (Kind::Float, tch::Device::Cpu));

@@ -15,6 +15,7 @@ use gnc_contract::data_files::{self, root, CifarVariant};
 use gnc_proto::{DataSpec, Dataset};
 use tch::Tensor;
 
+use crate::device::Device;
 use crate::rng::{Purpose, Stream};
 use crate::DataError;
 
@@ -201,9 +202,14 @@ pub struct Augment {
     pub padding: usize,
 }
 
-/// Copies the examples `indices` into a `[n, shape...]` f32 tensor and an i64 label tensor,
-/// augmenting images when asked.
-pub fn gather(ex: &Examples, indices: &[u32], augment: Option<Augment>) -> (Tensor, Tensor) {
+/// Copies the examples `indices` into a `[n, shape...]` f32 tensor and an i64 label tensor on
+/// `device`, augmenting images when asked.
+pub fn gather(
+    ex: &Examples,
+    indices: &[u32],
+    augment: Option<Augment>,
+    device: Device,
+) -> (Tensor, Tensor) {
     let len = ex.example_len();
     let mut features = vec![0f32; indices.len() * len];
     for (dst, &i) in features.chunks_exact_mut(len).zip(indices) {
@@ -216,10 +222,7 @@ pub fn gather(ex: &Examples, indices: &[u32], augment: Option<Augment>) -> (Tens
     let mut shape: Vec<i64> = vec![indices.len() as i64];
     shape.extend(ex.shape.iter().map(|&d| d as i64));
     let labels: Vec<i64> = indices.iter().map(|&i| ex.labels[i as usize]).collect();
-    (
-        Tensor::from_slice(&features).view(shape.as_slice()),
-        Tensor::from_slice(&labels),
-    )
+    (device.floats(&features, &shape), device.longs(&labels))
 }
 
 /// Takes a window of the zero-padded image at a random offset and flips it with p = 1/2.

@@ -5,6 +5,8 @@ use std::ops::Range;
 
 use tch::Tensor;
 
+use crate::device::Device;
+
 /// Copies `bundle` into `out` (which must be exactly as long as the bundle's elements).
 pub fn flatten_into(bundle: &[Tensor], out: &mut [f32]) {
     let mut offset = 0;
@@ -25,6 +27,8 @@ pub fn flatten_into(bundle: &[Tensor], out: &mut [f32]) {
 #[derive(Debug)]
 pub struct Unflatten<'s> {
     shapes: &'s [Vec<i64>],
+    /// Where the finished tensors go.
+    device: Device,
     tensors: Vec<Tensor>,
     /// Parts of the tensor being built (`tensors.len()`), in order.
     parts: Vec<Tensor>,
@@ -39,9 +43,10 @@ fn numel(shape: &[i64]) -> usize {
 }
 
 impl<'s> Unflatten<'s> {
-    pub fn new(shapes: &'s [Vec<i64>]) -> Self {
+    pub fn new(shapes: &'s [Vec<i64>], device: Device) -> Self {
         let mut unflatten = Self {
             shapes,
+            device,
             tensors: Vec::with_capacity(shapes.len()),
             parts: Vec::new(),
             missing: 0,
@@ -99,7 +104,7 @@ impl<'s> Unflatten<'s> {
             1 => self.parts.pop().expect("one part"),
             _ => Tensor::cat(&std::mem::take(&mut self.parts), 0),
         };
-        self.tensors.push(flat.view(shape));
+        self.tensors.push(self.device.place(flat.view(shape)));
         self.start_next_tensor();
     }
 
@@ -110,8 +115,7 @@ impl<'s> Unflatten<'s> {
             if self.missing > 0 {
                 return;
             }
-            self.tensors
-                .push(Tensor::from_slice::<f32>(&[]).view(shape.as_slice()));
+            self.tensors.push(self.device.floats(&[], shape));
         }
     }
 }
@@ -135,7 +139,7 @@ mod tests {
         let mut flat = vec![0f32; 5];
         flatten_into(&[a.tr(), b.shallow_clone()], &mut flat);
         assert_eq!(flat[1].to_bits(), f32::MIN_POSITIVE.to_bits() / 2);
-        let mut unflatten = Unflatten::new(&shapes);
+        let mut unflatten = Unflatten::new(&shapes, Device::CPU);
         unflatten.push(0..5, &flat);
         let back = unflatten.finish();
         assert_eq!(bits(&back[0]), bits(&a.tr().contiguous()));
@@ -146,7 +150,7 @@ mod tests {
     fn pieces_cutting_tensors_anywhere_give_the_same_tensors() {
         let shapes = vec![vec![2, 3], vec![0], vec![4], vec![1, 1], vec![3]];
         let flat: Vec<f32> = (0..14).map(|i| i as f32 * 0.7 - 3.0).collect();
-        let mut whole = Unflatten::new(&shapes);
+        let mut whole = Unflatten::new(&shapes, Device::CPU);
         whole.push(0..14, &flat);
         let whole = whole.finish();
         for cuts in [
@@ -155,7 +159,7 @@ mod tests {
             vec![0, 1, 6, 7, 12, 13, 14],
             vec![0, 3, 3, 14],
         ] {
-            let mut pieces = Unflatten::new(&shapes);
+            let mut pieces = Unflatten::new(&shapes, Device::CPU);
             for cut in cuts.windows(2) {
                 pieces.push(cut[0]..cut[1], &flat[cut[0]..cut[1]]);
             }
@@ -176,7 +180,7 @@ mod tests {
     #[should_panic(expected = "before the bundle's end")]
     fn missing_pieces_are_refused() {
         let shapes = vec![vec![4]];
-        let mut unflatten = Unflatten::new(&shapes);
+        let mut unflatten = Unflatten::new(&shapes, Device::CPU);
         unflatten.push(0..2, &[1.0, 2.0]);
         unflatten.finish();
     }
@@ -185,7 +189,7 @@ mod tests {
     #[should_panic(expected = "in order, without gaps")]
     fn pieces_out_of_order_are_refused() {
         let shapes = vec![vec![4]];
-        let mut unflatten = Unflatten::new(&shapes);
+        let mut unflatten = Unflatten::new(&shapes, Device::CPU);
         unflatten.push(2..4, &[1.0, 2.0]);
     }
 }

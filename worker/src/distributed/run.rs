@@ -15,6 +15,7 @@ use super::ckpt::{self, Share};
 use super::flat::{flatten_into, Unflatten};
 use super::hooks::Hooks;
 use super::WorkerError;
+use crate::device::Device;
 use crate::engine::{Prepared, Trainer};
 use crate::run_loop::{self, Course, Transport};
 use crate::state::TrainState;
@@ -98,7 +99,7 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
         process,
         processes: blocks.len(),
     })?;
-    let mut trainer = Trainer::new(&spec, 1)?;
+    let mut trainer = Trainer::on(&spec, 1, Device::new(args.device))?;
     let mut state = trainer.fresh_state();
     if let Some(iteration) = args.resume_from {
         ckpt::resume(&trainer, &spec, &mut state, &args.out, iteration, block)?;
@@ -201,7 +202,7 @@ impl Transport for ShmTransport {
         let mut sums = trainer.compute_blocks(state, prepared, &[block])?;
         let (_, bundle) = sums.pop().expect("one block, one sum");
         // The reduced shards go from shared memory straight into the tensors `finish` takes.
-        let mut total = Unflatten::new(&self.shapes);
+        let mut total = Unflatten::new(&self.shapes, trainer.device());
         self.reducer
             .all_reduce(
                 state.iteration,

@@ -14,6 +14,7 @@ pub use gnc_contract::architecture::{Init, ParamSpec};
 use gnc_proto::ModelSpec;
 use tch::{Kind, Tensor};
 
+use crate::device::Device;
 use crate::kernels::{self, linear::Tape};
 use crate::method::GncWeights;
 use crate::rng::{Purpose, Stream};
@@ -166,8 +167,9 @@ impl<'a> ParamCursor<'a> {
             }
             Source::Gnc { weights, prev } => {
                 let x = weights.make(k, std::mem::take(&mut prev[k]));
-                let w = Tensor::from_slice(&x)
-                    .view(weights.shape(k))
+                let w = weights
+                    .device
+                    .floats(&x, weights.shape(k))
                     .set_requires_grad(true);
                 kernels::linear::recycle(x);
                 self.made.push(w.shallow_clone());
@@ -263,7 +265,7 @@ pub fn build(spec: &ModelSpec, architecture: Architecture) -> Box<dyn Model> {
 
 /// Initial parameters, drawn on the CPU from counter-based streams (one per parameter), so
 /// they do not depend on libtorch's generator or the device (DESIGN.md §4.4).
-pub fn init_params(model: &dyn Model, seed: u64) -> Vec<Tensor> {
+pub fn init_params(model: &dyn Model, seed: u64, device: Device) -> Vec<Tensor> {
     model
         .params()
         .iter()
@@ -281,21 +283,16 @@ pub fn init_params(model: &dyn Model, seed: u64) -> Vec<Tensor> {
                 Init::Zeros => {}
                 Init::Ones => values.fill(1.0),
             }
-            Tensor::from_slice(&values).view(p.shape.as_slice())
+            device.floats(&values, &p.shape)
         })
         .collect()
 }
 
 /// Initial running statistics: mean 0, variance 1 per BatchNorm layer.
-pub fn init_running_stats(model: &dyn Model) -> Vec<(Tensor, Tensor)> {
+pub fn init_running_stats(model: &dyn Model, device: Device) -> Vec<(Tensor, Tensor)> {
     model
         .bn_channels()
         .iter()
-        .map(|&c| {
-            (
-                Tensor::zeros([c], (Kind::Float, tch::Device::Cpu)),
-                Tensor::ones([c], (Kind::Float, tch::Device::Cpu)),
-            )
-        })
+        .map(|&c| (device.zeros(&[c]), device.ones(&[c])))
         .collect()
 }
