@@ -414,31 +414,33 @@ fn at_the_connection_limit_the_longest_idle_client_makes_room_and_busy_ones_are_
         })
     };
     let mut idle: Vec<_> = (0..3).map(|_| answered("an idle client")).collect();
-    // A fourth client with a request is served, in the place of the one idle the longest, which
-    // is told why its connection closes; the other idle ones are kept.
+    // A fourth client with a request is served, in the place of one of the idle ones (the one
+    // idle the longest: which that is depends on when their threads last got to wait, so the
+    // order is checked in gncd's unit tests), which is told why its connection closes; the
+    // other idle ones are kept.
     assert!(
         matches!(status(), Ok(Reply::Daemon { .. })),
         "{}",
         home.logs()
     );
-    match idle[0].next_reply() {
-        Err(ClientError::Daemon {
-            kind: ErrorKind::Busy,
-            message,
-        }) => assert!(
-            message.contains("sent no request") && message.contains("max_connections"),
-            "{message}"
-        ),
-        other => panic!("the oldest idle client: {other:?}"),
+    let mut closed = 0;
+    for client in &mut idle {
+        match client.request(Command::Status { job: None }) {
+            Ok(Reply::Daemon { .. }) => {}
+            Err(ClientError::Daemon {
+                kind: ErrorKind::Busy,
+                message,
+            }) => {
+                assert!(
+                    message.contains("sent no request") && message.contains("max_connections"),
+                    "{message}"
+                );
+                closed += 1;
+            }
+            other => panic!("an idle client: {other:?}"),
+        }
     }
-    assert!(
-        matches!(idle[0].next_reply(), Ok(None) | Err(_)),
-        "then closed"
-    );
-    assert!(matches!(
-        idle[2].request(Command::Status { job: None }),
-        Ok(Reply::Daemon { .. })
-    ));
+    assert_eq!(closed, 1, "exactly one idle connection makes room");
     drop(idle);
 
     // Clients that are being served — here three `watch` streams of a running job — are never

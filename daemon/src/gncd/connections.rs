@@ -115,3 +115,45 @@ impl Drop for Served<'_> {
         self.connections.remove(self.id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn the_connection_idle_the_longest_is_closed_and_busy_ones_never() {
+        let connections = Connections::default();
+        let pairs: Vec<(UnixStream, UnixStream)> =
+            (0..3).map(|_| UnixStream::pair().unwrap()).collect();
+        let ids: Vec<u64> = pairs
+            .iter()
+            .map(|(server, _)| connections.add(server).unwrap())
+            .collect();
+        // 0 handles a request; 2 went back to waiting before 1 did.
+        connections.set_idle(ids[0], false);
+        connections.set_idle(ids[2], true);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        connections.set_idle(ids[1], true);
+
+        assert!(connections.reclaim_oldest_idle(3));
+        assert_eq!(connections.len(), 2);
+        let mut told = String::new();
+        let mut client = &pairs[2].1;
+        // Closed with a notice: read at once; a wrong choice fails here instead of hanging.
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        client.read_to_string(&mut told).unwrap();
+        assert!(told.contains("sent no request"), "{told}");
+
+        assert!(connections.reclaim_oldest_idle(3));
+        assert!(!connections.reclaim_oldest_idle(3), "the busy one stays");
+        assert_eq!(connections.len(), 1);
+        drop(Served {
+            connections: &connections,
+            id: ids[0],
+        });
+        assert!(connections.is_empty());
+    }
+}
