@@ -291,29 +291,19 @@ fn worker_of_a_generation_without_segments_exits_with_a_clear_error() {
         &[],
     ));
     assert!(spec.is_file());
-    let output = std::process::Command::new(gnc_tests::bin_dir().join("gnc-worker"))
-        .args(["--spec", spec.to_str().unwrap(), "--out"])
-        .arg(dir.path())
-        .args([
-            "--shm-job",
-            "rs_orphan_00000000",
-            "--generation",
-            "7",
-            "--process",
-            "0",
-            "--device",
-            "cpu",
-        ])
-        .args([
-            "--blocks",
-            "0-16",
-            "--peer-timeout-ms",
-            "1000",
-            "--parent-pid",
-        ])
-        .arg(std::process::id().to_string())
-        .output()
-        .unwrap();
+    // A worker of generation 7 on `device`, started by hand.
+    let worker = |device: &str| {
+        std::process::Command::new(gnc_tests::bin_dir().join("gnc-worker"))
+            .args(["--spec", spec.to_str().unwrap(), "--out"])
+            .arg(dir.path())
+            .args(["--shm-job", "rs_orphan_00000000", "--generation", "7"])
+            .args(["--process", "0", "--device", device, "--blocks", "0-16"])
+            .args(["--peer-timeout-ms", "1000", "--parent-pid"])
+            .arg(std::process::id().to_string())
+            .output()
+            .unwrap()
+    };
+    let output = worker("cpu");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(
@@ -323,15 +313,7 @@ fn worker_of_a_generation_without_segments_exits_with_a_clear_error() {
     assert_no_segments("rs_orphan");
 
     // A device this worker cannot compute on is bad usage, not a failure to retry.
-    let output = std::process::Command::new(gnc_tests::bin_dir().join("gnc-worker"))
-        .args(["--spec", spec.to_str().unwrap(), "--out"])
-        .arg(dir.path())
-        .args(["--shm-job", "rs_orphan_00000000", "--generation", "7"])
-        .args(["--process", "0", "--device", "cuda:0", "--blocks", "0-16"])
-        .args(["--peer-timeout-ms", "1000", "--parent-pid"])
-        .arg(std::process::id().to_string())
-        .output()
-        .unwrap();
+    let output = worker("cuda:0");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(

@@ -155,28 +155,23 @@ pub fn open_idx(path: &Path) -> Result<Box<dyn Read>, DataError> {
 
 /// The dimensions in an IDX file's header (its data is not read).
 pub fn idx_dims(path: &Path) -> Result<Vec<usize>, DataError> {
+    let io = |e: std::io::Error| DataError::Io(path.into(), e.to_string());
     let mut reader = open_idx(path)?;
-    let mut header = [0u8; 4 + 4 * 255];
-    let mut filled = 0;
-    // As much of the header as the file has: its length depends on its fourth byte.
-    let want = |filled: usize, header: &[u8]| {
-        if filled < 4 {
-            4
-        } else {
-            4 + 4 * header[3] as usize
-        }
-    };
-    while filled < want(filled, &header) {
-        let end = want(filled, &header);
-        let n = reader
-            .read(&mut header[filled..end])
-            .map_err(|e| DataError::Io(path.into(), e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
+    // The first four bytes say how many dimensions follow (a short file stops short, and
+    // `idx_header` names what is missing).
+    let mut header = Vec::new();
+    reader
+        .by_ref()
+        .take(4)
+        .read_to_end(&mut header)
+        .map_err(io)?;
+    if let Some(&ndim) = header.get(3) {
+        reader
+            .take(4 * u64::from(ndim))
+            .read_to_end(&mut header)
+            .map_err(io)?;
     }
-    idx_header(&header[..filled])
+    idx_header(&header)
         .map(|(dims, _)| dims)
         .map_err(|m| DataError::Format(path.into(), m))
 }

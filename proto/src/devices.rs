@@ -68,11 +68,6 @@ impl Devices {
                 .collect(),
         }
     }
-
-    /// Whether the processes run on GPUs.
-    pub fn is_cuda(&self) -> bool {
-        !matches!(self, Devices::Cpu(_))
-    }
 }
 
 fn list(ids: &[u32]) -> String {

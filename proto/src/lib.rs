@@ -1,6 +1,6 @@
 //! Types shared by every gnc process: the job spec (TOML), metric records (JSON lines), the
 //! names of data-set files, and the `gncctl` ↔ `gncd` socket protocol with its client. No
-//! torch, no unsafe code.
+//! torch; only safe Rust (the workspace lints).
 
 pub mod client;
 pub mod devices;

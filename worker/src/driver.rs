@@ -1,20 +1,16 @@
-//! The run of a whole job in this process: options, progress events, resuming, and the end of
-//! a run (the summary in `result.json`); the loop itself is [`crate::run_loop`].
+//! The run of a whole job in this process: options, resuming, then [`crate::run_loop`] on
+//! this process's compute threads.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use gnc_contract::interrupts::Interrupts;
 use gnc_contract::observer::Observer;
-
-use gnc_proto::{EvalRecord, FinalRecord, IterRecord, JobSpec, MetricRecord};
+use gnc_proto::JobSpec;
 
 use crate::checkpoint;
 use crate::engine::Trainer;
-use crate::metrics_log::MetricsLog;
 use crate::run_loop::{self, Course, InProcess};
-use crate::state::TrainState;
 use crate::{EngineError, RunSummary};
 
 /// How to run a job (things that do not change its result).
@@ -80,7 +76,6 @@ pub fn train(
     let mut transport = InProcess {
         interrupts: options.interrupts.as_deref(),
         generation: options.generation,
-        threads: job.threads(),
     };
     let course = Course {
         out: &out,
@@ -89,65 +84,4 @@ pub fn train(
     };
     let summary = run_loop::run(&mut job, &mut state, &mut transport, &course, observer)?;
     Ok(summary.expect("the in-process run writes the records"))
-}
-
-/// A diverging run stops here: the loss or the gradient is not finite.
-pub fn check_finite(record: &IterRecord, last_checkpoint: Option<u64>) -> Result<(), EngineError> {
-    if record.loss.is_finite() && record.grad_norm.is_finite() {
-        return Ok(());
-    }
-    Err(EngineError::Diverged {
-        iteration: record.iter,
-        loss: record.loss,
-        last_checkpoint,
-    })
-}
-
-/// The end of a run, in whichever process writes the files: the final evaluation (again, if
-/// the run resumed from the final checkpoint), the final metrics record, and `result.json`.
-pub fn conclude(
-    trainer: &Trainer,
-    state: &TrainState,
-    out: &std::path::Path,
-    log: &mut MetricsLog,
-    mut last_eval: Option<EvalRecord>,
-    started: Instant,
-    threads: usize,
-) -> Result<RunSummary, EngineError> {
-    let spec = trainer.spec();
-    let total = trainer.schedule().total_iterations();
-    if state.iteration == total && last_eval.is_none() {
-        last_eval = Some(trainer.evaluate(state));
-    }
-    let train_seconds = started.elapsed().as_secs_f64();
-    let params_sha256 = trainer.hash(state);
-    let complete = state.iteration == total;
-    if complete {
-        log.write(&MetricRecord::Final(FinalRecord {
-            iterations: total,
-            params_sha256: params_sha256.clone(),
-            test_accuracy: last_eval.as_ref().map_or(f64::NAN, |e| e.test_accuracy),
-            train_seconds,
-        }))?;
-    }
-    let summary = RunSummary {
-        job: spec.name.clone(),
-        method: spec.method.name().into(),
-        iterations: state.iteration,
-        total_iterations: total,
-        complete,
-        params_sha256,
-        spec_hash: spec.spec_hash(),
-        test_accuracy: last_eval.as_ref().map(|e| e.test_accuracy),
-        test_loss: last_eval.as_ref().map(|e| e.test_loss),
-        train_seconds,
-        threads,
-        output_dir: out.to_path_buf(),
-        environment: crate::pin::environment(),
-        reproducibility: Some(crate::pin::key()),
-    };
-    let result_path = out.join("result.json");
-    let json = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
-    gnc_contract::atomic::write_atomic(&result_path, &json).map_err(|e| io_err(&result_path, e))?;
-    Ok(summary)
 }

@@ -157,19 +157,23 @@ impl Trainer {
         self.blocks.len()
     }
 
-    /// The blocks of logical workers, one per compute thread.
-    pub fn blocks(&self) -> &[(usize, usize)] {
-        &self.blocks
-    }
-
     /// Runs iteration `state.iteration` with every logical worker in this process and
     /// returns its record.
     pub fn step(&mut self, state: &mut TrainState) -> Result<IterRecord, EngineError> {
         let prepared = self.prepare(state);
-        let blocks = self.blocks.clone();
-        let sums = self.compute_blocks(state, &prepared, &blocks)?;
-        let total = combine_blocks(self.spec.parallel.workers, sums);
+        let total = self.sum_in_process(state, &prepared)?;
         Ok(self.finish(state, prepared, total))
+    }
+
+    /// The bundle summed over all M logical workers, each compute thread summing its block
+    /// and the blocks combined in the tree's order.
+    pub fn sum_in_process(
+        &self,
+        state: &mut TrainState,
+        prepared: &Prepared,
+    ) -> Result<Bundle, EngineError> {
+        let sums = self.compute_blocks(state, prepared, &self.blocks)?;
+        Ok(combine_blocks(self.spec.parallel.workers, sums))
     }
 
     /// First phase of an iteration, identical in every process: the rate and the method's

@@ -16,13 +16,12 @@ use std::time::Instant;
 use gnc_contract::interrupts::Interrupts;
 use gnc_contract::observer::Observer;
 use gnc_contract::request::Action;
-use gnc_proto::{EvalRecord, IterRecord, MetricRecord};
+use gnc_proto::{EvalRecord, FinalRecord, IterRecord, MetricRecord};
 
-use crate::driver::{check_finite, conclude};
 use crate::engine::{Prepared, Trainer};
 use crate::metrics_log::MetricsLog;
 use crate::state::TrainState;
-use crate::tree::{combine_blocks, Bundle};
+use crate::tree::Bundle;
 use crate::{EngineError, RunSummary};
 
 /// How the participants of a run reduce their gradients and agree on what to do when.
@@ -31,7 +30,7 @@ pub trait Transport {
     type Error: From<EngineError>;
 
     /// Compute threads or processes of the run (for `result.json`).
-    fn parallelism(&self) -> usize;
+    fn parallelism(&self, trainer: &Trainer) -> usize;
 
     /// Whether this participant writes `metrics.jsonl` and `result.json` (exactly one does).
     fn writes_records(&self) -> bool;
@@ -92,7 +91,7 @@ pub fn run<T: Transport>(
         (true, true) => Some(MetricsLog::resume(&metrics, state.iteration)?),
         (true, false) => Some(MetricsLog::create(&metrics)?),
     };
-    observer.started(state.iteration, total, transport.parallelism());
+    observer.started(state.iteration, total, transport.parallelism(trainer));
     let started = Instant::now();
     // A resumed run starts from a checkpoint on disk; a fresh one has none yet.
     let mut last_checkpoint = (state.iteration > 0).then_some(state.iteration);
@@ -129,7 +128,7 @@ pub fn run<T: Transport>(
     let Some(log) = &mut log else {
         return Ok(None);
     };
-    let threads = transport.parallelism();
+    let threads = transport.parallelism(trainer);
     Ok(Some(conclude(
         trainer, state, out, log, last_eval, started, threads,
     )?))
@@ -155,20 +154,81 @@ fn record_iteration(
     Ok(())
 }
 
+/// A diverging run stops here: the loss or the gradient is not finite.
+pub fn check_finite(record: &IterRecord, last_checkpoint: Option<u64>) -> Result<(), EngineError> {
+    if record.loss.is_finite() && record.grad_norm.is_finite() {
+        return Ok(());
+    }
+    Err(EngineError::Diverged {
+        iteration: record.iter,
+        loss: record.loss,
+        last_checkpoint,
+    })
+}
+
+/// The end of a run, in whichever process writes the files: the final evaluation (again, if
+/// the run resumed from the final checkpoint), the final metrics record, and `result.json`.
+pub fn conclude(
+    trainer: &Trainer,
+    state: &TrainState,
+    out: &std::path::Path,
+    log: &mut MetricsLog,
+    mut last_eval: Option<EvalRecord>,
+    started: Instant,
+    threads: usize,
+) -> Result<RunSummary, EngineError> {
+    let spec = trainer.spec();
+    let total = trainer.schedule().total_iterations();
+    if state.iteration == total && last_eval.is_none() {
+        last_eval = Some(trainer.evaluate(state));
+    }
+    let train_seconds = started.elapsed().as_secs_f64();
+    let params_sha256 = trainer.hash(state);
+    let complete = state.iteration == total;
+    if complete {
+        log.write(&MetricRecord::Final(FinalRecord {
+            iterations: total,
+            params_sha256: params_sha256.clone(),
+            test_accuracy: last_eval.as_ref().map_or(f64::NAN, |e| e.test_accuracy),
+            train_seconds,
+        }))?;
+    }
+    let summary = RunSummary {
+        job: spec.name.clone(),
+        method: spec.method.name().into(),
+        iterations: state.iteration,
+        total_iterations: total,
+        complete,
+        params_sha256,
+        spec_hash: spec.spec_hash(),
+        test_accuracy: last_eval.as_ref().map(|e| e.test_accuracy),
+        test_loss: last_eval.as_ref().map(|e| e.test_loss),
+        train_seconds,
+        threads,
+        output_dir: out.to_path_buf(),
+        environment: crate::pin::environment(),
+        reproducibility: Some(crate::pin::key()),
+    };
+    let result_path = out.join("result.json");
+    let json = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
+    gnc_contract::atomic::write_atomic(&result_path, &json)
+        .map_err(|e| EngineError::Io(result_path.clone(), e.to_string()))?;
+    Ok(summary)
+}
+
 /// Every logical worker in this process, on the trainer's compute threads; requests come
 /// from `interrupts`, if any.
 pub struct InProcess<'a> {
     pub interrupts: Option<&'a Interrupts>,
     /// The supervisor generation recorded in checkpoints.
     pub generation: u64,
-    pub threads: usize,
 }
 
 impl Transport for InProcess<'_> {
     type Error = EngineError;
 
-    fn parallelism(&self) -> usize {
-        self.threads
+    fn parallelism(&self, trainer: &Trainer) -> usize {
+        trainer.threads()
     }
 
     fn writes_records(&self) -> bool {
@@ -185,8 +245,7 @@ impl Transport for InProcess<'_> {
         state: &mut TrainState,
         prepared: &Prepared,
     ) -> Result<Bundle, EngineError> {
-        let sums = trainer.compute_blocks(state, prepared, trainer.blocks())?;
-        Ok(combine_blocks(trainer.spec().parallel.workers, sums))
+        trainer.sum_in_process(state, prepared)
     }
 
     fn checkpoint(

@@ -11,6 +11,7 @@
 
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -29,7 +30,7 @@ struct Entry {
 #[derive(Default)]
 pub struct Connections {
     entries: Mutex<Vec<Entry>>,
-    next_id: Mutex<u64>,
+    next_id: AtomicU64,
 }
 
 impl Connections {
@@ -51,11 +52,7 @@ impl Connections {
     /// Registers `stream` (idle: no request yet) and returns its id.
     pub fn add(&self, stream: &UnixStream) -> std::io::Result<u64> {
         let handle = stream.try_clone()?;
-        let id = {
-            let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
-            *next += 1;
-            *next
-        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.entries().push(Entry {
             id,
             stream: handle,

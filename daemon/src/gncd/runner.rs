@@ -20,17 +20,10 @@ use crate::{supervise, Interrupts, Observer, SupervisorError, SupervisorOptions}
 /// whose layout is valid. The process count changes speed only, never bits. GPU lists are
 /// taken as they are (the supervisor checks them against the machine).
 pub fn choose_devices(requested: Option<Devices>, daemon: &Devices, workers: usize) -> Devices {
-    let (Some(have), Some(asked)) = (
-        daemon.processes().filter(|_| !daemon.is_cuda()),
-        requested
-            .as_ref()
-            .map_or(daemon.processes(), Devices::processes),
-    ) else {
-        return requested.unwrap_or_else(|| daemon.clone());
+    let wanted = requested.unwrap_or_else(|| daemon.clone());
+    let (&Devices::Cpu(asked), &Devices::Cpu(have)) = (&wanted, daemon) else {
+        return wanted;
     };
-    if requested.as_ref().is_some_and(Devices::is_cuda) {
-        return requested.expect("checked");
-    }
     let mut n = asked.min(have).min(workers).max(1);
     if crate::layout::plan(workers, n).is_err() {
         n = 1 << n.ilog2();

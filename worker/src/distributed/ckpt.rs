@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gnc_proto::JobSpec;
 use gnc_shm::tree::Block;
 use gnc_shm::ControlBlock;
 
@@ -26,7 +25,6 @@ const PREV_GRAD: &str = "prev_grad/";
 
 /// Who this process is, for writing its share of a checkpoint.
 pub struct Share<'a> {
-    pub spec: &'a JobSpec,
     pub process: usize,
     pub blocks: &'a [Block],
     pub control: &'a ControlBlock,
@@ -41,8 +39,8 @@ pub fn write(
     state: &TrainState,
     out: &Path,
     share: &Share<'_>,
-    keep: usize,
 ) -> Result<(), WorkerError> {
+    let spec = trainer.spec();
     let dir = out.join("checkpoints");
     let iteration = state.iteration;
     let (part, main): (Vec<_>, Vec<_>) = state
@@ -67,8 +65,8 @@ pub fn write(
         .map_err(crate::EngineError::from)?;
     let manifest = Manifest {
         format: manifest::FORMAT,
-        job: share.spec.name.clone(),
-        spec_hash: share.spec.spec_hash(),
+        job: spec.name.clone(),
+        spec_hash: spec.spec_hash(),
         iteration,
         generation: share.generation,
         params_sha256: trainer.hash(state),
@@ -77,7 +75,8 @@ pub fn write(
         parts,
         reproducibility: None,
     };
-    checkpoint::write(&dir, manifest, &main, keep).map_err(crate::EngineError::from)?;
+    checkpoint::write(&dir, manifest, &main, spec.checkpoint.keep)
+        .map_err(crate::EngineError::from)?;
     // Release: the manifest is durable before the supervisor can see this value.
     share.control.store(CHECKPOINT_WORD, iteration + 1);
     Ok(())
@@ -108,14 +107,14 @@ fn wait_for_parts(share: &Share<'_>, iteration: u64) -> Result<(), WorkerError> 
 /// gradients of `block`.
 pub fn resume(
     trainer: &Trainer,
-    spec: &JobSpec,
     state: &mut TrainState,
     out: &Path,
     iteration: u64,
     block: Block,
 ) -> Result<(), WorkerError> {
     let file = manifest::manifest_file(&out.join("checkpoints"), iteration);
-    let loaded = checkpoint::read(&file, &spec.spec_hash()).map_err(crate::EngineError::from)?;
+    let loaded =
+        checkpoint::read(&file, &trainer.spec().spec_hash()).map_err(crate::EngineError::from)?;
     state
         .load_named(
             trainer.model().params(),

@@ -102,9 +102,9 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     let mut trainer = Trainer::on(&spec, 1, Device::new(args.device))?;
     let mut state = trainer.fresh_state();
     if let Some(iteration) = args.resume_from {
-        ckpt::resume(&trainer, &spec, &mut state, &args.out, iteration, block)?;
+        ckpt::resume(&trainer, &mut state, &args.out, iteration, block)?;
     }
-    let mut transport = ShmTransport::open(args, &spec, &trainer, blocks)?;
+    let mut transport = ShmTransport::open(args, &trainer, blocks)?;
     let course = Course {
         out: &args.out,
         stop_after: args.stop_after,
@@ -124,7 +124,6 @@ pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
 /// This process's place in a group of worker processes over shared memory: its block of
 /// logical workers, the generation's segments and the sharded all-reduce over them.
 pub struct ShmTransport {
-    spec: JobSpec,
     process: usize,
     blocks: Vec<Block>,
     generation: u64,
@@ -138,7 +137,6 @@ pub struct ShmTransport {
 impl ShmTransport {
     fn open(
         args: &WorkerArgs,
-        spec: &JobSpec,
         trainer: &Trainer,
         blocks: Vec<Block>,
     ) -> Result<ShmTransport, WorkerError> {
@@ -149,7 +147,7 @@ impl ShmTransport {
         segments.check_generation(g)?;
         let reducer = ShardedReducer::new(
             p,
-            spec.parallel.workers,
+            trainer.spec().parallel.workers,
             &blocks,
             len,
             segments.block_sums.clone(),
@@ -157,7 +155,6 @@ impl ShmTransport {
         )
         .map_err(|e| WorkerError::from_reduce(e, &blocks, g))?;
         Ok(ShmTransport {
-            spec: spec.clone(),
             process: p,
             generation: g,
             peer_timeout: Duration::from_millis(args.peer_timeout_ms),
@@ -173,7 +170,7 @@ impl ShmTransport {
 impl Transport for ShmTransport {
     type Error = WorkerError;
 
-    fn parallelism(&self) -> usize {
+    fn parallelism(&self, _trainer: &Trainer) -> usize {
         // One compute thread in each worker process.
         self.blocks.len()
     }
@@ -225,7 +222,6 @@ impl Transport for ShmTransport {
         out: &Path,
     ) -> Result<(), WorkerError> {
         let share = Share {
-            spec: &self.spec,
             process: self.process,
             blocks: &self.blocks,
             control: &self.segments.control,
@@ -233,6 +229,6 @@ impl Transport for ShmTransport {
             peer_timeout: self.peer_timeout,
             hooks: &self.hooks,
         };
-        ckpt::write(trainer, state, out, &share, self.spec.checkpoint.keep)
+        ckpt::write(trainer, state, out, &share)
     }
 }
