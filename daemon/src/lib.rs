@@ -4,11 +4,14 @@
 //! - [`layout`]: which logical workers each process hosts (subtrees of the reduction tree);
 //! - [`worker_bin`]: where the `gnc-worker` binary is;
 //! - [`segments`]: one generation's shared-memory segments, unlinked on drop;
+//! - [`channel`]: the supervisor's side of a generation's in-band control (progress,
+//!   checkpoints, requests), whatever transport carries it;
 //! - [`group`]: spawning, watching and killing the worker processes;
 //! - [`supervisor`]: the run loop — on any worker death or hang, stop the group, bump the
 //!   generation, recreate the segments and restart everyone from the last checkpoint;
 //! - [`gncd`]: the daemon (queue, socket server, signals, sd_notify) around it.
 
+pub mod channel;
 mod forward;
 pub mod gncd;
 pub mod group;

@@ -5,6 +5,7 @@ use gnc_contract::protocol::{self, GENERATION_WORD};
 use gnc_shm::{ControlBlock, Segment, SegmentError};
 
 pub struct GenerationSegments {
+    processes: usize,
     control: ControlBlock,
     _block_sums: Segment,
     _shards: Segment,
@@ -27,11 +28,17 @@ impl GenerationSegments {
         Ok(GenerationSegments {
             _block_sums: Segment::create(&name(protocol::BLOCK_SUMS), &sums)?,
             _shards: Segment::create(&name(protocol::SHARDS), &shards)?,
+            processes,
             control,
         })
     }
 
-    pub fn control(&self) -> &ControlBlock {
+    /// Worker processes the segments are sized for.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    pub(crate) fn control(&self) -> &ControlBlock {
         &self.control
     }
 }

@@ -13,13 +13,14 @@ use gnc_contract::args::{BlockList, WorkerArgs};
 use gnc_contract::manifest;
 use gnc_contract::observer::Observer;
 use gnc_contract::plan::{PlanError, RunPlan};
-use gnc_contract::protocol::{self, begun_word, done_word};
+use gnc_contract::protocol;
 use gnc_contract::{CheckpointError, RunSummary};
 use gnc_proto::{Device, Devices, JobSpec, SpecError};
 use gnc_shm::cleaner::{clean_stale_segments, StaleReason};
 use gnc_shm::tree::{Block, LayoutError};
 use gnc_shm::SegmentError;
 
+use crate::channel::GroupChannel;
 use crate::forward::Forwarder;
 use crate::group::{FailureCause, Group, Poll, WorkerFailure};
 use crate::segments::GenerationSegments;
@@ -331,7 +332,7 @@ fn run_generation(
 /// Polls the group until it finishes or a worker fails.
 fn watch(
     group: &mut Group,
-    segments: &GenerationSegments,
+    channel: &dyn GroupChannel,
     options: &SupervisorOptions,
     generation: u64,
     events: &mut dyn Observer,
@@ -339,15 +340,8 @@ fn watch(
     let hang_timeout = options.hang_timeout;
     let interrupts = options.interrupts.as_deref();
     let mut forwarder = Forwarder::default();
-    let control = segments.control();
     let pids = group.pids().to_vec();
-    let processes = pids.len();
-    let words = || {
-        (0..control.words())
-            .map(|i| control.load(i))
-            .collect::<Vec<_>>()
-    };
-    let mut seen = words();
+    let mut seen = channel.pulse();
     let mut last_change = Instant::now();
     loop {
         let failure = |process: usize, cause| WorkerFailure {
@@ -355,7 +349,7 @@ fn watch(
             pid: pids[process],
             generation,
             cause,
-            iteration: control.load(done_word(process)),
+            iteration: channel.progress(process).done,
         };
         match group
             .poll()
@@ -371,19 +365,21 @@ fn watch(
             group.kill_all();
             return Err(SupervisorError::Cancelled);
         }
-        forwarder.poll(interrupts, control, processes, events);
-        let now = words();
+        forwarder.poll(interrupts, channel, events);
+        let now = channel.pulse();
         if now != seen {
             seen = now;
             last_change = Instant::now();
-            let completed = (0..processes).map(|p| control.load(done_word(p))).min();
-            events.progress(completed.unwrap_or(0));
+            events.progress(channel.completed());
         } else if last_change.elapsed() > hang_timeout {
             // The laggard: the running worker that began the fewest iterations (the others
             // wait for it in the reduction).
-            let laggard = (0..processes)
+            let laggard = (0..channel.processes())
                 .filter(|&p| !group.finished(p))
-                .min_by_key(|&p| (control.load(begun_word(p)), control.load(done_word(p))))
+                .min_by_key(|&p| {
+                    let progress = channel.progress(p);
+                    (progress.begun, progress.done)
+                })
                 .unwrap_or(0);
             return Ok(Some(failure(
                 laggard,
