@@ -11,7 +11,7 @@ CARGO_CONFIG := .cargo/config.toml
 DATA_STAMP := data/fashion-mnist/SOURCE.txt data/mnist/SOURCE.txt
 CARGO := cargo
 
-.PHONY: demo test setup venv data build lint bench bench-shm bench-control bench-methods clean-runs
+.PHONY: demo test setup venv data build lint system-packages nspawn-root bench bench-shm bench-control bench-methods clean-runs
 
 ## The main job: GNC on real Fashion-MNIST (examples/demo.toml); prints the final hash.
 demo: setup build
@@ -21,7 +21,8 @@ demo: setup build
 ## Every test binary runs even after a failure; the summary names each failed test.
 ## Fault injection (GNC_TEST_KILL_AT, GNC_TEST_HANG_AT) is compiled into the test build only.
 TEST_FEATURES := --features gnc-worker/fault-injection
-test: setup lint
+test: setup lint system-packages
+	-@$(MAKE) --no-print-directory nspawn-root
 	$(CARGO) build --release --workspace $(TEST_FEATURES)
 	@set -o pipefail; $(CARGO) test --release --workspace $(TEST_FEATURES) --no-fail-fast 2>&1 | tee target/test.log; \
 	status=$$?; scripts/test-summary.sh target/test.log && exit $$status
@@ -68,6 +69,32 @@ bench-control: setup build
 ## Method comparison (about 40 minutes): the Fashion-MNIST examples trained to their end.
 bench-methods: setup build
 	$(VENV)/bin/python bench/run_methods.py
+
+## Debian packages only tests use: systemd-nspawn and debootstrap for the boot of gncd.service
+## under a real systemd (tests/systemd_boot.rs). Installed as root (CI); elsewhere that test
+## says it is skipped.
+SYSTEM_PACKAGES := systemd-container debootstrap
+system-packages:
+	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "not root with apt-get: not installing $(SYSTEM_PACKAGES)"; exit 0; fi; \
+	missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -z "$$missing" ] || apt-get install -y -q $$missing >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -q $$missing >/dev/null; }
+
+## A minimal Debian bookworm root (about 240 MB, 1-2 minutes) for tests/systemd_boot.rs.
+NSPAWN_ROOT := target/nspawn/bookworm
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+nspawn-root: $(NSPAWN_ROOT).complete
+
+$(NSPAWN_ROOT).complete:
+	@command -v debootstrap >/dev/null || { echo "no debootstrap: the boot test will be skipped"; exit 1; }
+	rm -rf $(NSPAWN_ROOT) $(NSPAWN_ROOT).tmp
+	mkdir -p $(dir $(NSPAWN_ROOT))
+	debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm \
+		$(NSPAWN_ROOT).tmp $(DEBIAN_MIRROR) > $(NSPAWN_ROOT).log 2>&1 \
+		|| { tail -5 $(NSPAWN_ROOT).log; exit 1; }
+	mv $(NSPAWN_ROOT).tmp $(NSPAWN_ROOT)
+	touch $@
 
 clean-runs:
 	rm -rf runs
