@@ -334,6 +334,42 @@ fn data_outside_the_allowed_roots_is_refused() {
     }
 }
 
+/// A spec is checked at submission and again when its job starts: its data may change while
+/// it waits in the queue.
+#[test]
+fn a_queued_job_whose_data_went_away_fails_at_its_start_naming_the_file() {
+    let _serial = mp_support::serial();
+    let repo = gnc_tests::repo_root();
+    let data = tempfile::tempdir_in(repo.join("data")).unwrap();
+    for file in std::fs::read_dir(repo.join("data/fashion-mnist")).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), data.path().join(file.file_name())).unwrap();
+    }
+    let home = Home::new("cpu:1", "");
+    let _daemon = home.start(&[]);
+    let first = home.submit(&long_job("gd_first", 16384));
+    home.watch_until(first.id, |j| j.state == JobState::Running);
+    let toml = gnc_tests::tiny_cnn_job("gd_gone", "kind = \"baseline\"").replace(
+        "root = \"data/fashion-mnist\"",
+        &format!("root = \"{}\"", data.path().display()),
+    );
+    let second = home.submit(&toml);
+    assert_eq!(second.state, JobState::Queued);
+    std::fs::remove_file(data.path().join("train-images-idx3-ubyte.gz")).unwrap();
+    home.client()
+        .request(Command::Cancel {
+            job: first.id.to_string(),
+        })
+        .unwrap();
+    let ended = home.watch_until(second.id, |j| j.state.is_final());
+    assert_eq!(ended.state, JobState::Failed, "{ended:?}");
+    let reason = ended.reason.unwrap_or_default();
+    assert!(
+        reason.contains("data.root") && reason.contains("train-images-idx3-ubyte"),
+        "{reason}"
+    );
+}
+
 #[test]
 fn a_second_daemon_on_a_live_socket_is_refused() {
     let home = Home::new("cpu:1", "");

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use gnc_proto::{JobSpec, MethodSpec};
+use gnc_proto::{JobSpec, MethodSpec, ValidSpec};
 
 /// The method being timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,7 +40,7 @@ pub fn f1_spec(
     small_batch: usize,
     method: Method,
     alpha: f64,
-) -> anyhow::Result<JobSpec> {
+) -> anyhow::Result<ValidSpec> {
     let mut spec = JobSpec::from_toml(F1_STEP_TOML, "bench/f1-step.toml")?;
     spec.data.root = Some(root);
     spec.parallel.workers = workers;
@@ -50,8 +50,8 @@ pub fn f1_spec(
         Method::Gnc => MethodSpec::Gnc { alpha },
         Method::Baseline => MethodSpec::Baseline,
     };
-    // Trainer::new validates it (including that the data files exist).
-    Ok(spec)
+    // Including that the data files exist.
+    Ok(spec.validated()?)
 }
 
 /// CPU time this thread has run, in nanoseconds (Linux `/proc/thread-self/schedstat`), or

@@ -3,7 +3,7 @@
 //! the trainer from the examples it loaded, the supervisor from the data files' headers — so
 //! the bundle the supervisor sizes the shared memory for is the one the workers fill.
 
-use gnc_proto::{JobSpec, SpecError};
+use gnc_proto::{JobSpec, SpecError, ValidSpec};
 
 use crate::architecture::Architecture;
 use crate::data_files::DataShape;
@@ -31,8 +31,7 @@ pub struct RunPlan {
 
 impl RunPlan {
     /// Plans `spec` from the headers of its data files (reads no examples).
-    pub fn read(spec: &JobSpec) -> Result<RunPlan, PlanError> {
-        spec.validate()?;
+    pub fn read(spec: &ValidSpec) -> Result<RunPlan, PlanError> {
         let data = DataShape::read(&spec.data)?;
         RunPlan::new(spec, data)
     }

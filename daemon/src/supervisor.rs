@@ -15,7 +15,7 @@ use gnc_contract::observer::Observer;
 use gnc_contract::plan::{PlanError, RunPlan};
 use gnc_contract::protocol;
 use gnc_contract::{CheckpointError, RunSummary};
-use gnc_proto::{Device, Devices, JobSpec, SpecError};
+use gnc_proto::{Device, Devices, JobSpec, SpecError, ValidSpec};
 use gnc_shm::cleaner::{clean_stale_segments, StaleReason};
 use gnc_shm::tree::{Block, LayoutError};
 use gnc_shm::SegmentError;
@@ -124,7 +124,7 @@ struct Plan {
 
 /// Trains `spec` with one `gnc-worker` process per device, restarting the group on failure.
 pub fn supervise(
-    spec: &JobSpec,
+    spec: &ValidSpec,
     options: &SupervisorOptions,
     events: &mut dyn Observer,
 ) -> Result<RunSummary, SupervisorError> {
@@ -163,7 +163,7 @@ pub fn supervise(
 
 /// Checks and prepares everything that does not depend on the generation.
 fn prepare(
-    spec: &JobSpec,
+    spec: &ValidSpec,
     options: &SupervisorOptions,
     events: &mut dyn Observer,
 ) -> Result<Plan, SupervisorError> {

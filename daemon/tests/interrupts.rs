@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gnc_daemon::{supervise, Interrupts, Observer, SupervisorError, SupervisorOptions};
-use gnc_proto::{Devices, JobSpec};
+use gnc_proto::{Devices, JobSpec, ValidSpec};
 
 /// A teacher–student job long enough (3,072 iterations of a tiny MLP) that requests made
 /// after its first iterations land long before its end; no periodic checkpoints, and a
 /// learning rate small enough for B = 16.
-fn long_job(dir: &Path, name: &str) -> JobSpec {
+fn long_job(dir: &Path, name: &str) -> ValidSpec {
     let toml = gnc_tests::teacher_student_job(&gnc_tests::TinyJob {
         name,
         method: "kind = \"gnc\"\nalpha = 0.5",

@@ -9,6 +9,7 @@ mod metrics;
 pub mod repro;
 pub mod socket;
 mod spec;
+mod valid_spec;
 mod validate;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ pub use spec::{
     CheckpointSpec, DataSpec, Dataset, Decay, EvalSpec, JobSpec, MethodSpec, ModelSpec,
     OptimizerSpec, ParallelSpec, ScheduleSpec, TeacherStudentSpec,
 };
+pub use valid_spec::ValidSpec;
 
 /// Why a job spec was refused.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 //! that parse but cannot be trained are rejected by [`JobSpec::validate`], and both kinds of
 //! error name the offending key.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -315,17 +315,6 @@ impl JobSpec {
         Ok(spec)
     }
 
-    /// Reads, parses and validates a spec file.
-    pub fn load(path: &Path) -> Result<JobSpec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let spec = JobSpec::from_toml(&text, &path.display().to_string())?;
-        spec.validate()?;
-        Ok(spec)
-    }
-
     /// The canonical serialisation whose hash identifies the job in checkpoints: two specs
     /// that train identically have the same hash whatever their TOML formatting.
     pub fn canonical_json(&self) -> String {
@@ -337,7 +326,7 @@ impl JobSpec {
         serde_json::to_string(&spec).expect("a JobSpec always serialises")
     }
 
-    /// The spec's `parallel.devices`, parsed (validated by [`JobSpec::validate`]).
+    /// The spec's `parallel.devices`, parsed (validated by [`JobSpec::validated`]).
     pub fn devices(&self) -> Result<Option<Devices>, SpecError> {
         self.parallel
             .devices
@@ -360,11 +349,6 @@ impl JobSpec {
     /// B = b * M, the large batch.
     pub fn large_batch(&self) -> usize {
         self.parallel.workers * self.parallel.small_batch
-    }
-
-    /// Rejects values that parse but cannot be trained, naming the key.
-    pub fn validate(&self) -> Result<(), SpecError> {
-        crate::validate::validate(self)
     }
 }
 

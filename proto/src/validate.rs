@@ -345,14 +345,14 @@ mod tests {
     fn a_decay_milestone_at_or_after_the_last_epoch_is_refused() {
         assert!(
             spec(r#"{ kind = "step", milestones = [6, 9.5], factor = 0.1 }"#)
-                .validate()
+                .validated()
                 .is_ok()
         );
         for late in ["[6, 10]", "[12]"] {
             let e = spec(&format!(
                 r#"{{ kind = "step", milestones = {late}, factor = 0.1 }}"#
             ))
-            .validate()
+            .validated()
             .unwrap_err()
             .to_string();
             assert!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use gnc_contract::interrupts::Interrupts;
 use gnc_contract::observer::Observer;
-use gnc_proto::JobSpec;
+use gnc_proto::ValidSpec;
 
 use crate::checkpoint;
 use crate::engine::Trainer;
@@ -41,7 +41,7 @@ fn io_err(path: &std::path::Path, e: impl std::fmt::Display) -> EngineError {
 
 /// Trains the job to completion (or to `options.stop_after`).
 pub fn train(
-    spec: &JobSpec,
+    spec: &ValidSpec,
     options: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, EngineError> {

@@ -6,7 +6,7 @@
 //! combined along the same tree, divided by M, and the optimiser updates the weights. Thread
 //! count therefore changes speed, never bits.
 
-use gnc_proto::{EvalRecord, IterRecord, JobSpec, MethodSpec};
+use gnc_proto::{EvalRecord, IterRecord, MethodSpec, ValidSpec};
 use tch::Tensor;
 
 use gnc_contract::data_files::DataShape;
@@ -30,7 +30,7 @@ use crate::EngineError;
 
 /// One job's fixed ingredients, and the means to advance a [`TrainState`] by one iteration.
 pub struct Trainer {
-    spec: JobSpec,
+    spec: ValidSpec,
     data: DataSet,
     model: Box<dyn Model>,
     schedule: Schedule,
@@ -93,13 +93,12 @@ impl Trainer {
     }
 
     /// Loads the data and builds the model; `threads` compute threads (at most M), on the CPU.
-    pub fn new(spec: &JobSpec, threads: usize) -> Result<Trainer, EngineError> {
+    pub fn new(spec: &ValidSpec, threads: usize) -> Result<Trainer, EngineError> {
         Trainer::on(spec, threads, Device::CPU)
     }
 
     /// [`Trainer::new`] with the state's tensors on `device`.
-    pub fn on(spec: &JobSpec, threads: usize, device: Device) -> Result<Trainer, EngineError> {
-        spec.validate()?;
+    pub fn on(spec: &ValidSpec, threads: usize, device: Device) -> Result<Trainer, EngineError> {
         let data = data::load(&spec.data, spec.seed)?;
         let shape = DataShape {
             train: data.train.len(),
@@ -149,7 +148,7 @@ impl Trainer {
         self.model.as_ref()
     }
 
-    pub fn spec(&self) -> &JobSpec {
+    pub fn spec(&self) -> &ValidSpec {
         &self.spec
     }
 

@@ -8,7 +8,7 @@
 // against the paper line by line.
 #![allow(clippy::needless_range_loop)]
 
-use gnc_proto::JobSpec;
+use gnc_proto::{JobSpec, ValidSpec};
 use gnc_worker::data::{self, order::EpochOrder};
 use gnc_worker::engine::Trainer;
 use gnc_worker::method::rnc_noise;
@@ -22,7 +22,7 @@ const LR: f64 = 0.2;
 const MOMENTUM: f64 = 0.9;
 const DECAY: f64 = 0.01;
 
-fn spec(method: &str) -> JobSpec {
+fn spec(method: &str) -> ValidSpec {
     let text = format!(
         r#"
 name = "reference"
@@ -48,7 +48,10 @@ epochs = 1
 base_lr = {LR}
 "#
     );
-    JobSpec::from_toml(&text, "reference").unwrap()
+    JobSpec::from_toml(&text, "reference")
+        .unwrap()
+        .validated()
+        .unwrap()
 }
 
 /// A matrix (rows × cols) or a vector (rows × 1) of f64, row-major.

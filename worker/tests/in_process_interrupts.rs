@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gnc_contract::interrupts::Interrupts;
-use gnc_proto::{IterRecord, JobSpec};
+use gnc_proto::{IterRecord, JobSpec, ValidSpec};
 use gnc_worker::{train, Observer, RunOptions};
 
-fn spec() -> JobSpec {
+fn spec() -> ValidSpec {
     let text = r#"
 name = "in-process-interrupts"
 seed = 5
@@ -38,7 +38,10 @@ base_lr = 0.1
 every_iterations = 0
 keep = 5
 "#;
-    JobSpec::from_toml(text, "interrupts").unwrap()
+    JobSpec::from_toml(text, "interrupts")
+        .unwrap()
+        .validated()
+        .unwrap()
 }
 
 /// Asks for a checkpoint when iteration 3 is recorded, and for a stop at iteration 6.

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use gnc_contract::plan::RunPlan;
-use gnc_proto::JobSpec;
+use gnc_proto::{JobSpec, ValidSpec};
 use gnc_worker::engine::Trainer;
 
 fn data_root(name: &str) -> PathBuf {
@@ -15,7 +15,7 @@ fn data_root(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn spec(data: &str, model: &str, epochs: usize) -> JobSpec {
+fn spec(data: &str, model: &str, epochs: usize) -> ValidSpec {
     let text = format!(
         r#"
 name = "plan"
@@ -40,7 +40,10 @@ epochs = {epochs}
 base_lr = 0.1
 "#
     );
-    JobSpec::from_toml(&text, "plan").unwrap()
+    JobSpec::from_toml(&text, "plan")
+        .unwrap()
+        .validated()
+        .unwrap()
 }
 
 fn idx(dataset: &str, subset: &str) -> String {

@@ -14,7 +14,7 @@ use clap::Parser;
 use gnc_bench::{f1_spec, median, minor_faults, thread_cpu_ns, Method};
 use gnc_contract::plan::iterations_per_epoch;
 use gnc_proto::repro::Level;
-use gnc_proto::JobSpec;
+use gnc_proto::ValidSpec;
 use gnc_worker::data::order::EpochOrder;
 use gnc_worker::engine::Trainer;
 use gnc_worker::rng::Purpose;
@@ -64,7 +64,7 @@ enum Kernels {
 }
 
 /// Writes the initial parameters and epoch 0's data order of `spec` under `dir`.
-fn dump_init(spec: &JobSpec, state: &TrainState, dir: &Path) -> Result<()> {
+fn dump_init(spec: &ValidSpec, state: &TrainState, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (k, p) in state.params.iter().enumerate() {
         p.write_npy(dir.join(format!("param_{k}.npy")))?;

@@ -28,7 +28,7 @@ pub struct Args {
 /// The spec with `data.root` made absolute against the working directory: the daemon runs
 /// elsewhere.
 pub fn absolute_spec(path: &Path) -> anyhow::Result<JobSpec> {
-    let mut spec = JobSpec::load(path)?;
+    let mut spec = JobSpec::load(path)?.into_inner();
     if let Some(root) = &spec.data.root {
         let absolute = std::path::absolute(root)
             .with_context(|| format!("cannot make data.root {} absolute", root.display()))?;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use gnc_daemon::{supervise, Observer, SupervisorOptions};
-use gnc_proto::{Devices, JobSpec};
+use gnc_proto::{Devices, ValidSpec};
 use indicatif::ProgressBar;
 
 use gnc_ctl::progress::progress_bar;
@@ -58,7 +58,7 @@ impl Observer for Report {
     }
 }
 
-pub fn run(spec: &JobSpec, args: &RunArgs, devices: Devices) -> anyhow::Result<()> {
+pub fn run(spec: &ValidSpec, args: &RunArgs, devices: Devices) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.threads.is_none(),
         "--threads does not apply with worker processes (each computes on one thread); \

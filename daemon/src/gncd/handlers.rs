@@ -101,7 +101,7 @@ fn daemon_status(shared: &Shared) -> Reply {
     }
 }
 
-fn submit(shared: &Shared, peer: u32, mut spec: JobSpec, devices: Option<String>) -> Reply {
+fn submit(shared: &Shared, peer: u32, spec: JobSpec, devices: Option<String>) -> Reply {
     if shared.stopping() {
         return Reply::error(ErrorKind::ShuttingDown, "gncd is shutting down");
     }
@@ -114,9 +114,12 @@ fn submit(shared: &Shared, peer: u32, mut spec: JobSpec, devices: Option<String>
             return bad(message);
         }
     }
-    if let Err(e) = spec.validate() {
-        return bad(e.to_string());
-    }
+    // Checked now so the user hears at once; checked again when the job starts, since its
+    // data may change while it waits in the queue.
+    let mut spec = match spec.validated() {
+        Ok(valid) => valid.into_inner(),
+        Err(e) => return bad(e.to_string()),
+    };
     let requested = devices.or_else(|| spec.parallel.devices.clone());
     // What it would run on now; chosen again when it starts (a reload may change the
     // daemon's devices meanwhile).

@@ -52,10 +52,12 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
     let mut jobs = shared.jobs();
     let log = jobs.store.log_path(id);
     let job = jobs.get_mut(id).ok_or_else(|| format!("no job {id}"))?;
+    // Its data may have changed since it was submitted.
+    let spec = job.spec.clone().validated().map_err(|e| e.to_string())?;
     let devices = devices_for(
         job.record.requested_devices.as_deref(),
         &config.devices,
-        job.spec.parallel.workers,
+        spec.parallel.workers,
     )?;
     // A job that ran before continues from its newest checkpoint.
     let resume = job.record.info.started_at.is_some();
@@ -65,7 +67,6 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
     job.last_progress = Instant::now();
     job.record.info.devices = devices.to_string();
     job.record.info.started_at.get_or_insert_with(now_seconds);
-    let spec = job.spec.clone();
     jobs.set_state(id, JobState::Running, None)
         .map_err(|e| e.to_string())?;
     drop(jobs);

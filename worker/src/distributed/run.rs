@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gnc_proto::JobSpec;
+use gnc_proto::{JobSpec, ValidSpec};
 use gnc_shm::tree::{validate_layout, Block};
 use gnc_shm::{ControlBlock, Segment, ShardedReducer, SlotArray};
 use nix::sys::signal::Signal;
@@ -39,12 +39,12 @@ fn die_with_parent(parent_pid: u32) -> Result<(), WorkerError> {
     Ok(())
 }
 
-fn load_spec(path: &Path) -> Result<JobSpec, WorkerError> {
+/// The spec the supervisor wrote; validated here, once per worker process.
+fn load_spec(path: &Path) -> Result<ValidSpec, WorkerError> {
     let bad = |m: String| WorkerError::Spec(path.to_path_buf(), m);
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let spec: JobSpec = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    spec.validate().map_err(EngineError::from)?;
-    Ok(spec)
+    Ok(spec.validated().map_err(EngineError::from)?)
 }
 
 /// The generation's segments, opened and checked against what this worker expects.

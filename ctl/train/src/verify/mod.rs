@@ -15,7 +15,7 @@ use gnc_ctl::exit::Negative;
 use gnc_ctl::run_dir::read_metrics;
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    let mut recorded = recorded::read(&args.run_dir)?;
+    let recorded = recorded::read(&args.run_dir)?;
     // The keys first: what differs between the record and this re-run that changes bits.
     let level = args.level.unwrap_or(recorded.spec.reproducibility);
     gnc_worker::pin::pin_process_environment(level).map_err(anyhow::Error::msg)?;
@@ -23,7 +23,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     for d in &key_differences {
         eprintln!("note: {d}");
     }
-    recorded.spec.reproducibility = level;
+    // Re-run at the level asked for (the spec hash ignores the default level).
+    let spec = recorded.spec.clone().edit(|s| s.reproducibility = level)?;
     let recorded_iters = recorded.result.iterations;
     let n = args.iterations.unwrap_or(recorded_iters);
     anyhow::ensure!(n >= 1, "--iterations must be at least 1");
@@ -33,14 +34,14 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     );
     // Stop early unless the re-run goes exactly as far as a complete record.
     let stop = (n < recorded.result.total_iterations).then_some(n);
-    let devices = args.devices.or(recorded.spec.devices()?);
+    let devices = args.devices.or(spec.devices()?);
     let scratch = tempfile::Builder::new()
         .prefix("gncctl-verify-")
         .tempdir()
         .context("cannot create a temporary directory for the re-run")?;
     eprintln!(
         "re-running {} ({} of {} iterations{}) in {}",
-        recorded.spec.name,
+        spec.name,
         n,
         recorded.result.total_iterations,
         devices
@@ -48,7 +49,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             .map_or(String::new(), |d| format!(", on {d}")),
         scratch.path().display()
     );
-    let summary = rerun::rerun(&recorded.spec, scratch.path(), stop, devices)
+    let summary = rerun::rerun(&spec, scratch.path(), stop, devices)
         .with_context(|| format!("the re-run of {} failed", args.run_dir.display()))?;
     let rerun_iters: Vec<IterRecord> = read_metrics(scratch.path())?
         .into_iter()

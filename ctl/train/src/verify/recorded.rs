@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use gnc_contract::manifest::{manifest_file, Manifest};
-use gnc_proto::{IterRecord, JobSpec, MetricRecord};
+use gnc_proto::{IterRecord, JobSpec, MetricRecord, ValidSpec};
 use gnc_worker::RunSummary;
 
 use gnc_ctl::run_dir::read_metrics;
 
 pub struct Recorded {
     pub dir: PathBuf,
-    pub spec: JobSpec,
+    pub spec: ValidSpec,
     pub result: RunSummary,
     pub iters: Vec<IterRecord>,
 }
@@ -29,7 +29,8 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
 /// Reads the records `verify` compares against.
 pub fn read(dir: &Path) -> anyhow::Result<Recorded> {
     let spec: JobSpec = read_json(&dir.join("spec.json"), "the run's job spec")?;
-    spec.validate()
+    let spec = spec
+        .validated()
         .with_context(|| format!("{} holds an invalid spec", dir.join("spec.json").display()))?;
     let result: RunSummary = read_json(&dir.join("result.json"), "the run's summary")?;
     let iters = read_metrics(dir)?

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use gnc_daemon::{supervise, SupervisorOptions};
-use gnc_proto::{Devices, JobSpec};
+use gnc_proto::{Devices, ValidSpec};
 use gnc_worker::{train, Observer, RunOptions, RunSummary};
 use indicatif::ProgressBar;
 
@@ -27,7 +27,7 @@ impl Observer for Bar {
 
 /// Trains `spec` from scratch into `out`, stopping after `stop` iterations if given.
 pub fn rerun(
-    spec: &JobSpec,
+    spec: &ValidSpec,
     out: &Path,
     stop: Option<u64>,
     devices: Option<Devices>,
