@@ -22,17 +22,31 @@ FALLBACK_ENV = {
 }
 
 
-def pinned_environment():
-    """The CPU environment of the portable level, which gnc binaries pin themselves to, for the
-    processes we compare."""
+def pinned_environment(level="portable"):
+    """The variables a gnc process of `level` starts with (gnc processes check them; their
+    launcher sets them), read from proto/src/repro.rs."""
     text = (ROOT / "proto/src/repro.rs").read_text()
-    block = re.search(r"Level::Portable\s*=>\s*&\[(.*?)\],", text, re.S)
+    name = level.capitalize()
+    block = re.search(rf"Level::{name}\s*=>\s*&\[(.*?)\],", text, re.S)
     pairs = re.findall(r'\(\s*"([A-Z0-9_]+)"\s*,\s*"([^"]*)"\s*\)', block.group(1)) if block else []
     if not pairs:
+        if level != "portable":
+            sys.exit(f"cannot read the {level} environment from proto/src/repro.rs")
         print("warning: could not read the portable environment from proto/src/repro.rs",
               file=sys.stderr)
         return dict(FALLBACK_ENV)
     return dict(pairs)
+
+
+def level_environment(level="portable"):
+    """This process's environment as a gnc launcher gives it to a process of `level`: the
+    level's variables set, those of the other level removed."""
+    text = (ROOT / "proto/src/repro.rs").read_text()
+    cleared = re.search(rf"fn cleared.*?Level::{level.capitalize()}\s*=>\s*&\[(.*?)\]", text, re.S)
+    env = {k: v for k, v in os.environ.items()
+           if not cleared or f'"{k}"' not in cleared.group(1)}
+    env.update(pinned_environment(level))
+    return env
 
 
 def fashion_mnist_job(name, output_dir, model_toml, workers, method, level="portable"):

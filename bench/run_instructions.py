@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 
-from benchlib import ROOT, fashion_mnist_job, machine, replace_section
+from benchlib import ROOT, fashion_mnist_job, level_environment, machine, replace_section
 
 OUT = ROOT / "bench" / "out" / "instructions"
 START = "<!-- instructions:start -->"
@@ -47,7 +47,10 @@ def start(method, workers):
            str(ROOT / "target/release/gnc-run"), "run", str(spec(method, workers)),
            "--stop-after", str(ITERATIONS), "--threads", "1", "--json"]
     log = open(OUT / f"valgrind.{method}.log", "w")
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log), out
+    # gnc-run checks that it starts with its level's environment (gncctl, its usual launcher,
+    # sets it).
+    env = level_environment("portable")
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log), out
 
 
 def collected(path):

@@ -21,17 +21,19 @@ import shlex
 import subprocess
 import sys
 
-from benchlib import RESULTS, ROOT, machine, median, replace_section, sh
+from benchlib import RESULTS, ROOT, level_environment, machine, median, replace_section, sh
 
 OUT = ROOT / "bench" / "out"
 START = "<!-- levels-bench:start -->"
 END = "<!-- levels-bench:end -->"
 KINDS = ["portable", "native", "avx2-libtorch"]
+# The environment each kind starts with (`gnc-bench-step --kernels`, which checks it).
+ENVIRONMENT = {"portable": "portable", "native": "native", "avx2-libtorch": "portable"}
 
 
-def run(cmd):
-    """Runs `cmd`; returns its last stdout line as JSON."""
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+def run(cmd, env):
+    """Runs `cmd` in `env`; returns its last stdout line as JSON."""
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f"{shlex.join(cmd)} failed ({p.returncode}):\n{p.stderr[-4000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -60,7 +62,7 @@ def main():
     for r in range(args.rounds):
         order = KINDS[r % len(KINDS):] + KINDS[: r % len(KINDS)]
         for kind in order:
-            line = run([binary, "--kernels", kind, *common])
+            line = run([binary, "--kernels", kind, *common], level_environment(ENVIRONMENT[kind]))
             line.update(round=r, kernels=kind)
             lines.append(line)
             print(f"round {r}: {kind:14s} median {line['median_ms']:7.1f} ms "

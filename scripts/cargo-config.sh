@@ -25,6 +25,15 @@ LIBTORCH_CXX11_ABI = "$abi"
 GNC_LIBTORCH_VERSION = "$torch_version"
 GNC_MKL_VERSION = "$mkl"
 GNC_ONEDNN_VERSION = "$onednn"
+# The portable level's environment (proto/src/repro.rs, Level::Portable), for the test
+# binaries that compute in-process: cargo is their launcher, and a gnc process checks that it
+# started with its level's environment rather than setting it itself (worker/src/pin.rs).
+# Not forced: a different value in the caller's environment makes those tests say so.
+OMP_NUM_THREADS = "1"
+MKL_NUM_THREADS = "1"
+ATEN_CPU_CAPABILITY = "avx2"
+ONEDNN_MAX_CPU_ISA = "AVX2"
+MKL_CBWR = "AVX2,STRICT"
 
 # gnc's portable kernels (worker/src/kernels) are fma chains that the compiler vectorises only
 # when it may use AVX2 and FMA; their bits are the same either way. The portable level needs

@@ -211,3 +211,53 @@ fn divergence_before_any_checkpoint_says_so() {
     );
     assert!(!dir.path().join("out/checkpoints").exists());
 }
+
+/// The pinned environment is set by the launcher (gncctl) and checked by the process: gnc-run
+/// started without it, or with another value, refuses to compute and names the variable,
+/// while gncctl, from the same environment, runs the job.
+#[test]
+fn gnc_run_started_without_its_levels_environment_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), "job", &tiny_job("env", METHODS[0].1));
+    let spec = spec.to_str().unwrap();
+    let variables = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY"];
+    let gnc_run = |edit: &dyn Fn(&mut std::process::Command)| {
+        let mut command = std::process::Command::new(bin_dir().join("gnc-run"));
+        for key in variables.iter().chain(&["ONEDNN_MAX_CPU_ISA", "MKL_CBWR"]) {
+            command.env_remove(key);
+        }
+        edit(&mut command);
+        let out = dir.path().join("out");
+        command
+            .args(["run", spec, "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = gnc_run(&|_| {});
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("OMP_NUM_THREADS is not set"), "{stderr}");
+    assert!(stderr.contains("gncctl"), "{stderr}");
+    let o = gnc_run(&|c| {
+        gnc_proto::repro::Level::Portable.apply(c);
+        c.env("ATEN_CPU_CAPABILITY", "avx512");
+    });
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("ATEN_CPU_CAPABILITY=avx512"), "{stderr}");
+    assert!(!dir.path().join("out/metrics.jsonl").exists());
+    let mut gncctl = gncctl();
+    for key in variables {
+        gncctl.env_remove(key);
+    }
+    let o = gncctl
+        .args([
+            "run",
+            spec,
+            "--out",
+            dir.path().join("out").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

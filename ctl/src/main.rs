@@ -12,7 +12,15 @@ fn main() -> std::process::ExitCode {
     gnc_ctl::init_logging();
     let socket = daemon::socket_path(cli.socket);
     let result = match cli.command {
-        Command::Run(_) | Command::Verify(_) | Command::Doctor(_) => trainer::exec(),
+        Command::Run(args) => trainer::exec(trainer::spec_level(&args.spec)),
+        Command::Verify(args) => trainer::exec(
+            args.level
+                .or_else(|| trainer::recorded_level(&args.run_dir)),
+        ),
+        Command::Doctor(args) => trainer::exec(
+            args.level
+                .or_else(|| args.run_dir.as_deref().and_then(trainer::recorded_level)),
+        ),
         Command::Submit(args) => cmd::submit::run(args, &socket),
         Command::List(args) => cmd::list::run(args, &socket),
         Command::Status(args) => cmd::status::run(args, &socket),

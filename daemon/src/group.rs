@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use gnc_proto::repro::Level;
+
 /// Why a worker was declared dead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureCause {
@@ -77,13 +79,12 @@ pub struct Group {
 }
 
 impl Group {
-    /// Starts one process per entry of `args`, in order; their stderr goes to `stderr` if
-    /// given, else to ours.
+    /// Starts one process per entry of `args`, in order, with `level`'s environment (the
+    /// workers check it); their stderr goes to `stderr` if given, else to ours.
     pub fn spawn(
         bin: &Path,
         args: impl IntoIterator<Item = Vec<OsString>>,
-        env: &[(&str, &str)],
-        cleared: &[&str],
+        level: Level,
         stderr: Option<&std::fs::File>,
     ) -> std::io::Result<Group> {
         let mut group = Group {
@@ -96,12 +97,9 @@ impl Group {
                 None => Stdio::inherit(),
             };
             let mut command = Command::new(bin);
-            for key in cleared {
-                command.env_remove(key);
-            }
+            level.apply(&mut command);
             let child = command
                 .args(args)
-                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 // stdout stays free for the CLI's own output (`--json`); errors go to stderr.
                 .stdout(Stdio::null())
@@ -186,7 +184,7 @@ mod tests {
             vec!["-c".into(), "kill -9 $$".into()],
             vec!["-c".into(), "sleep 60".into()],
         ];
-        let mut group = Group::spawn(sh, args, &[], &[], None).unwrap();
+        let mut group = Group::spawn(sh, args, Level::default(), None).unwrap();
         let died = loop {
             match group.poll().unwrap() {
                 Poll::Died { process, status } => break (process, status),

@@ -300,8 +300,6 @@ fn run_generation(
         .to_args()
     });
     let args: Vec<Vec<OsString>> = args.collect();
-    // Workers pin themselves too; passing the variables also covers anything they start
-    // before their own `main` runs (the dynamic loader, library constructors).
     let log = match &options.worker_log {
         Some(path) => Some(
             std::fs::OpenOptions::new()
@@ -312,14 +310,8 @@ fn run_generation(
         ),
         None => None,
     };
-    let mut group = Group::spawn(
-        &plan.bin,
-        args,
-        plan.level.environment(),
-        plan.level.cleared(),
-        log.as_ref(),
-    )
-    .map_err(io_err(&plan.bin))?;
+    let mut group =
+        Group::spawn(&plan.bin, args, plan.level, log.as_ref()).map_err(io_err(&plan.bin))?;
     events.spawned(generation, group.pids());
     events.started(resume_from.unwrap_or(0), plan.total, group.pids().len());
     let failure = watch(&mut group, &segments, options, generation, events)?;

@@ -32,8 +32,10 @@ impl Level {
         }
     }
 
-    /// The environment variables a process of this level sets before libtorch starts (the
-    /// libraries read them once, at their first use).
+    /// The environment variables a process of this level starts with. The libraries read
+    /// them as they load or first run, before `main` could change them (and changing the
+    /// environment of a running process is unsound once threads exist), so the launcher sets
+    /// them ([`Level::apply`]) and the process checks them ([`Level::check_environment`]).
     pub fn environment(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Level::Portable => &[
@@ -61,6 +63,49 @@ impl Level {
             Level::Portable => &[],
             Level::Native => &["ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"],
         }
+    }
+}
+
+impl Level {
+    /// Launcher side: gives `command` this level's environment.
+    pub fn apply(self, command: &mut std::process::Command) {
+        for key in self.cleared() {
+            command.env_remove(key);
+        }
+        command.envs(self.environment().iter().copied());
+    }
+
+    /// Process side: whether this process started with this level's environment; the error
+    /// names the first variable that differs.
+    pub fn check_environment(self) -> Result<(), String> {
+        self.check_in(|key| std::env::var(key).ok())
+    }
+
+    fn check_in(self, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        let fix = "start gnc's training processes through gncctl (or gncd), which sets it";
+        for (key, wanted) in self.environment() {
+            match var(key) {
+                Some(value) if value == *wanted => {}
+                Some(value) => {
+                    return Err(format!(
+                        "{key}={value} in the environment, but the {self} reproducibility \
+                         level computes with {key}={wanted}: {fix}"
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "{key} is not set, but the {self} reproducibility level computes with \
+                         {key}={wanted}: {fix}"
+                    ))
+                }
+            }
+        }
+        if let Some(key) = self.cleared().iter().find(|key| var(key).is_some()) {
+            return Err(format!(
+                "{key} is set, but the {self} reproducibility level computes without it: {fix}"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -224,6 +269,52 @@ impl Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_launched_process_has_its_levels_environment_and_the_check_names_what_differs() {
+        for level in [Level::Portable, Level::Native] {
+            let mut command = std::process::Command::new("env");
+            command.env("ATEN_CPU_CAPABILITY", "avx512");
+            level.apply(&mut command);
+            let out = String::from_utf8(command.output().unwrap().stdout).unwrap();
+            let vars: std::collections::HashMap<&str, &str> =
+                out.lines().filter_map(|l| l.split_once('=')).collect();
+            level
+                .check_in(|key| vars.get(key).map(|v| v.to_string()))
+                .unwrap();
+        }
+        // The portable environment with `key` changed to `value`.
+        fn with(key: &'static str, value: Option<&'static str>) -> impl Fn(&str) -> Option<String> {
+            move |k| {
+                if k == key {
+                    return value.map(str::to_string);
+                }
+                let mut pinned = Level::Portable.environment().iter();
+                pinned.find(|(p, _)| *p == k).map(|(_, v)| v.to_string())
+            }
+        }
+        let e = Level::Portable
+            .check_in(with("ATEN_CPU_CAPABILITY", Some("avx512")))
+            .unwrap_err();
+        assert!(
+            e.contains("ATEN_CPU_CAPABILITY=avx512") && e.contains("gncctl"),
+            "{e}"
+        );
+        let e = Level::Portable
+            .check_in(with("MKL_CBWR", None))
+            .unwrap_err();
+        assert!(e.contains("MKL_CBWR is not set"), "{e}");
+        // Native clears what portable pins.
+        let e = Level::Native
+            .check_in(|k| match k {
+                "MKL_CBWR" => Some("AUTO".into()),
+                "ONEDNN_MAX_CPU_ISA" => Some("AVX2".into()),
+                "ATEN_CPU_CAPABILITY" => None,
+                _ => Some("1".into()),
+            })
+            .unwrap_err();
+        assert!(e.contains("ONEDNN_MAX_CPU_ISA is set"), "{e}");
+    }
 
     fn key(level: Level, vendor: &str) -> Key {
         Key {

@@ -1,8 +1,10 @@
 //! Pinning what libtorch computes with, per reproducibility level (`gnc_proto::repro`): one
 //! intra-op thread (no thread-count-dependent reductions), and at the portable level ATen's
-//! vectorised kernels at AVX2 and oneDNN capped at AVX2. The libraries read these variables
-//! when they first run, so a process pins once, before any tensor exists, and keeps that level
-//! for its life: [`level`] tells the kernels which one it is.
+//! vectorised kernels at AVX2 and oneDNN capped at AVX2. The libraries read their variables as
+//! they load or first run, so the process's launcher sets them (`gncctl`, the supervisor;
+//! `Level::apply`) and the process only checks them here — it never changes its own
+//! environment. A process pins once, before any tensor exists, and keeps that level for its
+//! life: [`level`] tells the kernels which one it is.
 
 use std::sync::OnceLock;
 
@@ -10,26 +12,25 @@ use gnc_proto::repro::Level;
 
 static PINNED: OnceLock<Level> = OnceLock::new();
 
-/// Sets this process's environment for `level`. Call before any thread starts and before any
-/// tensor exists. A second call with the same level does nothing; with another it fails, as
-/// the libraries have already read the first. Fails on a CPU that cannot honour the level.
+/// Fixes this process at `level`: checks that it started with `level`'s environment, and sets
+/// libtorch to one intra-op thread. Call before any tensor exists. A second call with the same
+/// level does nothing; with another it fails, as the libraries have already read the first.
+/// Fails on a CPU that cannot honour the level.
 pub fn pin_process_environment(level: Level) -> Result<(), String> {
     pin_with_environment(level, level)
 }
 
 /// [`pin_process_environment`] with `level`'s kernels but the libraries pinned as
-/// `environment` pins them: for benchmarks that compare what each part of a level costs.
+/// `environment` pins them (the process must start with that one's variables): for
+/// benchmarks that compare what each part of a level costs.
 pub fn pin_with_environment(level: Level, environment: Level) -> Result<(), String> {
     if level == Level::Portable || environment == Level::Portable {
         gnc_proto::repro::portable_supported()?;
     }
+    if PINNED.get().is_none() {
+        environment.check_environment()?;
+    }
     let pinned = *PINNED.get_or_init(|| {
-        for key in environment.cleared() {
-            std::env::remove_var(key);
-        }
-        for (key, value) in environment.environment() {
-            std::env::set_var(key, value);
-        }
         tch::set_num_threads(1);
         // Not a pin of the bits: an iteration's allocations then reuse freed memory instead
         // of faulting fresh pages in (gnc_shm::heap).
