@@ -3,7 +3,7 @@
 
 use std::os::unix::net::UnixListener;
 
-use gnc_tests::{gncctl, gncctl_output, tiny_job, write_spec, METHODS};
+use gnc_tests::{METHODS, gncctl, gncctl_output, tiny_job, write_spec};
 
 /// gncctl's exit status when gncd cannot be reached (EX_UNAVAILABLE).
 const UNAVAILABLE: i32 = 69;

@@ -15,9 +15,9 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::Duration;
 
 use daemon_support::*;
+use gnc_proto::JobSpec;
 use gnc_proto::client::ClientError;
 use gnc_proto::socket::{Command, ErrorKind, JobState, Reply, Response};
-use gnc_proto::JobSpec;
 
 fn gnc_method() -> &'static str {
     gnc_tests::METHODS[1].1

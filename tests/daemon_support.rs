@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use gnc_proto::JobSpec;
 use gnc_proto::client::Client;
 use gnc_proto::socket::{Command as Cmd, JobInfo, JobState, Reply};
-use gnc_proto::JobSpec;
 
 /// How long a daemon may take to start listening (loaded machine, cold page cache).
 const START_LIMIT: Duration = Duration::from_secs(30);

@@ -136,9 +136,11 @@ fn ctrl_c_pauses_an_in_process_run_and_resume_keeps_the_bits() {
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["complete"], false, "{summary}");
     let stopped_at = summary["iterations"].as_u64().unwrap();
-    assert!(paused
-        .join(format!("checkpoints/ckpt-{stopped_at:09}.json"))
-        .is_file());
+    assert!(
+        paused
+            .join(format!("checkpoints/ckpt-{stopped_at:09}.json"))
+            .is_file()
+    );
 
     let resumed = run_job(&spec, &paused, &["--resume"]);
     assert_eq!(resumed["complete"], true);

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gnc_tests::{gncctl_output, run_job, tiny_job, write_spec, METHODS};
+use gnc_tests::{METHODS, gncctl_output, run_job, tiny_job, write_spec};
 
 /// Two finished runs (baseline and GNC) in `dir`: their output directories.
 fn two_runs(dir: &Path) -> [PathBuf; 2] {
@@ -95,9 +95,10 @@ fn plots_two_runs_as_png_and_svg() {
     let doc = roxmltree::Document::parse(&text).unwrap();
     assert_eq!(doc.root_element().attribute("height"), Some("340"));
     assert_eq!(series_lines(&doc), 2);
-    assert!(doc
-        .descendants()
-        .any(|n| n.text().map(str::trim) == Some("iteration")));
+    assert!(
+        doc.descendants()
+            .any(|n| n.text().map(str::trim) == Some("iteration"))
+    );
 }
 
 /// Polylines drawn 2 px wide through more than two points: the data series (legend samples

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use gnc_tests::{gncctl_output, run_job, tiny_job, write_spec, METHODS};
+use gnc_tests::{METHODS, gncctl_output, run_job, tiny_job, write_spec};
 
 /// gncctl's exit status for a negative answer.
 const NEGATIVE: i32 = 3;
@@ -45,8 +45,7 @@ fn text(o: &Output) -> String {
     )
 }
 
-const OTHER_CPU: &str =
-    "recorded in native mode on Hygon C86 7185 32-core Processor (HygonGenuine family 24 model 2); this machine is ";
+const OTHER_CPU: &str = "recorded in native mode on Hygon C86 7185 32-core Processor (HygonGenuine family 24 model 2); this machine is ";
 
 #[test]
 fn runs_and_checkpoints_record_their_key() {

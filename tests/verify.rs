@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use gnc_tests::{gncctl_output, run_job, tiny_job, write_spec, METHODS};
+use gnc_tests::{METHODS, gncctl_output, run_job, tiny_job, write_spec};
 
 /// gncctl's exit status for a negative answer.
 const NEGATIVE: i32 = 3;
@@ -59,10 +59,12 @@ fn a_recorded_run_reproduces() {
     )
     .unwrap();
     assert_eq!(verdict["params_sha256"], manifest["params_sha256"]);
-    assert!(verdict["message"]
-        .as_str()
-        .unwrap()
-        .contains("checkpoint manifest of iteration 16"));
+    assert!(
+        verdict["message"]
+            .as_str()
+            .unwrap()
+            .contains("checkpoint manifest of iteration 16")
+    );
 
     // In two worker processes, the same bits as the in-process record.
     let o = verify(&run, &["--iterations", "6", "--devices", "cpu:2"]);

@@ -5,8 +5,8 @@
 //! iteration boundary at which to act ([`crate::request`]); the in-process run acts on them at
 //! its next iteration boundary.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Shared between the supervisor and whoever may interrupt its run; every method may be
 /// called from any thread, any number of times.

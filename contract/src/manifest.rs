@@ -132,7 +132,9 @@ pub fn verify_files(dir: &Path, manifest: &Manifest) -> Result<(), CheckpointErr
         if found != sha256 {
             return Err(CheckpointError::Format(
                 path,
-                format!("checksum {found} does not match the manifest's {sha256} (truncated or damaged)"),
+                format!(
+                    "checksum {found} does not match the manifest's {sha256} (truncated or damaged)"
+                ),
             ));
         }
     }

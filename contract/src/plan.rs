@@ -5,9 +5,9 @@
 
 use gnc_proto::{JobSpec, SpecError, ValidSpec};
 
+use crate::DataError;
 use crate::architecture::Architecture;
 use crate::data_files::DataShape;
-use crate::DataError;
 
 /// Why a run cannot be planned.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use gnc_shm::{job_id, segment_name, ReductionGeometry, SegmentName, SegmentSpec};
+use gnc_shm::{ReductionGeometry, SegmentName, SegmentSpec, job_id, segment_name};
 
 /// The shm job field for a run: the spec's name made name-safe, and a hash of the output
 /// directory, so two runs of one spec into different directories never share segments.

@@ -128,11 +128,10 @@ pub fn clear_passed(control: &ControlBlock, min_begun: u64) {
         action: Action::Checkpoint,
         at,
     } = Request::decode(word)
+        && min_begun > at
     {
-        if min_begun > at {
-            // Fails only if nothing is to be done (someone else changed it): fine.
-            let _ = control.compare_exchange(REQUEST_WORD, word, 0);
-        }
+        // Fails only if nothing is to be done (someone else changed it): fine.
+        let _ = control.compare_exchange(REQUEST_WORD, word, 0);
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use gnc_proto::client::{Client, ClientError};
-use gnc_proto::socket::{Command, Reply, DEFAULT_SOCKET, SOCKET_ENV};
+use gnc_proto::socket::{Command, DEFAULT_SOCKET, Reply, SOCKET_ENV};
 
 /// The socket `gncctl` talks to: the `--socket` flag, else `GNC_SOCKET`, else the default.
 pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {

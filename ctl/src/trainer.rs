@@ -7,8 +7,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use gnc_proto::repro::Level;
 use gnc_proto::JobSpec;
+use gnc_proto::repro::Level;
 
 /// Overrides where `gnc-run` is (else next to the running `gncctl`).
 pub const ENV: &str = "GNC_RUN_BIN";

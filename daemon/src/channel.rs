@@ -4,7 +4,7 @@
 //! memory carries both today ([`GenerationSegments`]), and a transport across hosts brings its
 //! own implementation of each, leaving the supervisor's loop as it is.
 
-use gnc_contract::protocol::{begun_word, done_word, CHECKPOINT_WORD};
+use gnc_contract::protocol::{CHECKPOINT_WORD, begun_word, done_word};
 use gnc_contract::request::{self, Action};
 
 use crate::segments::GenerationSegments;

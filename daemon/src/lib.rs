@@ -23,4 +23,4 @@ pub mod worker_bin;
 pub use gnc_contract::interrupts::Interrupts;
 pub use gnc_contract::observer::Observer;
 pub use group::{FailureCause, WorkerFailure};
-pub use supervisor::{supervise, SupervisorError, SupervisorOptions};
+pub use supervisor::{SupervisorError, SupervisorOptions, supervise};

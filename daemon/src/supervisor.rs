@@ -16,9 +16,9 @@ use gnc_contract::plan::{PlanError, RunPlan};
 use gnc_contract::protocol;
 use gnc_contract::{CheckpointError, RunSummary};
 use gnc_proto::{Device, Devices, JobSpec, SpecError, ValidSpec};
-use gnc_shm::cleaner::{clean_stale_segments, StaleReason};
-use gnc_shm::tree::{Block, LayoutError};
 use gnc_shm::SegmentError;
+use gnc_shm::cleaner::{StaleReason, clean_stale_segments};
+use gnc_shm::tree::{Block, LayoutError};
 
 use crate::channel::GroupChannel;
 use crate::forward::Forwarder;
@@ -349,7 +349,7 @@ fn watch(
         {
             Poll::AllSucceeded => return Ok(None),
             Poll::Died { process, status } => {
-                return Ok(Some(failure(process, FailureCause::from_status(status))))
+                return Ok(Some(failure(process, FailureCause::from_status(status))));
             }
             Poll::Running => {}
         }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gnc_daemon::{supervise, Interrupts, Observer, SupervisorError, SupervisorOptions};
+use gnc_daemon::{Interrupts, Observer, SupervisorError, SupervisorOptions, supervise};
 use gnc_proto::{Devices, JobSpec, ValidSpec};
 
 /// A teacher–student job long enough (3,072 iterations of a tiny MLP) that requests made

@@ -4,13 +4,15 @@ use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use crate::framing::{read_line, Line};
-use crate::socket::{Command, ErrorKind, Reply, Request, Response, MAX_REPLY_BYTES};
+use crate::framing::{Line, read_line};
+use crate::socket::{Command, ErrorKind, MAX_REPLY_BYTES, Reply, Request, Response};
 
 /// Why talking to the daemon failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to gncd at {path}: {message} (is gncd running? the socket is set by --socket or GNC_SOCKET)")]
+    #[error(
+        "cannot connect to gncd at {path}: {message} (is gncd running? the socket is set by --socket or GNC_SOCKET)"
+    )]
     Connect { path: PathBuf, message: String },
     #[error("lost the connection to gncd: {0}")]
     Io(#[from] std::io::Error),
@@ -72,7 +74,7 @@ impl Client {
             Line::TooLong { bytes } => {
                 return Err(ClientError::BadReply(format!(
                     "a reply of {bytes} bytes exceeds {MAX_REPLY_BYTES}"
-                )))
+                )));
             }
             Line::Complete => {}
         }

@@ -90,13 +90,13 @@ impl Level {
                     return Err(format!(
                         "{key}={value} in the environment, but the {self} reproducibility \
                          level computes with {key}={wanted}: {fix}"
-                    ))
+                    ));
                 }
                 None => {
                     return Err(format!(
                         "{key} is not set, but the {self} reproducibility level computes with \
                          {key}={wanted}: {fix}"
-                    ))
+                    ));
                 }
             }
         }
@@ -386,10 +386,12 @@ mod tests {
     #[test]
     fn levels_parse_and_print() {
         assert_eq!("native".parse::<Level>(), Ok(Level::Native));
-        assert!("fast"
-            .parse::<Level>()
-            .unwrap_err()
-            .contains("\"portable\""));
+        assert!(
+            "fast"
+                .parse::<Level>()
+                .unwrap_err()
+                .contains("\"portable\"")
+        );
         assert_eq!(Level::default().to_string(), "portable");
     }
 }

@@ -57,8 +57,8 @@ impl Deref for ValidSpec {
 
 #[cfg(test)]
 mod tests {
-    use crate::spec::TINY_SPEC;
     use crate::JobSpec;
+    use crate::spec::TINY_SPEC;
 
     #[test]
     fn an_edit_is_checked_again() {

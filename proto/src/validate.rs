@@ -1,8 +1,8 @@
 //! Checks that a parsed spec can be trained, before any work starts. Each rule names the key
 //! it is about, so the user knows which line of `job.toml` to fix.
 
-use crate::spec::{Dataset, Decay, JobSpec, MethodSpec, ModelSpec, OptimizerSpec};
 use crate::SpecError;
+use crate::spec::{Dataset, Decay, JobSpec, MethodSpec, ModelSpec, OptimizerSpec};
 
 fn bad(key: &str, message: impl Into<String>) -> SpecError {
     SpecError::Invalid {
@@ -161,43 +161,43 @@ fn validate_parallel(spec: &JobSpec) -> Result<(), SpecError> {
     if p.threads == Some(0) {
         return Err(bad("parallel.threads", "must be at least 1"));
     }
-    if let Some(n) = spec.devices()?.and_then(|d| d.processes()) {
-        if n > p.workers {
-            return Err(bad(
-                "parallel.devices",
-                format!(
-                    "asks for {n} worker processes, more than the M = {} logical workers",
-                    p.workers
-                ),
-            ));
-        }
+    if let Some(n) = spec.devices()?.and_then(|d| d.processes())
+        && n > p.workers
+    {
+        return Err(bad(
+            "parallel.devices",
+            format!(
+                "asks for {n} worker processes, more than the M = {} logical workers",
+                p.workers
+            ),
+        ));
     }
-    if let Some(n) = spec.data.train_subset {
-        if spec.large_batch() > n {
-            return Err(bad(
-                "parallel.small_batch",
-                format!(
-                    "the large batch B = b * M = {} * {} = {} exceeds the {} training examples \
+    if let Some(n) = spec.data.train_subset
+        && spec.large_batch() > n
+    {
+        return Err(bad(
+            "parallel.small_batch",
+            format!(
+                "the large batch B = b * M = {} * {} = {} exceeds the {} training examples \
                      of data.train_subset",
-                    p.small_batch,
-                    p.workers,
-                    spec.large_batch(),
-                    n
-                ),
-            ));
-        }
+                p.small_batch,
+                p.workers,
+                spec.large_batch(),
+                n
+            ),
+        ));
     }
-    if let Some(ts) = &spec.data.teacher_student {
-        if spec.large_batch() > ts.train_examples {
-            return Err(bad(
-                "parallel.small_batch",
-                format!(
-                    "the large batch B = b * M = {} exceeds the {} training examples",
-                    spec.large_batch(),
-                    ts.train_examples
-                ),
-            ));
-        }
+    if let Some(ts) = &spec.data.teacher_student
+        && spec.large_batch() > ts.train_examples
+    {
+        return Err(bad(
+            "parallel.small_batch",
+            format!(
+                "the large batch B = b * M = {} exceeds the {} training examples",
+                spec.large_batch(),
+                ts.train_examples
+            ),
+        ));
     }
     Ok(())
 }

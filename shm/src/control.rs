@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::geometry::Geometry;
 use crate::header::SegmentSpec;
-use crate::naming::{job_id, SegmentName};
+use crate::naming::{SegmentName, job_id};
 use crate::segment::{Segment, SegmentError};
 
 /// A mapped control block of `words` words.

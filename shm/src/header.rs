@@ -13,7 +13,7 @@
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::geometry::{Geometry, CACHE_LINE};
+use crate::geometry::{CACHE_LINE, Geometry};
 
 /// First eight bytes of every gnc segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"gnc-shm\0");

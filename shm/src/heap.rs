@@ -37,7 +37,7 @@ pub fn retain_freed_memory() -> bool {
 
 #[cfg(test)]
 mod tests {
-    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::resource::{UsageWho, getrusage};
 
     /// Minor page faults of this thread so far.
     fn faults() -> i64 {

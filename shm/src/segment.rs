@@ -18,19 +18,17 @@ use std::num::NonZeroUsize;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
-use nix::sys::stat::{fchmod, fstat, Mode};
+use nix::sys::stat::{Mode, fchmod, fstat};
 use nix::unistd::ftruncate;
 
-use crate::header::{self, HeaderFields, HeaderMismatch, SegmentSpec, HEADER_LEN};
+use crate::header::{self, HEADER_LEN, HeaderFields, HeaderMismatch, SegmentSpec};
 use crate::mapping::Mapping;
 use crate::naming::SegmentName;
 
 /// Why a segment could not be created or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
-    #[error(
-        "segment {name} already exists (left over from a dead run? the cleaner removes those)"
-    )]
+    #[error("segment {name} already exists (left over from a dead run? the cleaner removes those)")]
     AlreadyExists { name: SegmentName },
     #[error("segment {name} does not exist")]
     NotFound { name: SegmentName },
@@ -48,7 +46,9 @@ pub enum SegmentError {
         found: u64,
         needed: u64,
     },
-    #[error("segment {name} has no published header (its creator is still writing it, or died doing so)")]
+    #[error(
+        "segment {name} has no published header (its creator is still writing it, or died doing so)"
+    )]
     NotPublished { name: SegmentName },
     #[error("segment {name} refused: {mismatch}")]
     Mismatch {

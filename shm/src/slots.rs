@@ -34,8 +34,8 @@
 use std::fmt;
 use std::mem::size_of;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::backoff::Backoff;
@@ -66,7 +66,9 @@ pub enum SlotError {
         previous: u64,
         requested: u64,
     },
-    #[error("reader {reader} already finished iteration {finished}; cannot {action} iteration {requested}")]
+    #[error(
+        "reader {reader} already finished iteration {finished}; cannot {action} iteration {requested}"
+    )]
     AlreadyFinished {
         reader: usize,
         action: &'static str,
@@ -81,20 +83,26 @@ pub enum SlotError {
         found: u64,
         age: GenerationAge,
     },
-    #[error("slot {slot} already holds iteration {found} while iteration {wanted} was awaited (protocol violation)")]
+    #[error(
+        "slot {slot} already holds iteration {found} while iteration {wanted} was awaited (protocol violation)"
+    )]
     Overtaken {
         slot: usize,
         wanted: u64,
         found: u64,
     },
-    #[error("timed out after {waited:?} waiting for slot {slot} to hold iteration {iteration} (last seen: {last_seen:?})")]
+    #[error(
+        "timed out after {waited:?} waiting for slot {slot} to hold iteration {iteration} (last seen: {last_seen:?})"
+    )]
     SlotTimeout {
         slot: usize,
         iteration: u64,
         waited: Duration,
         last_seen: Option<Stamp>,
     },
-    #[error("timed out after {waited:?} waiting for reader {reader} to finish iteration {iteration} before slot {slot} is rewritten (last finished: {finished:?})")]
+    #[error(
+        "timed out after {waited:?} waiting for reader {reader} to finish iteration {iteration} before slot {slot} is rewritten (last finished: {finished:?})"
+    )]
     ReaderTimeout {
         slot: usize,
         reader: usize,

@@ -72,7 +72,9 @@ fn height(m: usize) -> usize {
 pub enum LayoutError {
     #[error("there must be at least one logical worker and one block")]
     Empty,
-    #[error("block {index} {found} should start at worker {expected}: blocks must be contiguous and in order")]
+    #[error(
+        "block {index} {found} should start at worker {expected}: blocks must be contiguous and in order"
+    )]
     NotContiguous {
         index: usize,
         found: Blocks,
@@ -186,7 +188,7 @@ pub fn subtree_layout(m: usize, p: usize) -> Result<Vec<Block>, LayoutError> {
             .iter()
             .enumerate()
             .rev()
-            .max_by_key(|(_, &(lo, hi))| hi - lo)
+            .max_by_key(|&(_, &(lo, hi))| hi - lo)
             .expect("at least one block");
         let mid = split(lo, hi);
         blocks.splice(index..=index, [(lo, mid), (mid, hi)]);

@@ -7,13 +7,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gnc_shm::cleaner::{clean_stale_segments, StaleReason};
+use gnc_shm::cleaner::{StaleReason, clean_stale_segments};
 use gnc_shm::tree::{self, Block};
 use gnc_shm::{
-    job_id, segment_name, Geometry, Producer, Reader, ReductionGeometry, Segment, SegmentName,
-    SegmentSpec, ShardedReducer, SlotArray,
+    Geometry, Producer, Reader, ReductionGeometry, Segment, SegmentName, SegmentSpec,
+    ShardedReducer, SlotArray, job_id, segment_name,
 };
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const ROLE: &str = "GNC_SHM_TEST_ROLE";

@@ -20,9 +20,9 @@
 
 use std::path::{Path, PathBuf};
 
-use gnc_contract::atomic::write_atomic;
-use gnc_contract::manifest::{self, part_file_name, Manifest, PartRef, FORMAT};
 use gnc_contract::CheckpointError;
+use gnc_contract::atomic::write_atomic;
+use gnc_contract::manifest::{self, FORMAT, Manifest, PartRef, part_file_name};
 use tch::Tensor;
 
 use crate::tensor_file::{self, Stored};

@@ -13,8 +13,9 @@ use gnc_contract::data_files::DataShape;
 use gnc_contract::manifest::{self, Manifest};
 use gnc_contract::plan::{PlanError, RunPlan};
 
+use crate::EngineError;
 use crate::checkpoint;
-use crate::data::{self, order::EpochOrder, Augment, DataSet};
+use crate::data::{self, Augment, DataSet, order::EpochOrder};
 use crate::device::Device;
 use crate::eval::evaluate;
 use crate::hash::model_sha256;
@@ -25,8 +26,7 @@ use crate::rng::Purpose;
 use crate::schedule::Schedule;
 use crate::state::TrainState;
 use crate::step::{BlockResult, BlockTask, BundleLayout, SecondBatch};
-use crate::tree::{combine_blocks, BlockSum, Bundle};
-use crate::EngineError;
+use crate::tree::{BlockSum, Bundle, combine_blocks};
 
 /// One job's fixed ingredients, and the means to advance a [`TrainState`] by one iteration.
 pub struct Trainer {

@@ -2,7 +2,7 @@
 
 use tch::{Kind, Tensor};
 
-use crate::data::{gather, Examples};
+use crate::data::{Examples, gather};
 use crate::device::Device;
 use crate::model::{BatchNorm, Model};
 

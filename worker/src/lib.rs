@@ -26,7 +26,7 @@ pub mod tree;
 
 use std::path::PathBuf;
 
-pub use driver::{train, RunOptions};
+pub use driver::{RunOptions, train};
 pub use gnc_contract::observer::Observer;
 pub use gnc_contract::{CheckpointError, DataError, RunSummary};
 

@@ -5,8 +5,8 @@
 //! no RNG state to carry, so a resumed run, or a worker hosted by another process, draws the
 //! same numbers.
 
-use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
 /// What a stream is for; part of the key so that streams never overlap.

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use tch::Tensor;
 
+use crate::CheckpointError;
 use crate::device::Device;
 use crate::model::ParamSpec;
 use crate::optim::Optimizer;
 use crate::tensor_file::Stored;
-use crate::CheckpointError;
 
 /// One logical worker's gradient as values: one row-major `Vec` per parameter, in canonical
 /// order. GNC keeps each worker's (g_i(t-1)) in this form, so that the kernels that write it

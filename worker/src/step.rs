@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use tch::{Kind, Tensor};
 
-use crate::data::{self, order::EpochOrder, Augment, Examples};
+use crate::data::{self, Augment, Examples, order::EpochOrder};
 use crate::device::Device;
 use crate::kernels;
 use crate::method::Perturbation;

@@ -16,8 +16,8 @@ use safetensors::tensor::{Dtype, Metadata, View};
 use sha2::{Digest, Sha256};
 use tch::Tensor;
 
-use crate::hash::f32_bytes;
 use crate::CheckpointError;
+use crate::hash::f32_bytes;
 use gnc_contract::atomic::replace_atomic;
 use gnc_contract::manifest::sha256_file;
 

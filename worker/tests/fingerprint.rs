@@ -8,7 +8,7 @@
 //! values: `GNC_PRINT_FINGERPRINT=1 cargo test --release -p gnc-worker --test fingerprint -- --nocapture`.
 
 use gnc_proto::repro::Level;
-use gnc_worker::kernels::fingerprint::{compute, differences, PORTABLE_REFERENCE};
+use gnc_worker::kernels::fingerprint::{PORTABLE_REFERENCE, compute, differences};
 
 #[test]
 fn portable_kernels_compute_as_the_reference_machines_do() {

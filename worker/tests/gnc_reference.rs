@@ -353,7 +353,7 @@ fn gnc_noise_sums_to_zero_over_workers() {
 #[test]
 fn gnc_weights_from_values_match_libtorch_addcmul() {
     use gnc_worker::kernels::linear::values;
-    use gnc_worker::method::{filter_norms, Perturbation};
+    use gnc_worker::method::{Perturbation, filter_norms};
     use gnc_worker::model::ParamCursor;
     let shapes: [&[i64]; 2] = [&[37, 53], &[37]];
     let params: Vec<Tensor> = shapes.iter().map(|s| random(1, s, 1.0)).collect();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use gnc_contract::interrupts::Interrupts;
 use gnc_proto::{IterRecord, JobSpec, ValidSpec};
-use gnc_worker::{train, Observer, RunOptions};
+use gnc_worker::{Observer, RunOptions, train};
 
 fn spec() -> ValidSpec {
     let text = r#"

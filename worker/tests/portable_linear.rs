@@ -3,7 +3,7 @@
 //! input gradient and two passes over the same weights (noise enhancement's objective).
 
 use gnc_worker::kernels::fingerprint::det;
-use gnc_worker::kernels::linear::{forward, gradients, Tape};
+use gnc_worker::kernels::linear::{Tape, forward, gradients};
 use tch::{Kind, Tensor};
 
 /// A 3-layer ReLU network on two batches, objective 0.7·L(x1) + 0.3·L(x2); its gradients

@@ -36,15 +36,15 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, ValueEnum};
 use gnc_bench::median;
 use gnc_shm::tree::{self, Block};
 use gnc_shm::{
-    job_id, segment_name, shard_range, Producer, Reader, ReductionGeometry, Segment, SegmentSpec,
-    ShardedReducer, SlotArray,
+    Producer, Reader, ReductionGeometry, Segment, SegmentSpec, ShardedReducer, SlotArray, job_id,
+    segment_name, shard_range,
 };
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const GENERATION: u64 = 1;
 const PEER_TIMEOUT: Duration = Duration::from_secs(60);

@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
-use gnc_bench::{f1_spec, median, minor_faults, thread_cpu_ns, Method};
+use gnc_bench::{Method, f1_spec, median, minor_faults, thread_cpu_ns};
 use gnc_contract::plan::iterations_per_epoch;
-use gnc_proto::repro::Level;
 use gnc_proto::ValidSpec;
+use gnc_proto::repro::Level;
 use gnc_worker::data::order::EpochOrder;
 use gnc_worker::engine::Trainer;
 use gnc_worker::rng::Purpose;

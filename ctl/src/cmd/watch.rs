@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use gnc_proto::socket::{Command, JobInfo, JobRef, JobState, Reply};
 use gnc_proto::MetricRecord;
+use gnc_proto::socket::{Command, JobInfo, JobRef, JobState, Reply};
 
 use crate::daemon;
 use crate::exit::Negative;

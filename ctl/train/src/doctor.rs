@@ -2,10 +2,10 @@
 //! under a level's pins, whether it computes the portable level as the reference machines do,
 //! and, given a recorded run, whether it can reproduce that run.
 
-use gnc_proto::repro::{Key, Level};
 use gnc_proto::JobSpec;
-use gnc_worker::kernels::fingerprint::{compute, differences, PORTABLE_REFERENCE};
+use gnc_proto::repro::{Key, Level};
 use gnc_worker::RunSummary;
+use gnc_worker::kernels::fingerprint::{PORTABLE_REFERENCE, compute, differences};
 
 use gnc_ctl::cmd::doctor::Args;
 use gnc_ctl::exit::Negative;

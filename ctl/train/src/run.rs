@@ -8,7 +8,7 @@ use gnc_contract::interrupts::Interrupts;
 use gnc_ctl::progress::{eval_line, progress_bar};
 use gnc_ctl::run_args::RunArgs;
 use gnc_proto::{EvalRecord, IterRecord, JobSpec};
-use gnc_worker::{train, Observer, RunOptions, RunSummary};
+use gnc_worker::{Observer, RunOptions, RunSummary, train};
 use indicatif::ProgressBar;
 
 /// Progress bar on stderr, updated a few times a second.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gnc_daemon::{supervise, Observer, SupervisorOptions};
+use gnc_daemon::{Observer, SupervisorOptions, supervise};
 use gnc_proto::{Devices, ValidSpec};
 use indicatif::ProgressBar;
 

@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use gnc_proto::socket::{Command, DaemonInfo, ErrorKind, JobState, Reply, Response};
 use gnc_proto::JobSpec;
+use gnc_proto::socket::{Command, DaemonInfo, ErrorKind, JobState, Reply, Response};
 
 use super::jobs::{Refusal, StopReason};
 use super::metrics_tail::MetricsTail;
@@ -109,10 +109,10 @@ fn submit(shared: &Shared, peer: u32, spec: JobSpec, devices: Option<String>) ->
     let bad = |message: String| Reply::error(ErrorKind::BadSpec, message);
     // The root is checked before the spec is validated, since validation reads the data
     // directory, and it must not be probed outside the allowed roots.
-    if let Some(root) = &spec.data.root {
-        if let Err(message) = super::roots::check(root, &config.allowed_data_roots) {
-            return bad(message);
-        }
+    if let Some(root) = &spec.data.root
+        && let Err(message) = super::roots::check(root, &config.allowed_data_roots)
+    {
+        return bad(message);
     }
     // Checked now so the user hears at once; checked again when the job starts, since its
     // data may change while it waits in the queue.
@@ -173,7 +173,9 @@ fn change(shared: &Shared, peer: u32, job: &str, change: Change) -> Reply {
     if peer != 0 && peer != owner {
         return Reply::error(
             ErrorKind::PermissionDenied,
-            format!("job {id} belongs to uid {owner}; only its owner or root may change it (you are uid {peer})"),
+            format!(
+                "job {id} belongs to uid {owner}; only its owner or root may change it (you are uid {peer})"
+            ),
         );
     }
     let wrong = |what: &str| {
@@ -245,7 +247,7 @@ fn logs(shared: &Shared, job: &str, tail: usize) -> Reply {
             return Reply::error(
                 ErrorKind::Internal,
                 format!("cannot read {}: {e}", path.display()),
-            )
+            );
         }
     };
     let lines: Vec<&str> = text.lines().collect();

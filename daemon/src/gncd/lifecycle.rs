@@ -11,11 +11,11 @@ use gnc_proto::socket::JobState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use super::DaemonError;
 use super::config::Config;
 use super::jobs::StopReason;
 use super::notify::Notifier;
 use super::state::{Message, Shared};
-use super::DaemonError;
 
 /// How long a stopping daemon waits for the running job to checkpoint and stop before it
 /// kills the workers; with the grace after the kill it stays within systemd's and the

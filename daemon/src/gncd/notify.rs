@@ -27,10 +27,10 @@ impl Notifier {
     }
 
     fn send(&self, states: &[NotifyState]) {
-        if self.enabled {
-            if let Err(e) = sd_notify::notify(false, states) {
-                tracing::warn!("sd_notify failed: {e}");
-            }
+        if self.enabled
+            && let Err(e) = sd_notify::notify(false, states)
+        {
+            tracing::warn!("sd_notify failed: {e}");
         }
     }
 

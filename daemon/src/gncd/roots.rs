@@ -51,9 +51,11 @@ mod tests {
             let e = check(&escape, &roots).unwrap_err();
             assert!(e.contains("not under an allowed data root"), "{e}");
         }
-        assert!(check(Path::new("data/mnist"), &roots)
-            .unwrap_err()
-            .contains("absolute"));
+        assert!(
+            check(Path::new("data/mnist"), &roots)
+                .unwrap_err()
+                .contains("absolute")
+        );
         // A sibling whose name starts with the allowed root's is not inside it.
         let sibling = dir.path().join("data2");
         std::fs::create_dir_all(&sibling).unwrap();

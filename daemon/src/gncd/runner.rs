@@ -10,10 +10,10 @@ use std::time::Instant;
 use gnc_proto::socket::JobState;
 use gnc_proto::{Devices, MetricRecord};
 
-use super::jobs::{now_seconds, Outcome};
+use super::jobs::{Outcome, now_seconds};
 use super::metrics_tail::MetricsTail;
 use super::state::{Message, Shared};
-use crate::{supervise, Interrupts, Observer, SupervisorError, SupervisorOptions};
+use crate::{Interrupts, Observer, SupervisorError, SupervisorOptions, supervise};
 
 /// The worker processes a job gets: what it asked for (else all the daemon has), capped to
 /// the daemon's devices and to its logical workers, then lowered to the largest power of two
@@ -145,10 +145,8 @@ impl JobEvents {
         let mut jobs = self.shared.jobs();
         if let Some(job) = jobs.get_mut(self.id) {
             f(job);
-            if persist {
-                if let Err(e) = jobs.save(self.id) {
-                    tracing::warn!(job = self.id, "cannot save the job's record: {e}");
-                }
+            if persist && let Err(e) = jobs.save(self.id) {
+                tracing::warn!(job = self.id, "cannot save the job's record: {e}");
             }
         }
         drop(jobs);

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TrySendError};
 
-use gnc_proto::framing::{read_line, Line};
-use gnc_proto::socket::{Command, ErrorKind, ProtocolError, Reply, Request, MAX_REQUEST_BYTES};
+use gnc_proto::framing::{Line, read_line};
+use gnc_proto::socket::{Command, ErrorKind, MAX_REQUEST_BYTES, ProtocolError, Reply, Request};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
 use super::config::Config;

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use gnc_proto::socket::JobInfo;
 use gnc_proto::JobSpec;
+use gnc_proto::socket::JobInfo;
 use serde::{Deserialize, Serialize};
 
 /// What `job.json` holds: the public record plus what only the daemon needs.

@@ -62,9 +62,11 @@ mod tests {
         assert_eq!(a.dims, vec![2, 2, 3]);
         assert_eq!(a.data[11], 12);
         let truncated = &bytes[..bytes.len() - 1];
-        assert!(parse_idx(truncated)
-            .unwrap_err()
-            .contains("need 12 data bytes"));
+        assert!(
+            parse_idx(truncated)
+                .unwrap_err()
+                .contains("need 12 data bytes")
+        );
         let mut bad = bytes.clone();
         bad[0] = 1;
         assert!(parse_idx(&bad).unwrap_err().contains("magic"));

@@ -11,13 +11,13 @@ pub mod synthetic;
 use std::path::Path;
 use std::sync::Arc;
 
-use gnc_contract::data_files::{self, root, CifarVariant};
+use gnc_contract::data_files::{self, CifarVariant, root};
 use gnc_proto::{DataSpec, Dataset};
 use tch::Tensor;
 
+use crate::DataError;
 use crate::device::Device;
 use crate::rng::{Purpose, Stream};
-use crate::DataError;
 
 /// One split (train or test) of a data set.
 #[derive(Clone)]

@@ -8,13 +8,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gnc_shm::tree::Block;
 use gnc_shm::ControlBlock;
+use gnc_shm::tree::Block;
 
-use super::hooks::Hooks;
 use super::WorkerError;
+use super::hooks::Hooks;
 use gnc_contract::manifest::{self, Manifest};
-use gnc_contract::protocol::{part_word, CHECKPOINT_WORD};
+use gnc_contract::protocol::{CHECKPOINT_WORD, part_word};
 
 use crate::checkpoint;
 use crate::engine::Trainer;

@@ -9,7 +9,7 @@
 //! Compiled in only with the `fault-injection` feature (`make test` enables it); a binary
 //! without it ignores the variables, saying so, so no environment can crash a production run.
 
-use nix::sys::signal::{raise, Signal};
+use nix::sys::signal::{Signal, raise};
 
 pub const KILL_ENV: &str = "GNC_TEST_KILL_AT";
 pub const HANG_ENV: &str = "GNC_TEST_HANG_AT";

@@ -18,11 +18,11 @@ pub mod run;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gnc_shm::SegmentError;
 use gnc_shm::header::HeaderMismatch;
 use gnc_shm::reduce::ReduceError;
 use gnc_shm::slots::SlotError;
 use gnc_shm::tree::LayoutError;
-use gnc_shm::SegmentError;
 
 pub use run::run;
 
@@ -59,7 +59,9 @@ pub enum WorkerError {
         iteration: u64,
         waited: Duration,
     },
-    #[error("the segments carry generation {found}, but this worker belongs to generation {ours}; exiting")]
+    #[error(
+        "the segments carry generation {found}, but this worker belongs to generation {ours}; exiting"
+    )]
     GenerationChanged { ours: u64, found: u64 },
     #[error("the supervisor (pid {expected}) is gone, our parent is now pid {found}; exiting")]
     ParentGone { expected: u32, found: i32 },

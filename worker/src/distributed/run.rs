@@ -7,23 +7,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gnc_proto::{JobSpec, ValidSpec};
-use gnc_shm::tree::{validate_layout, Block};
+use gnc_shm::tree::{Block, validate_layout};
 use gnc_shm::{ControlBlock, Segment, ShardedReducer, SlotArray};
 use nix::sys::signal::Signal;
 
-use super::ckpt::{self, Share};
-use super::flat::{flatten_into, Unflatten};
-use super::hooks::Hooks;
 use super::WorkerError;
+use super::ckpt::{self, Share};
+use super::flat::{Unflatten, flatten_into};
+use super::hooks::Hooks;
+use crate::EngineError;
 use crate::device::Device;
 use crate::engine::{Prepared, Trainer};
 use crate::run_loop::{self, Course, Transport};
 use crate::state::TrainState;
 use crate::tree::Bundle;
-use crate::EngineError;
 use gnc_contract::args::WorkerArgs;
 use gnc_contract::observer::Unobserved;
-use gnc_contract::protocol::{self, begun_word, done_word, GENERATION_WORD};
+use gnc_contract::protocol::{self, GENERATION_WORD, begun_word, done_word};
 use gnc_contract::request::{self, Action};
 
 /// Asks the kernel to SIGKILL us when the supervisor dies, then checks it has not already.

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use tch::{Kind, Tensor};
 
-use super::gemm::{matmul, Strided};
+use super::gemm::{Strided, matmul};
 
 /// One portable linear layer of a forward pass, as its backward needs it.
 pub struct LinearRecord {

@@ -65,13 +65,13 @@ pub fn first_difference(
                 return Some(Difference::Missing {
                     iter,
                     side: "recorded metrics.jsonl",
-                })
+                });
             }
             (_, None) => {
                 return Some(Difference::Missing {
                     iter,
                     side: "re-run",
-                })
+                });
             }
         };
         if a.iter != iter {

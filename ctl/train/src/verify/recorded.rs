@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use gnc_contract::manifest::{manifest_file, Manifest};
+use gnc_contract::manifest::{Manifest, manifest_file};
 use gnc_proto::{IterRecord, JobSpec, MetricRecord, ValidSpec};
 use gnc_worker::RunSummary;
 

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use gnc_daemon::{supervise, SupervisorOptions};
+use gnc_daemon::{SupervisorOptions, supervise};
 use gnc_proto::{Devices, ValidSpec};
-use gnc_worker::{train, Observer, RunOptions, RunSummary};
+use gnc_worker::{Observer, RunOptions, RunSummary, train};
 use indicatif::ProgressBar;
 
 use gnc_ctl::progress::progress_bar;
