@@ -11,7 +11,7 @@ CARGO_CONFIG := .cargo/config.toml
 DATA_STAMP := data/fashion-mnist/SOURCE.txt data/mnist/SOURCE.txt
 CARGO := cargo
 
-.PHONY: demo test setup venv data build lint system-packages nspawn-root bench bench-shm bench-control bench-methods clean-runs
+.PHONY: demo test setup venv data build lint system-packages nspawn-root bench bench-mpi bench-shm bench-control bench-methods clean-runs
 
 ## The main job: GNC on real Fashion-MNIST (examples/demo.toml); prints the final hash.
 demo: setup build
@@ -21,13 +21,13 @@ demo: setup build
 ## Every test binary runs even after a failure; the summary names each failed test.
 ## Fault injection (GNC_TEST_KILL_AT, GNC_TEST_HANG_AT) is compiled into the test build only.
 TEST_FEATURES := --features gnc-worker/fault-injection
-test: setup lint system-packages
+test: setup lint
 	-@$(MAKE) --no-print-directory nspawn-root
 	$(CARGO) build --release --workspace $(TEST_FEATURES)
 	@set -o pipefail; $(CARGO) test --release --workspace $(TEST_FEATURES) --no-fail-fast 2>&1 | tee target/test.log; \
 	status=$$?; scripts/test-summary.sh target/test.log && exit $$status
 
-setup: venv $(CARGO_CONFIG) data
+setup: system-packages venv $(CARGO_CONFIG) data
 
 venv: $(VENV_STAMP)
 
@@ -42,10 +42,10 @@ $(CARGO_CONFIG): $(VENV_STAMP) scripts/cargo-config.sh
 data: $(VENV_STAMP)
 	$(VENV)/bin/python scripts/fetch_data.py
 
-build: $(CARGO_CONFIG)
+build: system-packages $(CARGO_CONFIG)
 	$(CARGO) build --release --workspace
 
-lint: $(CARGO_CONFIG)
+lint: system-packages $(CARGO_CONFIG)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets $(TEST_FEATURES) -- -D warnings
 
@@ -66,14 +66,19 @@ bench-shm: setup build
 bench-control: setup build
 	$(VENV)/bin/python bench/run_control_bench.py
 
+## MPI all-reduce benchmark (a minute): gnc's deterministic all-reduce vs MPI_Allreduce.
+bench-mpi: setup build
+	$(VENV)/bin/python bench/run_mpi_bench.py
+
 ## Method comparison (about 40 minutes): the Fashion-MNIST examples trained to their end.
 bench-methods: setup build
 	$(VENV)/bin/python bench/run_methods.py
 
-## Debian packages only tests use: systemd-nspawn and debootstrap for the boot of gncd.service
-## under a real systemd (tests/systemd_boot.rs). Installed as root (CI); elsewhere that test
-## says it is skipped.
-SYSTEM_PACKAGES := systemd-container debootstrap
+## Debian packages: OpenMPI and libclang (the `mpi` crate's bindings) to build gnc-mpi;
+## systemd-nspawn and debootstrap for the boot of gncd.service under a real systemd
+## (tests/systemd_boot.rs, which says it is skipped where they are missing). Installed as root
+## (CI); elsewhere install them yourself.
+SYSTEM_PACKAGES := libopenmpi-dev openmpi-bin libclang-dev systemd-container debootstrap
 system-packages:
 	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
 		echo "not root with apt-get: not installing $(SYSTEM_PACKAGES)"; exit 0; fi; \

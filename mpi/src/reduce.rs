@@ -1,0 +1,117 @@
+//! The deterministic all-reduce over an MPI communicator.
+
+use gnc_shm::shard_range;
+use gnc_shm::tree::{self, Block, LayoutError};
+use mpi::Count;
+use mpi::datatype::{Partition, PartitionMut};
+use mpi::traits::*;
+
+/// Why a reduction cannot be set up or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReduceError {
+    #[error("{ranks} MPI ranks but {blocks} blocks of logical workers: one block per rank")]
+    Ranks { ranks: usize, blocks: usize },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("{len} floats is more than one MPI call can count")]
+    TooLong { len: usize },
+    #[error("a block sum of {found} floats where the reduction is of {expected}")]
+    Len { expected: usize, found: usize },
+}
+
+/// One rank's side of the all-reduce of `len` floats over `m` logical workers, rank r holding
+/// the sum of `blocks[r]`. Shard j (`gnc_shm::shard_range`) is reduced by rank j. MPI reads the
+/// shards straight from the caller's block sum and writes the reduced ones straight into the
+/// caller's output (variable-count collectives), so the only pass over the data gnc makes
+/// itself is the combine.
+pub struct MpiReducer<C: Communicator> {
+    comm: C,
+    rank: usize,
+    m: usize,
+    blocks: Vec<Block>,
+    len: usize,
+    /// Shard j's length and offset in the vector.
+    counts: Vec<Count>,
+    offsets: Vec<Count>,
+    /// Shard `rank` of every rank's block sum, in rank order, and where each begins.
+    received: Vec<f32>,
+    received_offsets: Vec<Count>,
+    /// This rank's reduced shard.
+    reduced: Vec<f32>,
+}
+
+impl<C: Communicator> MpiReducer<C> {
+    /// Checks that `blocks` is a valid layout of `m` workers with one block per rank.
+    pub fn new(comm: C, m: usize, blocks: Vec<Block>, len: usize) -> Result<Self, ReduceError> {
+        let ranks = comm.size() as usize;
+        if ranks != blocks.len() {
+            return Err(ReduceError::Ranks {
+                ranks,
+                blocks: blocks.len(),
+            });
+        }
+        tree::validate_layout(m, &blocks)?;
+        if Count::try_from(len).is_err() {
+            return Err(ReduceError::TooLong { len });
+        }
+        let rank = comm.rank() as usize;
+        let shards: Vec<_> = (0..ranks).map(|s| shard_range(len, ranks, s)).collect();
+        let mine = shards[rank].len();
+        Ok(MpiReducer {
+            counts: shards.iter().map(|r| r.len() as Count).collect(),
+            offsets: shards.iter().map(|r| r.start as Count).collect(),
+            received: vec![0.0; mine * ranks],
+            received_offsets: (0..ranks).map(|r| (r * mine) as Count).collect(),
+            reduced: vec![0.0; mine],
+            rank,
+            comm,
+            m,
+            blocks,
+            len,
+        })
+    }
+
+    /// This rank's block of logical workers.
+    pub fn block(&self) -> Block {
+        self.blocks[self.rank]
+    }
+
+    pub fn comm(&self) -> &C {
+        &self.comm
+    }
+
+    /// Every rank passes its block sum; every rank gets, in `out`, the tree sum over all `m`
+    /// workers, bit for bit the one-host sum.
+    pub fn all_reduce(&mut self, block_sum: &[f32], out: &mut [f32]) -> Result<(), ReduceError> {
+        for found in [block_sum.len(), out.len()] {
+            if found != self.len {
+                return Err(ReduceError::Len {
+                    expected: self.len,
+                    found,
+                });
+            }
+        }
+        let ranks = self.blocks.len();
+        let mine = self.reduced.len();
+        let received_counts = vec![mine as Count; ranks];
+        self.comm.all_to_all_varcount_into(
+            &Partition::new(block_sum, &self.counts[..], &self.offsets[..]),
+            &mut PartitionMut::new(
+                &mut self.received[..],
+                &received_counts[..],
+                &self.received_offsets[..],
+            ),
+        );
+        let shards: Vec<&[f32]> = if mine == 0 {
+            vec![&[][..]; ranks]
+        } else {
+            self.received.chunks(mine).collect()
+        };
+        tree::combine_blocks(&mut self.reduced, self.m, &self.blocks, &shards)?;
+        self.comm.all_gather_varcount_into(
+            &self.reduced[..],
+            &mut PartitionMut::new(out, &self.counts[..], &self.offsets[..]),
+        );
+        Ok(())
+    }
+}
