@@ -12,7 +12,7 @@ use gnc_shm::{ControlBlock, Segment, ShardedReducer, SlotArray};
 use nix::sys::signal::Signal;
 
 use super::WorkerError;
-use super::ckpt::{self, Share};
+use super::ckpt::{self, ControlWords, Share};
 use super::flat::{Unflatten, flatten_into};
 use super::hooks::Hooks;
 use crate::EngineError;
@@ -221,13 +221,18 @@ impl Transport for ShmTransport {
         state: &TrainState,
         out: &Path,
     ) -> Result<(), WorkerError> {
-        let share = Share {
+        let barrier = ControlWords {
             process: self.process,
             blocks: &self.blocks,
             control: &self.segments.control,
-            generation: self.generation,
             peer_timeout: self.peer_timeout,
             hooks: &self.hooks,
+        };
+        let share = Share {
+            process: self.process,
+            blocks: &self.blocks,
+            generation: self.generation,
+            barrier: &barrier,
         };
         ckpt::write(trainer, state, out, &share)
     }

@@ -1,0 +1,40 @@
+//! gnc-mpi-worker: one rank of a job across hosts, started by `mpirun` (one rank per host,
+//! or per process): `mpirun -np R gnc-mpi-worker SPEC --out DIR`. Rank 0 writes the metrics
+//! and `result.json`; the final hash equals the one-host run's for any R that gives subtrees.
+
+use clap::Parser;
+use gnc_mpi_worker::RunRequest;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "gnc-mpi-worker")]
+struct Args {
+    /// The job spec (TOML).
+    spec: PathBuf,
+    /// Output directory (metrics, checkpoints, result.json), shared by every rank.
+    #[arg(long)]
+    out: PathBuf,
+    /// Resume from the checkpoint after this many iterations.
+    #[arg(long)]
+    resume_from: Option<u64>,
+    /// Stop (with a checkpoint) once this many iterations are complete.
+    #[arg(long)]
+    stop_after: Option<u64>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let request = RunRequest {
+        spec: args.spec,
+        out: args.out,
+        resume_from: args.resume_from,
+        stop_after: args.stop_after,
+    };
+    match gnc_mpi_worker::run(&request) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gnc-mpi-worker: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

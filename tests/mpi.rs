@@ -1,0 +1,75 @@
+//! A job across hosts over MPI gives the one-host bits: `mpirun` with 2 and 4 ranks (on this
+//! machine, standing in for hosts) runs `gnc-mpi-worker`, and for every method the final
+//! parameter hash and the per-iteration records equal the in-process run's; a run stopped on
+//! 2 ranks resumes on 4 to the same hash.
+
+#[path = "mp_support.rs"]
+mod mp_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use mp_support::*;
+
+/// `mpirun -np ranks gnc-mpi-worker spec --out out extra…`, launched as gncctl launches its
+/// processes (the portable level's environment), and allowed as root (CI) and with more ranks
+/// than cores.
+fn mpirun(ranks: usize, spec: &Path, out: &Path, extra: &[&str]) {
+    let mut command = Command::new("mpirun");
+    gnc_proto::repro::Level::Portable.apply(&mut command);
+    let output = command
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(["--oversubscribe", "-np", &ranks.to_string()])
+        .arg(gnc_tests::bin_dir().join("gnc-mpi-worker"))
+        .arg(spec)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("mpirun runs (make installs openmpi-bin)");
+    assert!(
+        output.status.success(),
+        "mpirun -np {ranks}: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn result_hash(out: &Path) -> String {
+    let text = std::fs::read_to_string(out.join("result.json")).unwrap();
+    hash(&serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn every_method_over_2_and_4_ranks_gives_the_one_host_bits() {
+    let _serial = serial();
+    for (method, table) in gnc_tests::METHODS {
+        let name = format!("mpi_{method}");
+        let dir = tempfile::tempdir().unwrap();
+        let spec = gnc_tests::write_spec(dir.path(), &name, &job(&name, table, 16, ""));
+        let (expected_hash, expected_records) = reference(dir.path(), &spec);
+        for ranks in [2, 4] {
+            let out = dir.path().join(format!("ranks{ranks}"));
+            mpirun(ranks, &spec, &out, &[]);
+            assert_eq!(result_hash(&out), expected_hash, "{method}, {ranks} ranks");
+            assert_eq!(records(&out), expected_records, "{method}, {ranks} ranks");
+        }
+    }
+}
+
+#[test]
+fn a_run_stopped_on_2_ranks_resumes_on_4_to_the_same_bits() {
+    let _serial = serial();
+    let (method, table) = gnc_tests::METHODS[1];
+    let name = format!("mpi_resume_{method}");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = gnc_tests::write_spec(dir.path(), &name, &job(&name, table, 16, ""));
+    let (expected_hash, _) = reference(dir.path(), &spec);
+    let out = dir.path().join("mpi");
+    mpirun(2, &spec, &out, &["--stop-after", "7"]);
+    assert!(!out.join("result.json").exists() || result_hash(&out) != expected_hash);
+    mpirun(4, &spec, &out, &["--resume-from", "7"]);
+    assert_eq!(result_hash(&out), expected_hash);
+}
