@@ -55,6 +55,7 @@ fn every_method_over_2_and_4_ranks_gives_the_one_host_bits() {
             mpirun(ranks, &spec, &out, &[]);
             assert_eq!(result_hash(&out), expected_hash, "{method}, {ranks} ranks");
             assert_eq!(records(&out), expected_records, "{method}, {ranks} ranks");
+            assert_no_segments(&name);
         }
     }
 }
