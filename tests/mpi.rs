@@ -74,3 +74,87 @@ fn a_run_stopped_on_2_ranks_resumes_on_4_to_the_same_bits() {
     mpirun(4, &spec, &out, &["--resume-from", "7"]);
     assert_eq!(result_hash(&out), expected_hash);
 }
+
+/// `gncctl run --hosts HOSTFILE`, as a user runs it (as root, OpenMPI wants consent).
+fn gncctl_hosts(
+    spec: &Path,
+    out: &Path,
+    hostfile: &Path,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    gnc_tests::gncctl()
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .envs(env.iter().copied())
+        .args(["run", "--json", "--hosts"])
+        .arg(hostfile)
+        .arg(spec)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn gncctl_run_hosts_gives_the_one_host_bits_and_restarts_after_a_rank_dies() {
+    let _serial = serial();
+    let (method, table) = gnc_tests::METHODS[1];
+    let name = format!("mpi_hosts_{method}");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = gnc_tests::write_spec(dir.path(), &name, &job(&name, table, 16, ""));
+    let (expected_hash, _) = reference(dir.path(), &spec);
+    let hostfile = dir.path().join("hosts");
+    std::fs::write(
+        &hostfile,
+        "# four ranks standing in for hosts\nlocalhost slots=4\n",
+    )
+    .unwrap();
+    let clean = gncctl_hosts(&spec, &dir.path().join("clean"), &hostfile, &[]);
+    let stderr = String::from_utf8_lossy(&clean.stderr);
+    assert!(clean.status.success(), "{stderr}");
+    assert_eq!(hash(&summary(&clean)), expected_hash);
+    // Rank 2 dies as iteration 10 begins (generation 0 only): mpirun ends the job, which starts
+    // again from the checkpoint of 8.
+    let killed = gncctl_hosts(
+        &spec,
+        &dir.path().join("killed"),
+        &hostfile,
+        &[("GNC_TEST_KILL_AT", "2:10")],
+    );
+    let stderr = String::from_utf8_lossy(&killed.stderr);
+    assert!(killed.status.success(), "{stderr}");
+    assert!(stderr.contains("restart 1 of 3"), "{stderr}");
+    assert_eq!(hash(&summary(&killed)), expected_hash, "{stderr}");
+}
+
+#[test]
+fn bad_hostfiles_and_rank_counts_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = gnc_tests::write_spec(
+        dir.path(),
+        "mpi_bad",
+        &job("mpi_bad", "kind = \"baseline\"", 8, ""),
+    );
+    for (text, expected) in [
+        ("localhost slots=two\n", "line 1: slots=two"),
+        ("# nothing\n", "names no host"),
+        (
+            "localhost slots=9\n",
+            "9 ranks (one per slot): cannot split 8 logical workers",
+        ),
+    ] {
+        let hostfile = dir.path().join("hosts");
+        std::fs::write(&hostfile, text).unwrap();
+        let o = gncctl_hosts(&spec, &dir.path().join("out"), &hostfile, &[]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(stderr.contains(expected), "{text:?}: {stderr}");
+    }
+    let o = gncctl_hosts(
+        &spec,
+        &dir.path().join("out"),
+        &dir.path().join("missing"),
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read hostfile"));
+}

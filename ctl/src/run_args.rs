@@ -25,11 +25,16 @@ pub struct RunArgs {
     /// overrides the spec's `parallel.devices`.
     #[arg(long)]
     pub devices: Option<gnc_proto::Devices>,
+    /// Train across the hosts of this Open MPI hostfile (`NAME [slots=N]` per line; one rank
+    /// per slot, each an aligned block of logical workers), started with `mpirun`; the same
+    /// bits as on one host. A dead rank or host restarts the whole job from its checkpoint.
+    #[arg(long, value_name = "HOSTFILE", conflicts_with_all = ["devices", "threads"])]
+    pub hosts: Option<PathBuf>,
     /// With worker processes: restart the group when it makes no progress for this many
     /// seconds (start-up, evaluation and checkpoints included).
     #[arg(long, default_value_t = 300.0)]
     pub hang_timeout: f64,
-    /// With worker processes: how many group restarts to allow before giving up.
+    /// With worker processes or hosts: how many restarts to allow before giving up.
     #[arg(long, default_value_t = 3)]
     pub max_restarts: u32,
 }

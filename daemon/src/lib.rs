@@ -9,12 +9,16 @@
 //! - [`group`]: spawning, watching and killing the worker processes;
 //! - [`supervisor`]: the run loop — on any worker death or hang, stop the group, bump the
 //!   generation, recreate the segments and restart everyone from the last checkpoint;
+//! - [`hostfile`], [`across_hosts`]: a job across hosts, started by `mpirun` and restarted
+//!   from its checkpoint when a rank dies;
 //! - [`gncd`]: the daemon (queue, socket server, signals, sd_notify) around it.
 
+pub mod across_hosts;
 pub mod channel;
 mod forward;
 pub mod gncd;
 pub mod group;
+pub mod hostfile;
 pub mod layout;
 pub mod segments;
 pub mod supervisor;

@@ -246,7 +246,7 @@ fn remove_stale_segments(events: &mut dyn Observer) {
 
 /// The iteration of the newest checkpoint whose files are intact (hashed as streams; the
 /// workers load the tensors).
-fn latest_checkpoint(
+pub(crate) fn latest_checkpoint(
     spec: &JobSpec,
     out: &Path,
     events: &mut dyn Observer,
@@ -382,7 +382,7 @@ fn watch(
     }
 }
 
-fn read_result(out: &Path) -> Result<RunSummary, SupervisorError> {
+pub(crate) fn read_result(out: &Path) -> Result<RunSummary, SupervisorError> {
     let path = out.join("result.json");
     let bad = |message: String| SupervisorError::Result {
         path: path.clone(),

@@ -103,6 +103,9 @@ fn print_summary(s: &RunSummary) {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let spec = JobSpec::load(&args.spec)?;
     gnc_worker::pin::pin_process_environment(spec.reproducibility).map_err(anyhow::Error::msg)?;
+    if let Some(hostfile) = &args.hosts {
+        return crate::supervised::run_across_hosts(&spec, &args, hostfile);
+    }
     if let Some(devices) = args.devices.clone().or(spec.devices()?) {
         return crate::supervised::run(&spec, &args, devices);
     }

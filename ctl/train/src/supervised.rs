@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use std::path::Path;
+
+use gnc_daemon::across_hosts::supervise_across_hosts;
 use gnc_daemon::{Observer, SupervisorOptions, supervise};
 use gnc_proto::{Devices, ValidSpec};
 use indicatif::ProgressBar;
@@ -56,6 +59,23 @@ impl Observer for Report {
     fn warning(&mut self, message: &str) {
         self.say(format!("warning: {message}"));
     }
+}
+
+/// `gncctl run --hosts HOSTFILE`: the job across hosts through `mpirun`.
+pub fn run_across_hosts(spec: &ValidSpec, args: &RunArgs, hostfile: &Path) -> anyhow::Result<()> {
+    let options = SupervisorOptions {
+        output_dir: args.out.clone(),
+        resume: args.resume,
+        stop_after: args.stop_after,
+        max_restarts: args.max_restarts,
+        ..SupervisorOptions::new(Devices::Cpu(1))
+    };
+    let mut report = Report {
+        bar: progress_bar(!args.json),
+    };
+    let result = supervise_across_hosts(spec, hostfile, &options, &mut report);
+    report.bar.finish_and_clear();
+    crate::run::report(result.map_err(anyhow::Error::from), spec, args.json)
 }
 
 pub fn run(spec: &ValidSpec, args: &RunArgs, devices: Devices) -> anyhow::Result<()> {

@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use gnc_contract::observer::Unobserved;
 use gnc_contract::request::Action;
 use gnc_mpi::{MpiReducer, ReduceError};
-use gnc_proto::{JobSpec, SpecError};
+use gnc_proto::{JobSpec, SpecError, ValidSpec};
 use gnc_shm::tree::{self, Block, LayoutError};
 use gnc_worker::EngineError;
 use gnc_worker::device::Device;
 use gnc_worker::distributed::WorkerError;
 use gnc_worker::distributed::ckpt::{self, PartsBarrier, Share};
 use gnc_worker::distributed::flat::{Unflatten, flatten_into};
+use gnc_worker::distributed::hooks::Hooks;
 use gnc_worker::engine::{Prepared, Trainer};
 use gnc_worker::run_loop::{self, Course, Transport};
 use gnc_worker::state::TrainState;
@@ -43,6 +44,7 @@ pub enum MpiWorkerError {
 /// This rank's place in the job: its block and the reducer over all ranks.
 pub struct MpiTransport {
     rank: usize,
+    hooks: Hooks,
     blocks: Vec<Block>,
     shapes: Vec<Vec<i64>>,
     reducer: MpiReducer<SimpleCommunicator>,
@@ -52,7 +54,11 @@ pub struct MpiTransport {
 
 impl MpiTransport {
     /// Rank `comm.rank()` of `comm.size()`, each hosting one subtree of the spec's M workers.
-    pub fn new(comm: SimpleCommunicator, trainer: &Trainer) -> Result<Self, MpiWorkerError> {
+    pub fn new(
+        comm: SimpleCommunicator,
+        trainer: &Trainer,
+        generation: u64,
+    ) -> Result<Self, MpiWorkerError> {
         let ranks = comm.size() as usize;
         let workers = trainer.spec().parallel.workers;
         let blocks =
@@ -63,8 +69,10 @@ impl MpiTransport {
             })?;
         let shapes = trainer.bundle_shapes();
         let len = gnc_contract::protocol::bundle_len(&shapes);
+        let rank = comm.rank() as usize;
         Ok(MpiTransport {
-            rank: comm.rank() as usize,
+            rank,
+            hooks: Hooks::from_env(rank, generation),
             reducer: MpiReducer::new(comm, workers, blocks.clone(), len)?,
             blocks,
             shapes,
@@ -89,7 +97,8 @@ impl Transport for MpiTransport {
         self.rank == 0
     }
 
-    fn boundary(&mut self, _t: u64) -> Result<Option<Action>, MpiWorkerError> {
+    fn boundary(&mut self, t: u64) -> Result<Option<Action>, MpiWorkerError> {
+        self.hooks.iteration_begins(t);
         // No supervisor posts requests to an MPI job yet: it runs to its end or --stop-after.
         Ok(None)
     }
@@ -138,19 +147,53 @@ impl PartsBarrier for Barrier<'_> {
 
 /// What `gnc-mpi-worker` is asked to do.
 pub struct RunRequest {
+    /// The spec: TOML, or the JSON a launcher records (`spec.json`).
     pub spec: PathBuf,
+    /// Which start of the job this is (0, then one more per restart).
+    pub generation: u64,
     pub out: PathBuf,
     pub resume_from: Option<u64>,
     pub stop_after: Option<u64>,
 }
 
+fn load_spec(path: &Path) -> Result<ValidSpec, MpiWorkerError> {
+    if path.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let spec: JobSpec = serde_json::from_str(&text).map_err(|e| SpecError::Parse {
+            origin: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(spec.validated()?)
+    } else {
+        Ok(JobSpec::load(path)?)
+    }
+}
+
+impl MpiWorkerError {
+    /// The exit code, which tells the launcher whether a restart can help (`gnc_contract::protocol`).
+    pub fn exit_code(&self) -> u8 {
+        use gnc_contract::protocol::*;
+        match self {
+            MpiWorkerError::Spec(_) | MpiWorkerError::Layout { .. } => EXIT_JOB_FAILED,
+            MpiWorkerError::Engine(EngineError::Io(..) | EngineError::Thread(_)) => EXIT_FAILED,
+            MpiWorkerError::Engine(_) => EXIT_JOB_FAILED,
+            MpiWorkerError::Worker(e) => e.exit_code(),
+            MpiWorkerError::Reduce(_) => EXIT_FAILED,
+            MpiWorkerError::Init => EXIT_USAGE,
+        }
+    }
+}
+
 /// This rank's part of the job, to its end (or to `stop_after`).
 pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
     let universe = mpi::initialize().ok_or(MpiWorkerError::Init)?;
-    let spec = JobSpec::load(&request.spec)?;
+    let spec = load_spec(&request.spec)?;
     gnc_worker::pin::pin_process_environment(spec.reproducibility).map_err(EngineError::Config)?;
     let mut trainer = Trainer::on(&spec, 1, Device::CPU)?;
-    let mut transport = MpiTransport::new(universe.world(), &trainer)?;
+    let mut transport = MpiTransport::new(universe.world(), &trainer, request.generation)?;
     let io = |e: std::io::Error| EngineError::Io(request.out.clone(), e.to_string());
     std::fs::create_dir_all(&request.out).map_err(io)?;
     if transport.writes_records() {

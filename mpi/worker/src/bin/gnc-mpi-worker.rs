@@ -9,8 +9,11 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "gnc-mpi-worker")]
 struct Args {
-    /// The job spec (TOML).
+    /// The job spec: TOML, or JSON (`spec.json`, as the launcher records it).
     spec: PathBuf,
+    /// Which start of the job this is (the launcher counts restarts).
+    #[arg(long, default_value_t = 0)]
+    generation: u64,
     /// Output directory (metrics, checkpoints, result.json), shared by every rank.
     #[arg(long)]
     out: PathBuf,
@@ -26,6 +29,7 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let request = RunRequest {
         spec: args.spec,
+        generation: args.generation,
         out: args.out,
         resume_from: args.resume_from,
         stop_after: args.stop_after,
@@ -34,7 +38,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gnc-mpi-worker: error: {e}");
-            std::process::ExitCode::FAILURE
+            e.exit_code().into()
         }
     }
 }

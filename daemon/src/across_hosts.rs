@@ -1,0 +1,173 @@
+//! Running a job across hosts (DESIGN.md §5): `mpirun` starts one `gnc-mpi-worker` rank per
+//! hostfile slot, each hosting an aligned block of logical workers. MPI ends the whole job when
+//! a rank or host dies; this launcher then starts it again from the newest intact checkpoint
+//! (every rank's part of it), at most `max_restarts` times — torchrun's rule, as for a worker
+//! group on one host. A job error that would recur (`EXIT_JOB_FAILED`, `EXIT_USAGE`) ends it.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use gnc_contract::observer::Observer;
+use gnc_contract::plan::RunPlan;
+use gnc_contract::protocol;
+use gnc_contract::{RunSummary, atomic};
+use gnc_proto::ValidSpec;
+
+use crate::hostfile::{self, HostfileError};
+use crate::supervisor::{SupervisorError, SupervisorOptions, latest_checkpoint, read_result};
+
+/// Overrides where `gnc-mpi-worker` is (else next to the running executable).
+pub const WORKER_ENV: &str = "GNC_MPI_WORKER_BIN";
+
+/// Why a job across hosts did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum AcrossHostsError {
+    #[error(transparent)]
+    Hostfile(#[from] HostfileError),
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    #[error("--hosts {hostfile}: {ranks} ranks (one per slot): {error}")]
+    Layout {
+        hostfile: PathBuf,
+        ranks: usize,
+        error: gnc_shm::tree::LayoutError,
+    },
+    #[error("cannot start {program}: {message} (is Open MPI installed? `make` installs it)")]
+    Launch { program: String, message: String },
+    #[error("the job across hosts failed: {0}; not restarting, since it would fail the same way")]
+    JobFailed(String),
+    #[error("the job across hosts failed: {last}; giving up after {restarts} restart(s)")]
+    TooManyRestarts { last: String, restarts: u32 },
+}
+
+/// Trains `spec` on the hosts of `hostfile` (one rank per slot).
+pub fn supervise_across_hosts(
+    spec: &ValidSpec,
+    hostfile: &Path,
+    options: &SupervisorOptions,
+    events: &mut dyn Observer,
+) -> Result<RunSummary, AcrossHostsError> {
+    let hosts = hostfile::read(hostfile)?;
+    let ranks = hostfile::ranks(&hosts);
+    crate::layout::plan(spec.parallel.workers, ranks).map_err(|error| {
+        AcrossHostsError::Layout {
+            hostfile: hostfile.to_path_buf(),
+            ranks,
+            error,
+        }
+    })?;
+    let worker = worker_bin()?;
+    let total = RunPlan::read(spec)
+        .map_err(SupervisorError::from)?
+        .total_iterations;
+    let out = options
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| spec.output_dir.clone());
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| SupervisorError::Io(path, e.to_string()).into_across()
+    };
+    std::fs::create_dir_all(&out).map_err(io(&out))?;
+    let spec_file = out.join("spec.json");
+    let json = serde_json::to_vec_pretty(&**spec).expect("specs serialise");
+    atomic::write_atomic(&spec_file, &json).map_err(io(&spec_file))?;
+    let mut resume_from = if options.resume {
+        latest_checkpoint(spec, &out, events)?
+    } else {
+        None
+    };
+    let mut restarts = 0;
+    for generation in 0.. {
+        let mut command = mpirun(hostfile, ranks, spec.reproducibility);
+        command
+            .arg(&worker)
+            .arg(&spec_file)
+            .arg("--out")
+            .arg(&out)
+            .args(["--generation", &generation.to_string()]);
+        if let Some(iteration) = resume_from {
+            command.args(["--resume-from", &iteration.to_string()]);
+        }
+        if let Some(stop) = options.stop_after {
+            command.args(["--stop-after", &stop.to_string()]);
+        }
+        if let Some(log) = &options.worker_log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .map_err(io(log))?;
+            command.stderr(file);
+        }
+        events.started(resume_from.unwrap_or(0), total, ranks);
+        let status = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| AcrossHostsError::Launch {
+                program: "mpirun".into(),
+                message: e.to_string(),
+            })?;
+        if status.success() {
+            break;
+        }
+        let failure = format!("mpirun ({ranks} ranks, generation {generation}) {status}");
+        if status.code().is_some_and(|c| {
+            c == i32::from(protocol::EXIT_JOB_FAILED) || c == i32::from(protocol::EXIT_USAGE)
+        }) {
+            return Err(AcrossHostsError::JobFailed(failure));
+        }
+        if restarts >= options.max_restarts {
+            return Err(AcrossHostsError::TooManyRestarts {
+                last: failure,
+                restarts,
+            });
+        }
+        restarts += 1;
+        events.restarting(&failure, restarts, options.max_restarts);
+        resume_from = latest_checkpoint(spec, &out, events)?;
+    }
+    Ok(read_result(&out)?)
+}
+
+/// `mpirun` over the hostfile with the level's environment, here and (`-x`) on every host.
+fn mpirun(hostfile: &Path, ranks: usize, level: gnc_proto::repro::Level) -> Command {
+    let mut command = Command::new("mpirun");
+    level.apply(&mut command);
+    command
+        .arg("--hostfile")
+        .arg(hostfile)
+        .args(["-np", &ranks.to_string()]);
+    for (key, _) in level.environment() {
+        command.args(["-x", key]);
+    }
+    command
+}
+
+fn worker_bin() -> Result<PathBuf, AcrossHostsError> {
+    let path = match std::env::var_os(WORKER_ENV) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| AcrossHostsError::Launch {
+                program: "gnc-mpi-worker".into(),
+                message: e.to_string(),
+            })?;
+            exe.with_file_name(OsString::from("gnc-mpi-worker"))
+        }
+    };
+    if !path.is_file() {
+        return Err(AcrossHostsError::Launch {
+            program: path.display().to_string(),
+            message: format!("no such file (build the workspace, or set {WORKER_ENV})"),
+        });
+    }
+    Ok(path)
+}
+
+impl SupervisorError {
+    fn into_across(self) -> AcrossHostsError {
+        AcrossHostsError::Supervisor(self)
+    }
+}
