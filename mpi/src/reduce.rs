@@ -93,20 +93,30 @@ impl<C: Communicator> MpiReducer<C> {
         }
         let ranks = self.blocks.len();
         let mine = self.reduced.len();
-        let received_counts = vec![mine as Count; ranks];
+        // This rank's own shard is read where it lies, in `block_sum`: MPI moves only what
+        // crosses ranks (a zero count to and from itself).
+        let mut send_counts = self.counts.clone();
+        send_counts[self.rank] = 0;
+        let mut received_counts = vec![mine as Count; ranks];
+        received_counts[self.rank] = 0;
         self.comm.all_to_all_varcount_into(
-            &Partition::new(block_sum, &self.counts[..], &self.offsets[..]),
+            &Partition::new(block_sum, &send_counts[..], &self.offsets[..]),
             &mut PartitionMut::new(
                 &mut self.received[..],
                 &received_counts[..],
                 &self.received_offsets[..],
             ),
         );
-        let shards: Vec<&[f32]> = if mine == 0 {
-            vec![&[][..]; ranks]
-        } else {
-            self.received.chunks(mine).collect()
-        };
+        let own = &block_sum[self.offsets[self.rank] as usize..][..mine];
+        let shards: Vec<&[f32]> = (0..ranks)
+            .map(|r| {
+                if r == self.rank {
+                    own
+                } else {
+                    &self.received[r * mine..(r + 1) * mine]
+                }
+            })
+            .collect();
         tree::combine_blocks(&mut self.reduced, self.m, &self.blocks, &shards)?;
         self.comm.all_gather_varcount_into(
             &self.reduced[..],
