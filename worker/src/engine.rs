@@ -207,6 +207,18 @@ impl Trainer {
         }
     }
 
+    /// [`Trainer::compute_blocks`] of one block, on this thread: a worker process's share.
+    pub fn compute_block(
+        &self,
+        state: &mut TrainState,
+        prepared: &Prepared,
+        block: (usize, usize),
+    ) -> Result<Bundle, EngineError> {
+        let mut sums = self.compute_blocks(state, prepared, &[block])?;
+        let (_, bundle) = sums.pop().expect("one block, one sum");
+        Ok(bundle)
+    }
+
     /// Second phase: the tree sums of the given blocks of logical workers (nodes of the
     /// reduction tree), one thread per block. Keeps each worker's gradient in `state` when
     /// the method needs it next time.

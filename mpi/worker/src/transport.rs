@@ -109,8 +109,7 @@ impl Transport for MpiTransport {
         state: &mut TrainState,
         prepared: &Prepared,
     ) -> Result<Bundle, MpiWorkerError> {
-        let mut sums = trainer.compute_blocks(state, prepared, &[self.block()])?;
-        let (_, bundle) = sums.pop().expect("one block, one sum");
+        let bundle = trainer.compute_block(state, prepared, self.block())?;
         flatten_into(&bundle, &mut self.block_sum);
         self.reducer.all_reduce(&self.block_sum, &mut self.total)?;
         let mut total = Unflatten::new(&self.shapes, trainer.device());

@@ -195,9 +195,7 @@ impl Transport for ShmTransport {
         state: &mut TrainState,
         prepared: &Prepared,
     ) -> Result<Bundle, WorkerError> {
-        let block = self.blocks[self.process];
-        let mut sums = trainer.compute_blocks(state, prepared, &[block])?;
-        let (_, bundle) = sums.pop().expect("one block, one sum");
+        let bundle = trainer.compute_block(state, prepared, self.blocks[self.process])?;
         // The reduced shards go from shared memory straight into the tensors `finish` takes.
         let mut total = Unflatten::new(&self.shapes, trainer.device());
         self.reducer
