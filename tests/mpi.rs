@@ -158,3 +158,64 @@ fn bad_hostfiles_and_rank_counts_are_refused_by_name() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read hostfile"));
 }
+
+#[test]
+fn an_unreachable_host_is_an_error_without_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = gnc_tests::write_spec(
+        dir.path(),
+        "mpi_unreachable",
+        &job("mpi_unreachable", "kind = \"baseline\"", 8, ""),
+    );
+    let hostfile = dir.path().join("hosts");
+    std::fs::write(&hostfile, "nosuchhost.invalid slots=2\n").unwrap();
+    let o = gncctl_hosts(&spec, &dir.path().join("out"), &hostfile, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("before all 2 ranks"), "{stderr}");
+    assert!(!stderr.contains("restart 1 of"), "{stderr}");
+}
+
+/// Ranks handed different specs (`mpirun`'s multiple-program form) refuse to train, naming
+/// the rank that differs.
+#[test]
+fn ranks_that_disagree_on_the_spec_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = gnc_tests::write_spec(
+        dir.path(),
+        "mpi_a",
+        &job("mpi_a", "kind = \"baseline\"", 8, ""),
+    );
+    let b = gnc_tests::write_spec(
+        dir.path(),
+        "mpi_b",
+        &job("mpi_a", "kind = \"baseline\"", 8, "").replace("seed = ", "seed = 9"),
+    );
+    let worker = gnc_tests::bin_dir().join("gnc-mpi-worker");
+    let out = dir.path().join("out");
+    let mut command = Command::new("mpirun");
+    gnc_proto::repro::Level::Portable.apply(&mut command);
+    let o = command
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(["--oversubscribe", "-np", "1"])
+        .arg(&worker)
+        .arg(&a)
+        .arg("--out")
+        .arg(&out)
+        .args([":", "-np", "1"])
+        .arg(&worker)
+        .arg(&b)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("rank 1 on")
+            && stderr.contains("must run the same gnc build on the same spec"),
+        "{stderr}"
+    );
+    assert!(!out.join("metrics.jsonl").exists());
+}

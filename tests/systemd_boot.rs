@@ -75,8 +75,26 @@ StandardOutput=journal+console
 WantedBy=multi-user.target
 ";
 
-/// Writes what the package would not ship: the config, the data root and the test's unit.
-fn prepare(root: &Path) {
+/// Where the container sees the project's venv, and in it libtorch: outside /tmp, which the
+/// unit's `PrivateTmp=yes` replaces (a checkout under /tmp would vanish for the service).
+const VENV: &str = "/opt/gnc/venv";
+
+/// libtorch's directory in the project's venv, relative to the venv.
+fn torch_lib(venv: &Path) -> PathBuf {
+    let lib = venv.join("lib");
+    let python = std::fs::read_dir(&lib)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("python"))
+        .expect("a python directory in the venv");
+    Path::new("lib")
+        .join(python.file_name())
+        .join("site-packages/torch/lib")
+}
+
+/// Writes what the package would not ship: the config, the data root, the test's unit, and
+/// the drop-in an installation adds to find libtorch (README: `LD_LIBRARY_PATH`).
+fn prepare(root: &Path, torch_lib: &Path) {
     let write = |path: &str, text: &str| {
         let path = root.join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -84,6 +102,13 @@ fn prepare(root: &Path) {
     };
     write("etc/gnc/gncd.toml", CONFIG);
     write("etc/systemd/system/gnc-boot-test.service", TEST_UNIT);
+    write(
+        "etc/systemd/system/gncd.service.d/libtorch.conf",
+        &format!(
+            "[Service]\nEnvironment=LD_LIBRARY_PATH={}\n",
+            Path::new(VENV).join(torch_lib).display()
+        ),
+    );
     let wants = root.join("etc/systemd/system/multi-user.target.wants");
     std::fs::create_dir_all(&wants).unwrap();
     let link = wants.join("gnc-boot-test.service");
@@ -107,7 +132,8 @@ fn the_unit_starts_stops_reloads_and_survives_sigkill_under_a_real_systemd() {
     let results = dir.path().join("results");
     std::fs::create_dir(&results).unwrap();
     std::fs::copy(&spec, results.join("job.toml")).unwrap();
-    prepare(&root);
+    let venv = gnc_tests::repo_root().join(".venv");
+    prepare(&root, &torch_lib(&venv));
 
     let bin = gnc_tests::bin_dir();
     let repo = gnc_tests::repo_root();
@@ -136,11 +162,7 @@ fn the_unit_starts_stops_reloads_and_survives_sigkill_under_a_real_systemd() {
             repo.join("tests/assets/systemd-boot.sh"),
             "/usr/local/bin/gnc-boot-test",
         ))
-        // The worker's rpath names libtorch in the project's venv.
-        .arg(bind_ro(
-            repo.join(".venv"),
-            repo.join(".venv").to_str().unwrap(),
-        ))
+        .arg(bind_ro(venv.clone(), VENV))
         .arg(format!("--bind={}:/results", results.display()));
     let output = command.output().expect("systemd-nspawn runs");
     let read = |name: &str| std::fs::read_to_string(results.join(name)).unwrap_or_default();

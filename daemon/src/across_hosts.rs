@@ -37,6 +37,15 @@ pub enum AcrossHostsError {
     Launch { program: String, message: String },
     #[error("the job across hosts failed: {0}; not restarting, since it would fail the same way")]
     JobFailed(String),
+    #[error(
+        "{failure} before all {ranks} ranks on the hosts of {hostfile} had started (see mpirun's \
+         message above: an unreachable host, or a rank that never joined); not restarting"
+    )]
+    NeverStarted {
+        failure: String,
+        ranks: usize,
+        hostfile: PathBuf,
+    },
     #[error("the job across hosts failed: {last}; giving up after {restarts} restart(s)")]
     TooManyRestarts { last: String, restarts: u32 },
 }
@@ -101,6 +110,8 @@ pub fn supervise_across_hosts(
                 .map_err(io(log))?;
             command.stderr(file);
         }
+        // Rank 0 writes it again once every rank of this generation has joined.
+        let _ = std::fs::remove_file(out.join(".mpi-generation-started"));
         events.started(resume_from.unwrap_or(0), total, ranks);
         let status = command
             .stdin(Stdio::null())
@@ -119,6 +130,13 @@ pub fn supervise_across_hosts(
         }) {
             return Err(AcrossHostsError::JobFailed(failure));
         }
+        if !started(&out, generation) {
+            return Err(AcrossHostsError::NeverStarted {
+                failure,
+                ranks,
+                hostfile: hostfile.to_path_buf(),
+            });
+        }
         if restarts >= options.max_restarts {
             return Err(AcrossHostsError::TooManyRestarts {
                 last: failure,
@@ -130,6 +148,13 @@ pub fn supervise_across_hosts(
         resume_from = latest_checkpoint(spec, &out, events)?;
     }
     Ok(read_result(&out)?)
+}
+
+/// Whether every rank of `generation` joined: rank 0 records it once all have (in
+/// `gnc-mpi-worker`'s agreement check, `.mpi-generation-started`).
+fn started(out: &Path, generation: u64) -> bool {
+    std::fs::read_to_string(out.join(".mpi-generation-started"))
+        .is_ok_and(|text| text.trim() == generation.to_string())
 }
 
 /// `mpirun` over the hostfile with the level's environment, here and (`-x`) on every host.

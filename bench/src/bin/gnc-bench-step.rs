@@ -108,7 +108,8 @@ fn main() -> Result<()> {
         args.small_batch,
         args.method,
         args.alpha,
-    )?;
+    )?
+    .validated()?;
     let mut trainer = Trainer::new(&spec, 1).context("building the trainer")?;
     let mut state = trainer.fresh_state();
     if let Some(dir) = &args.dump_init {

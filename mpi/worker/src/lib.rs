@@ -5,6 +5,7 @@
 //! bit. Checkpoints: every rank writes the part of its block, an MPI barrier, rank 0 writes
 //! the manifest — the format of a shared-memory run's, so either resumes the other's.
 
+pub mod agreement;
 mod transport;
 
 pub use transport::{MpiTransport, MpiWorkerError, RunRequest, run};

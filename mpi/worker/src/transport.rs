@@ -39,6 +39,17 @@ pub enum MpiWorkerError {
     },
     #[error("MPI did not initialise (is this process started by mpirun?)")]
     Init,
+    #[error(
+        "rank {rank} on {host} runs {theirs}, but rank 0 on {host0} runs {first}: every host \
+         must run the same gnc build on the same spec"
+    )]
+    Disagree {
+        rank: usize,
+        host: String,
+        theirs: String,
+        host0: String,
+        first: String,
+    },
 }
 
 /// This rank's place in the job: its block and the reducer over all ranks.
@@ -182,6 +193,7 @@ impl MpiWorkerError {
             MpiWorkerError::Worker(e) => e.exit_code(),
             MpiWorkerError::Reduce(_) => EXIT_FAILED,
             MpiWorkerError::Init => EXIT_USAGE,
+            MpiWorkerError::Disagree { .. } => EXIT_JOB_FAILED,
         }
     }
 }
@@ -190,6 +202,7 @@ impl MpiWorkerError {
 pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
     let universe = mpi::initialize().ok_or(MpiWorkerError::Init)?;
     let spec = load_spec(&request.spec)?;
+    crate::agreement::check(&universe.world(), &crate::agreement::fingerprint(&spec))?;
     gnc_worker::pin::pin_process_environment(spec.reproducibility).map_err(EngineError::Config)?;
     let mut trainer = Trainer::on(&spec, 1, Device::CPU)?;
     let mut transport = MpiTransport::new(universe.world(), &trainer, request.generation)?;
@@ -199,6 +212,10 @@ pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
         // A record of what ran, as every run keeps it: `gncctl verify` re-runs it.
         let json = serde_json::to_vec_pretty(&*spec).expect("specs serialise");
         gnc_contract::atomic::write_atomic(&request.out.join("spec.json"), &json).map_err(io)?;
+        // Every rank has joined (the agreement above took all of them).
+        let started = crate::agreement::started_file(&request.out);
+        let generation = request.generation.to_string();
+        gnc_contract::atomic::write_atomic(&started, generation.as_bytes()).map_err(io)?;
     }
     let mut state = trainer.fresh_state();
     if let Some(iteration) = request.resume_from {
