@@ -152,7 +152,7 @@ below, else *unresolved*.
   floor of either.
 - *bits = MPI's*: with 2 ranks the tree's sum of two block sums is the one addition
   MPI makes too, so the bits agree; with more ranks MPI's order is its own and nothing holds
-  it to the tree's (tests/allreduce.rs checks gnc's against the one-host tree sum for 1–4 ranks).
+  it to the tree's (mpi/tests/allreduce.rs checks gnc's against the one-host tree sum for 1–4 ranks).
 The F1 iteration (`bench/f1-scaling.toml`: F1, GNC, M = 16, b = 32; its bundle is 1,900,510
 floats), {args.f1_rounds} rounds of {args.f1_iters} iterations per placement, the time per
 iteration the slope of completion times from iteration {args.f1_skip} on (start-up, data

@@ -2,7 +2,7 @@
 //! whose sum depends on the order of additions), the ranks all-reduce the block sums with
 //! [`gnc_mpi::MpiReducer`], and every rank compares the result, bit for bit, with the one-host
 //! tree sum over all M leaves it computes itself. Prints one line per rank; exits 1 on a
-//! difference. `tests/allreduce.rs` runs it with 1, 2, 3 and 4 ranks.
+//! difference. `mpi/tests/allreduce.rs` runs it with 1, 2, 3 and 4 ranks.
 //!
 //! Usage: gnc-mpi-selftest M LEN
 
