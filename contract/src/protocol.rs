@@ -97,6 +97,10 @@ pub const EXIT_STOPPED: u8 = 3;
 /// restart would fail the same way.
 pub const EXIT_JOB_FAILED: u8 = 4;
 
+/// In a job across hosts (MPI), the file in the output directory where rank 0 records the
+/// last generation whose ranks all joined; a launch that fails before it is not restarted.
+pub const MPI_STARTED_FILE: &str = ".mpi-generation-started";
+
 #[cfg(test)]
 mod tests {
     use super::*;

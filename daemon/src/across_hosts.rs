@@ -4,7 +4,6 @@
 //! (every rank's part of it), at most `max_restarts` times — torchrun's rule, as for a worker
 //! group on one host. A job error that would recur (`EXIT_JOB_FAILED`, `EXIT_USAGE`) ends it.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -76,7 +75,7 @@ pub fn supervise_across_hosts(
         .unwrap_or_else(|| spec.output_dir.clone());
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |e: std::io::Error| SupervisorError::Io(path, e.to_string()).into_across()
+        move |e: std::io::Error| AcrossHostsError::from(SupervisorError::Io(path, e.to_string()))
     };
     std::fs::create_dir_all(&out).map_err(io(&out))?;
     let spec_file = out.join("spec.json");
@@ -111,7 +110,7 @@ pub fn supervise_across_hosts(
             command.stderr(file);
         }
         // Rank 0 writes it again once every rank of this generation has joined.
-        let _ = std::fs::remove_file(out.join(".mpi-generation-started"));
+        let _ = std::fs::remove_file(out.join(protocol::MPI_STARTED_FILE));
         events.started(resume_from.unwrap_or(0), total, ranks);
         let status = command
             .stdin(Stdio::null())
@@ -150,10 +149,10 @@ pub fn supervise_across_hosts(
     Ok(read_result(&out)?)
 }
 
-/// Whether every rank of `generation` joined: rank 0 records it once all have (in
-/// `gnc-mpi-worker`'s agreement check, `.mpi-generation-started`).
+/// Whether every rank of `generation` joined: rank 0 records it once all have (after
+/// `gnc-mpi-worker`'s agreement check).
 fn started(out: &Path, generation: u64) -> bool {
-    std::fs::read_to_string(out.join(".mpi-generation-started"))
+    std::fs::read_to_string(out.join(protocol::MPI_STARTED_FILE))
         .is_ok_and(|text| text.trim() == generation.to_string())
 }
 
@@ -172,16 +171,11 @@ fn mpirun(hostfile: &Path, ranks: usize, level: gnc_proto::repro::Level) -> Comm
 }
 
 fn worker_bin() -> Result<PathBuf, AcrossHostsError> {
-    let path = match std::env::var_os(WORKER_ENV) {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let exe = std::env::current_exe().map_err(|e| AcrossHostsError::Launch {
-                program: "gnc-mpi-worker".into(),
-                message: e.to_string(),
-            })?;
-            exe.with_file_name(OsString::from("gnc-mpi-worker"))
-        }
+    let launch = |message: String| AcrossHostsError::Launch {
+        program: "gnc-mpi-worker".into(),
+        message,
     };
+    let path = crate::worker_bin::locate_named("gnc-mpi-worker", WORKER_ENV).map_err(launch)?;
     if !path.is_file() {
         return Err(AcrossHostsError::Launch {
             program: path.display().to_string(),
@@ -189,10 +183,4 @@ fn worker_bin() -> Result<PathBuf, AcrossHostsError> {
         });
     }
     Ok(path)
-}
-
-impl SupervisorError {
-    fn into_across(self) -> AcrossHostsError {
-        AcrossHostsError::Supervisor(self)
-    }
 }

@@ -52,11 +52,8 @@ pub fn ranks(hosts: &[Host]) -> usize {
 fn parse(text: &str) -> Result<Vec<Host>, (usize, String)> {
     let mut hosts = Vec::new();
     for (index, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        let Some((name, rest)) = line
-            .split_once(char::is_whitespace)
-            .or((!line.is_empty()).then_some((line, "")))
-        else {
+        let mut fields = raw.split('#').next().unwrap_or("").split_whitespace();
+        let Some(name) = fields.next() else {
             continue;
         };
         let bad = |message: String| (index + 1, message);
@@ -67,7 +64,7 @@ fn parse(text: &str) -> Result<Vec<Host>, (usize, String)> {
             return Err(bad(format!("{name:?} is not a host name")));
         }
         let mut slots = 1;
-        for field in rest.split_whitespace() {
+        for field in fields {
             let (key, value) = field
                 .split_once('=')
                 .ok_or_else(|| bad(format!("{field:?}: expected slots=N or max_slots=N")))?;

@@ -33,8 +33,12 @@ pub struct MpiReducer<C: Communicator> {
     /// Shard j's length and offset in the vector.
     counts: Vec<Count>,
     offsets: Vec<Count>,
-    /// Shard `rank` of every rank's block sum, in rank order, and where each begins.
+    /// What the all-to-all sends to each rank: `counts`, but nothing to this rank, whose own
+    /// shard is read where it lies.
+    send_counts: Vec<Count>,
+    /// Shard `rank` of every other rank's block sum, in rank order, and where each begins.
     received: Vec<f32>,
+    received_counts: Vec<Count>,
     received_offsets: Vec<Count>,
     /// This rank's reduced shard.
     reduced: Vec<f32>,
@@ -57,10 +61,17 @@ impl<C: Communicator> MpiReducer<C> {
         let rank = comm.rank() as usize;
         let shards: Vec<_> = (0..ranks).map(|s| shard_range(len, ranks, s)).collect();
         let mine = shards[rank].len();
+        let counts: Vec<Count> = shards.iter().map(|r| r.len() as Count).collect();
+        let mut send_counts = counts.clone();
+        send_counts[rank] = 0;
+        let mut received_counts = vec![mine as Count; ranks];
+        received_counts[rank] = 0;
         Ok(MpiReducer {
-            counts: shards.iter().map(|r| r.len() as Count).collect(),
+            counts,
             offsets: shards.iter().map(|r| r.start as Count).collect(),
+            send_counts,
             received: vec![0.0; mine * ranks],
+            received_counts,
             received_offsets: (0..ranks).map(|r| (r * mine) as Count).collect(),
             reduced: vec![0.0; mine],
             rank,
@@ -95,15 +106,11 @@ impl<C: Communicator> MpiReducer<C> {
         let mine = self.reduced.len();
         // This rank's own shard is read where it lies, in `block_sum`: MPI moves only what
         // crosses ranks (a zero count to and from itself).
-        let mut send_counts = self.counts.clone();
-        send_counts[self.rank] = 0;
-        let mut received_counts = vec![mine as Count; ranks];
-        received_counts[self.rank] = 0;
         self.comm.all_to_all_varcount_into(
-            &Partition::new(block_sum, &send_counts[..], &self.offsets[..]),
+            &Partition::new(block_sum, &self.send_counts[..], &self.offsets[..]),
             &mut PartitionMut::new(
                 &mut self.received[..],
-                &received_counts[..],
+                &self.received_counts[..],
                 &self.received_offsets[..],
             ),
         );

@@ -5,8 +5,6 @@
 //! Having passed it, rank 0 records that every rank of this generation joined, which tells the
 //! launcher that a later failure is worth a restart.
 
-use std::path::Path;
-
 use gnc_proto::ValidSpec;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
@@ -58,9 +56,4 @@ pub fn check(comm: &SimpleCommunicator, mine: &str) -> Result<(), MpiWorkerError
             first: first.clone(),
         }),
     }
-}
-
-/// The file in which rank 0 records the last generation whose ranks all joined.
-pub fn started_file(out: &Path) -> std::path::PathBuf {
-    out.join(".mpi-generation-started")
 }

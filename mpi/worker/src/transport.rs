@@ -213,7 +213,7 @@ pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
         let json = serde_json::to_vec_pretty(&*spec).expect("specs serialise");
         gnc_contract::atomic::write_atomic(&request.out.join("spec.json"), &json).map_err(io)?;
         // Every rank has joined (the agreement above took all of them).
-        let started = crate::agreement::started_file(&request.out);
+        let started = request.out.join(gnc_contract::protocol::MPI_STARTED_FILE);
         let generation = request.generation.to_string();
         gnc_contract::atomic::write_atomic(&started, generation.as_bytes()).map_err(io)?;
     }
