@@ -11,10 +11,11 @@ use std::process::Command;
 
 use mp_support::*;
 
-/// `mpirun -np ranks gnc-mpi-worker spec --out out extra…`, launched as gncctl launches its
-/// processes (the portable level's environment), and allowed as root (CI) and with more ranks
-/// than cores.
-fn mpirun(ranks: usize, spec: &Path, out: &Path, extra: &[&str]) {
+/// `mpirun -np hosts·per_host gnc-mpi-worker spec --out out --processes-per-host per_host
+/// extra…`, launched as gncctl launches its processes (the portable level's environment), and
+/// allowed as root (CI) and with more ranks than cores.
+fn mpirun((hosts, per_host): (usize, usize), spec: &Path, out: &Path, extra: &[&str]) {
+    let ranks = hosts * per_host;
     let mut command = Command::new("mpirun");
     gnc_proto::repro::Level::Portable.apply(&mut command);
     let output = command
@@ -25,12 +26,13 @@ fn mpirun(ranks: usize, spec: &Path, out: &Path, extra: &[&str]) {
         .arg(spec)
         .arg("--out")
         .arg(out)
+        .args(["--processes-per-host", &per_host.to_string()])
         .args(extra)
         .output()
         .expect("mpirun runs (make installs openmpi-bin)");
     assert!(
         output.status.success(),
-        "mpirun -np {ranks}: {}\n{}{}",
+        "mpirun: {hosts} hosts x {per_host}: {}\n{}{}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
@@ -43,25 +45,26 @@ fn result_hash(out: &Path) -> String {
 }
 
 #[test]
-fn every_method_over_2_and_4_ranks_gives_the_one_host_bits() {
+fn every_method_over_2_and_4_hosts_and_2_hosts_of_2_processes_gives_the_one_host_bits() {
     let _serial = serial();
     for (method, table) in gnc_tests::METHODS {
         let name = format!("mpi_{method}");
         let dir = tempfile::tempdir().unwrap();
         let spec = gnc_tests::write_spec(dir.path(), &name, &job(&name, table, 16, ""));
         let (expected_hash, expected_records) = reference(dir.path(), &spec);
-        for ranks in [2, 4] {
-            let out = dir.path().join(format!("ranks{ranks}"));
-            mpirun(ranks, &spec, &out, &[]);
-            assert_eq!(result_hash(&out), expected_hash, "{method}, {ranks} ranks");
-            assert_eq!(records(&out), expected_records, "{method}, {ranks} ranks");
+        for layout @ (hosts, per_host) in [(2, 1), (4, 1), (2, 2)] {
+            let out = dir.path().join(format!("hosts{hosts}x{per_host}"));
+            mpirun(layout, &spec, &out, &[]);
+            let what = format!("{method}, {hosts} hosts x {per_host}");
+            assert_eq!(result_hash(&out), expected_hash, "{what}");
+            assert_eq!(records(&out), expected_records, "{what}");
             assert_no_segments(&name);
         }
     }
 }
 
 #[test]
-fn a_run_stopped_on_2_ranks_resumes_on_4_to_the_same_bits() {
+fn a_run_stopped_on_2_hosts_resumes_on_2_hosts_of_2_processes_to_the_same_bits() {
     let _serial = serial();
     let (method, table) = gnc_tests::METHODS[1];
     let name = format!("mpi_resume_{method}");
@@ -69,9 +72,9 @@ fn a_run_stopped_on_2_ranks_resumes_on_4_to_the_same_bits() {
     let spec = gnc_tests::write_spec(dir.path(), &name, &job(&name, table, 16, ""));
     let (expected_hash, _) = reference(dir.path(), &spec);
     let out = dir.path().join("mpi");
-    mpirun(2, &spec, &out, &["--stop-after", "7"]);
+    mpirun((2, 1), &spec, &out, &["--stop-after", "7"]);
     assert!(!out.join("result.json").exists() || result_hash(&out) != expected_hash);
-    mpirun(4, &spec, &out, &["--resume-from", "7"]);
+    mpirun((2, 2), &spec, &out, &["--resume-from", "7"]);
     assert_eq!(result_hash(&out), expected_hash);
 }
 

@@ -94,14 +94,33 @@ impl<C: Communicator> MpiReducer<C> {
     /// Every rank passes its block sum; every rank gets, in `out`, the tree sum over all `m`
     /// workers, bit for bit the one-host sum.
     pub fn all_reduce(&mut self, block_sum: &[f32], out: &mut [f32]) -> Result<(), ReduceError> {
-        for found in [block_sum.len(), out.len()] {
-            if found != self.len {
-                return Err(ReduceError::Len {
-                    expected: self.len,
-                    found,
-                });
-            }
+        self.check_len(out.len())?;
+        self.reduce_own_shard(block_sum)?;
+        self.gather(out);
+        Ok(())
+    }
+
+    /// [`MpiReducer::all_reduce`] with the block sum and the total in one vector: every
+    /// shard a rank sends is read before any reduced shard is written back.
+    pub fn all_reduce_in_place(&mut self, values: &mut [f32]) -> Result<(), ReduceError> {
+        self.reduce_own_shard(values)?;
+        self.gather(values);
+        Ok(())
+    }
+
+    fn check_len(&self, found: usize) -> Result<(), ReduceError> {
+        if found != self.len {
+            return Err(ReduceError::Len {
+                expected: self.len,
+                found,
+            });
         }
+        Ok(())
+    }
+
+    /// The all-to-all of shards, then the combine of this rank's shard in the tree's order.
+    fn reduce_own_shard(&mut self, block_sum: &[f32]) -> Result<(), ReduceError> {
+        self.check_len(block_sum.len())?;
         let ranks = self.blocks.len();
         let mine = self.reduced.len();
         // This rank's own shard is read where it lies, in `block_sum`: MPI moves only what
@@ -125,10 +144,14 @@ impl<C: Communicator> MpiReducer<C> {
             })
             .collect();
         tree::combine_blocks(&mut self.reduced, self.m, &self.blocks, &shards)?;
+        Ok(())
+    }
+
+    /// Every rank's reduced shard, written where it belongs in `out`.
+    fn gather(&mut self, out: &mut [f32]) {
         self.comm.all_gather_varcount_into(
             &self.reduced[..],
             &mut PartitionMut::new(out, &self.counts[..], &self.offsets[..]),
         );
-        Ok(())
     }
 }

@@ -150,6 +150,23 @@ impl ShardedReducer {
         &mut self,
         iteration: u64,
         fill_block_sum: impl FnOnce(&mut [f32]),
+        read_shard: impl FnMut(Range<usize>, &[f32]),
+        timeout: Duration,
+    ) -> Result<(), ReduceError> {
+        self.all_reduce_across(iteration, fill_block_sum, |_| {}, read_shard, timeout)
+    }
+
+    /// [`ShardedReducer::all_reduce`] with one more step: this process's reduced shard — the
+    /// tree sum over the `m` workers of this reduction — passes through `across` before any
+    /// process reads it, which may replace it in place. The hierarchical reduction across
+    /// hosts uses it: here the `m` workers are one host's block, and `across` turns the
+    /// shard of the host's sum into the shard of the sum over all hosts (gnc-mpi), so the
+    /// processes of a host exchange only their own shard with the other hosts.
+    pub fn all_reduce_across(
+        &mut self,
+        iteration: u64,
+        fill_block_sum: impl FnOnce(&mut [f32]),
+        across: impl FnOnce(&mut [f32]),
         mut read_shard: impl FnMut(Range<usize>, &[f32]),
         timeout: Duration,
     ) -> Result<(), ReduceError> {
@@ -172,6 +189,7 @@ impl ShardedReducer {
             &self.blocks,
             &block_shards,
         )?;
+        across(&mut reduced[..shard.len()]);
         reduced.publish();
         drop(block_shards);
         self.block_sum_reader.finish(iteration)?;
@@ -286,6 +304,36 @@ mod tests {
                     assert_eq!(bits(&values), bits(&expected[range]));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn what_across_makes_of_a_shard_is_what_every_process_reads() {
+        const LEN: usize = 11;
+        let blocks = tree::even_layout(4, 2).unwrap();
+        let (sums, shards) = arrays("across", 2, LEN);
+        let threads: Vec<_> = (0..2)
+            .map(|p| {
+                let (sums, shards, blocks) = (sums.clone(), shards.clone(), blocks.clone());
+                std::thread::spawn(move || {
+                    let mut reducer = ShardedReducer::new(p, 4, &blocks, LEN, sums, shards)?;
+                    let mut out = vec![0f32; LEN];
+                    reducer.all_reduce_across(
+                        0,
+                        |slot| slot.fill(p as f32 + 1.0),
+                        // Each process's own shard only: its reduced values times 10 + p.
+                        |shard| shard.iter_mut().for_each(|x| *x = *x * 10.0 + p as f32),
+                        |range, shard| out[range].copy_from_slice(shard),
+                        TIMEOUT,
+                    )?;
+                    Ok::<_, ReduceError>(out)
+                })
+            })
+            .collect();
+        let mut expected = vec![30.0; shard_range(LEN, 2, 0).len()];
+        expected.extend(vec![31.0; shard_range(LEN, 2, 1).len()]);
+        for thread in threads {
+            assert_eq!(thread.join().unwrap().unwrap(), expected);
         }
     }
 

@@ -189,6 +189,25 @@ impl Segment {
         self.owner.is_some()
     }
 
+    /// Removes the name now; the mapping, and every peer's, stays valid. Once every peer has
+    /// opened the segment this leaves nothing in `/dev/shm` for a crash to leak. Only the
+    /// owner unlinks (an opener's call does nothing); a name already gone is not an error.
+    pub fn unlink_name(&mut self) -> Result<(), SegmentError> {
+        let Some(owner) = self.owner.take() else {
+            return Ok(());
+        };
+        let name = owner.0.clone();
+        std::mem::forget(owner);
+        match shm_unlink(name.as_str()) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(errno) => Err(SegmentError::Os {
+                name,
+                operation: "shm_unlink",
+                errno,
+            }),
+        }
+    }
+
     /// Start of the payload: 64-byte aligned, `spec().geometry.payload_len()` bytes long,
     /// all inside the file (checked by `create`/`open`).
     pub(crate) fn payload(&self) -> *mut u8 {
@@ -266,6 +285,31 @@ mod tests {
         let peer = Segment::open(&name, &spec(&name)).unwrap();
         assert!(!peer.is_owner());
         assert_eq!(peer.spec(), owner.spec());
+    }
+
+    #[test]
+    fn an_unlinked_name_is_gone_but_both_mappings_still_share_bytes() {
+        let name = name("early");
+        let mut owner = Segment::create(&name, &spec(&name)).unwrap();
+        let peer = Segment::open(&name, &spec(&name)).unwrap();
+        owner.unlink_name().unwrap();
+        assert!(!owner.is_owner());
+        assert!(matches!(
+            Segment::open(&name, &spec(&name)),
+            Err(SegmentError::NotFound { .. })
+        ));
+        use crate::slots::{Producer, Reader, SlotArray};
+        use std::sync::Arc;
+        let timeout = std::time::Duration::from_secs(5);
+        let mut producer = Producer::claim(Arc::new(SlotArray::new(owner).unwrap()), 1).unwrap();
+        let reader = Reader::claim(Arc::new(SlotArray::new(peer).unwrap()), 2).unwrap();
+        let mut slot = producer.begin_write(0, timeout).unwrap();
+        slot.fill(4.25);
+        slot.publish();
+        assert_eq!(reader.wait_for(1, 0, timeout).unwrap(), [4.25; 10]);
+        // A new segment of the same name can be created: the old one has no name left.
+        let again = Segment::create(&name, &spec(&name)).unwrap();
+        drop(again);
     }
 
     #[test]

@@ -196,6 +196,30 @@ pub fn subtree_layout(m: usize, p: usize) -> Result<Vec<Block>, LayoutError> {
     Ok(blocks)
 }
 
+/// The blocks of `m` workers over `hosts` hosts of `per_host` processes each, host by host:
+/// host h owns the h-th block of [`even_layout`]`(m, hosts)`, and its processes split that
+/// node evenly. A node's subtree has the shape of the tree over `[0, n)` shifted (a split
+/// depends only on the node's size), so a host can reduce its processes' blocks as a tree of
+/// its own and obtain its node's sum. Refused, with [`validate_layout`]'s error naming the
+/// total process count, where a process block would not be a node.
+pub fn host_layout(m: usize, hosts: usize, per_host: usize) -> Result<Vec<Block>, LayoutError> {
+    let processes = hosts.saturating_mul(per_host);
+    let host_blocks = even_layout(m, hosts)?;
+    let mut blocks = Vec::with_capacity(processes);
+    for (lo, hi) in host_blocks {
+        if per_host == 0 || per_host > hi - lo {
+            return Err(LayoutError::BadProcessCount { m, processes });
+        }
+        blocks.extend(
+            equal_blocks(hi - lo, per_host)
+                .into_iter()
+                .map(|(a, b)| (lo + a, lo + b)),
+        );
+    }
+    validate_layout(m, &blocks)?;
+    Ok(blocks)
+}
+
 /// The process counts `p` that divide `m` into `p` equal blocks that are all tree nodes.
 pub fn equal_block_counts(m: usize) -> Vec<usize> {
     (1..=m)
@@ -355,6 +379,76 @@ mod tests {
         assert_eq!(even_layout(16, 4).unwrap()[1], (4, 8));
         assert_eq!(equal_block_counts(6), [1, 3, 6]);
         assert_eq!(even_layout(16, 9).unwrap()[8], (15, 16));
+    }
+
+    #[test]
+    fn hosts_sum_their_node_as_a_tree_of_its_own_and_the_total_keeps_its_bits() {
+        // Values whose sum depends on the grouping, so a wrong tree shows.
+        let leaf = |w: usize| -> Vec<f32> {
+            (0..9)
+                .map(|i| 3f32.powi((w * 5 % 17) as i32 - 8) * (1.0 + i as f32 * 0.1))
+                .collect()
+        };
+        let mut checked = 0;
+        for m in 1..=24 {
+            let leaves: Vec<Vec<f32>> = (0..m).map(leaf).collect();
+            let views: Vec<&[f32]> = leaves.iter().map(Vec::as_slice).collect();
+            let mut whole = vec![0f32; 9];
+            sum_into(&mut whole, &views);
+            for hosts in 1..=m {
+                for per_host in 1..=m / hosts {
+                    let Ok(blocks) = host_layout(m, hosts, per_host) else {
+                        continue;
+                    };
+                    validate_layout(m, &blocks).unwrap();
+                    let host_blocks = even_layout(m, hosts).unwrap();
+                    let mut host_sums = Vec::new();
+                    for (h, &(lo, hi)) in host_blocks.iter().enumerate() {
+                        let mine = &blocks[h * per_host..(h + 1) * per_host];
+                        assert_eq!((mine[0].0, mine[per_host - 1].1), (lo, hi));
+                        // Each process's block sum, then the host's combine over its own
+                        // tree of hi - lo workers, in coordinates shifted by lo.
+                        let sums: Vec<Vec<f32>> = mine
+                            .iter()
+                            .map(|&(a, b)| {
+                                let mut sum = vec![0f32; 9];
+                                sum_into(&mut sum, &views[a..b]);
+                                sum
+                            })
+                            .collect();
+                        let local: Vec<Block> =
+                            mine.iter().map(|&(a, b)| (a - lo, b - lo)).collect();
+                        let sum_views: Vec<&[f32]> = sums.iter().map(Vec::as_slice).collect();
+                        let mut host_sum = vec![0f32; 9];
+                        combine_blocks(&mut host_sum, hi - lo, &local, &sum_views).unwrap();
+                        host_sums.push(host_sum);
+                    }
+                    let host_views: Vec<&[f32]> = host_sums.iter().map(Vec::as_slice).collect();
+                    let mut total = vec![0f32; 9];
+                    combine_blocks(&mut total, m, &host_blocks, &host_views).unwrap();
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&total), bits(&whole), "m {m}, {hosts} x {per_host}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} layouts checked");
+        assert_eq!(
+            host_layout(16, 2, 2).unwrap(),
+            [(0, 4), (4, 8), (8, 12), (12, 16)]
+        );
+    }
+
+    #[test]
+    fn host_layouts_whose_blocks_are_not_nodes_are_refused() {
+        let message = host_layout(16, 2, 3).unwrap_err().to_string();
+        assert!(message.contains("not a subtree"), "{message}");
+        assert!(message.contains("over 6 processes"), "{message}");
+        assert_eq!(
+            host_layout(4, 2, 3),
+            Err(LayoutError::BadProcessCount { m: 4, processes: 6 })
+        );
+        assert!(host_layout(16, 3, 1).is_err());
     }
 
     #[test]

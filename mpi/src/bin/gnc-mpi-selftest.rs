@@ -1,7 +1,7 @@
 //! Run under `mpirun -np R`: each rank sums its block of M logical workers' vectors (values
 //! whose sum depends on the order of additions), the ranks all-reduce the block sums with
 //! [`gnc_mpi::MpiReducer`], and every rank compares the result, bit for bit, with the one-host
-//! tree sum over all M leaves it computes itself. Prints one line per rank; exits 1 on a
+//! tree sum over all M leaves it computes itself, for both forms (separate output, in place). Prints one line per rank; exits 1 on a
 //! difference. `mpi/tests/allreduce.rs` runs it with 1, 2, 3 and 4 ranks.
 //!
 //! Usage: gnc-mpi-selftest M LEN
@@ -48,6 +48,11 @@ fn main() {
     reducer
         .all_reduce(&block_sum, &mut total)
         .expect("the all-reduce runs");
+    // The in-place form (the hierarchical transport's) must give the same bits.
+    let mut in_place = block_sum.clone();
+    reducer
+        .all_reduce_in_place(&mut in_place)
+        .expect("the in-place all-reduce runs");
     let mut expected = vec![0.0; len];
     tree::sum_into(&mut expected, &refs);
     // The plain left-to-right sum differs, or equality above would prove nothing.
@@ -55,7 +60,7 @@ fn main() {
         .map(|i| leaves.iter().fold(0.0, |s, l| s + l[i]))
         .collect();
     let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-    let equal = same(&total, &expected);
+    let equal = same(&total, &expected) && same(&in_place, &expected);
     println!(
         "rank {rank}/{ranks} block {lo}..{hi}: {} (naive order differs: {})",
         if equal { "bit-equal" } else { "DIFFERENT" },

@@ -6,7 +6,11 @@ use gnc_contract::observer::Unobserved;
 use gnc_contract::request::Action;
 use gnc_mpi::{MpiReducer, ReduceError};
 use gnc_proto::{JobSpec, SpecError, ValidSpec};
-use gnc_shm::tree::{self, Block, LayoutError};
+use gnc_shm::tree::{Block, LayoutError};
+use gnc_shm::{SegmentError, ShardedReducer};
+use std::time::Duration;
+
+use crate::host::{Comms, HostSegments, Placement};
 use gnc_worker::EngineError;
 use gnc_worker::device::Device;
 use gnc_worker::distributed::WorkerError;
@@ -31,11 +35,41 @@ pub enum MpiWorkerError {
     Worker(#[from] WorkerError),
     #[error("MPI all-reduce: {0}")]
     Reduce(#[from] ReduceError),
-    #[error("{ranks} MPI ranks cannot host M = {workers} logical workers in subtrees: {error}")]
+    #[error(
+        "{hosts} host(s) of {per_host} process(es) cannot host M = {workers} logical workers in \
+         subtrees: {error}"
+    )]
     Layout {
-        ranks: usize,
+        hosts: usize,
+        per_host: usize,
         workers: usize,
         error: LayoutError,
+    },
+    #[error(
+        "{ranks} MPI ranks cannot form hosts of {per_host} processes each (--processes-per-host)"
+    )]
+    PerHost { ranks: usize, per_host: usize },
+    #[error("the host's shared memory: {0}")]
+    Segment(#[from] SegmentError),
+    #[error("the reduction over the host's shared memory: {0}")]
+    HostReduce(gnc_shm::reduce::ReduceError),
+    #[error(
+        "process {process} of this host could not {step} the host's shared memory (its own \
+         error says why)"
+    )]
+    HostPeer { process: usize, step: &'static str },
+    #[error(
+        "rank {rank} runs on {host}, but rank {first} on {first_host}: ranks {first}..{end} are \
+         one host's processes, which reduce over shared memory, so they must run on one \
+         machine (mpirun --map-by ppr:{per_host}:node)"
+    )]
+    SplitHost {
+        rank: usize,
+        host: String,
+        first: usize,
+        first_host: String,
+        end: usize,
+        per_host: usize,
     },
     #[error("MPI did not initialise (is this process started by mpirun?)")]
     Init,
@@ -52,48 +86,67 @@ pub enum MpiWorkerError {
     },
 }
 
-/// This rank's place in the job: its block and the reducer over all ranks.
+/// How long a process waits for another process of its host in the reduction before it
+/// gives up. Only a hung process is this slow (a dead one ends the whole job through
+/// `mpirun`), and a wait includes the other process's exchange with the other hosts.
+const HOST_PEER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// This rank's place in the job, and the two-level reduction: its host's processes combine
+/// their block sums over shared memory (each reducing one shard of the vector), each process
+/// exchanges its shard with the same lane of every other host over MPI, and the host's
+/// processes read the total's shards where they lie in shared memory.
 pub struct MpiTransport {
-    rank: usize,
+    placement: Placement,
     hooks: Hooks,
-    blocks: Vec<Block>,
     shapes: Vec<Vec<i64>>,
-    reducer: MpiReducer<SimpleCommunicator>,
-    block_sum: Vec<f32>,
-    total: Vec<f32>,
+    world: SimpleCommunicator,
+    host: ShardedReducer,
+    lane: MpiReducer<SimpleCommunicator>,
 }
 
 impl MpiTransport {
-    /// Rank `comm.rank()` of `comm.size()`, each hosting one subtree of the spec's M workers.
+    /// The transport of `placement.rank`, collective over `world`: it splits the host and
+    /// lane communicators and maps the host's segments.
     pub fn new(
-        comm: SimpleCommunicator,
+        world: SimpleCommunicator,
+        placement: Placement,
         trainer: &Trainer,
+        shm_job: &str,
         generation: u64,
     ) -> Result<Self, MpiWorkerError> {
-        let ranks = comm.size() as usize;
-        let workers = trainer.spec().parallel.workers;
-        let blocks =
-            tree::subtree_layout(workers, ranks).map_err(|error| MpiWorkerError::Layout {
-                ranks,
-                workers,
-                error,
-            })?;
         let shapes = trainer.bundle_shapes();
         let len = gnc_contract::protocol::bundle_len(&shapes);
-        let rank = comm.rank() as usize;
+        let Comms { host, lane } = Comms::split(&world, &placement);
+        let job = format!("{shm_job}_h{}", placement.host());
+        let segments = HostSegments::open(&host, &job, generation, len)?;
+        let host = ShardedReducer::new(
+            placement.lane(),
+            placement.host_workers(),
+            &placement.local_blocks(),
+            len,
+            segments.block_sums,
+            segments.shards,
+        )
+        .map_err(MpiWorkerError::HostReduce)?;
+        let shard_len = gnc_shm::shard_range(len, placement.per_host, placement.lane()).len();
+        let lane = MpiReducer::new(
+            lane,
+            trainer.spec().parallel.workers,
+            placement.host_blocks.clone(),
+            shard_len,
+        )?;
         Ok(MpiTransport {
-            rank,
-            hooks: Hooks::from_env(rank, generation),
-            reducer: MpiReducer::new(comm, workers, blocks.clone(), len)?,
-            blocks,
+            hooks: Hooks::from_env(placement.rank, generation),
+            placement,
             shapes,
-            block_sum: vec![0.0; len],
-            total: vec![0.0; len],
+            world,
+            host,
+            lane,
         })
     }
 
     pub fn block(&self) -> Block {
-        self.blocks[self.rank]
+        self.placement.block()
     }
 }
 
@@ -101,11 +154,11 @@ impl Transport for MpiTransport {
     type Error = MpiWorkerError;
 
     fn parallelism(&self, _trainer: &Trainer) -> usize {
-        self.blocks.len()
+        self.placement.blocks.len()
     }
 
     fn writes_records(&self) -> bool {
-        self.rank == 0
+        self.placement.rank == 0
     }
 
     fn boundary(&mut self, t: u64) -> Result<Option<Action>, MpiWorkerError> {
@@ -121,10 +174,19 @@ impl Transport for MpiTransport {
         prepared: &Prepared,
     ) -> Result<Bundle, MpiWorkerError> {
         let bundle = trainer.compute_block(state, prepared, self.block())?;
-        flatten_into(&bundle, &mut self.block_sum);
-        self.reducer.all_reduce(&self.block_sum, &mut self.total)?;
         let mut total = Unflatten::new(&self.shapes, trainer.device());
-        total.push(0..self.total.len(), &self.total);
+        let mut across = Ok(());
+        let lane = &mut self.lane;
+        self.host
+            .all_reduce_across(
+                state.iteration,
+                |slot| flatten_into(&bundle, slot),
+                |shard| across = lane.all_reduce_in_place(shard),
+                |range, shard| total.push(range, shard),
+                HOST_PEER_TIMEOUT,
+            )
+            .map_err(MpiWorkerError::HostReduce)?;
+        across?;
         Ok(total.finish())
     }
 
@@ -134,10 +196,10 @@ impl Transport for MpiTransport {
         state: &TrainState,
         out: &Path,
     ) -> Result<(), MpiWorkerError> {
-        let barrier = Barrier(self.reducer.comm());
+        let barrier = Barrier(&self.world);
         let share = Share {
-            process: self.rank,
-            blocks: &self.blocks,
+            process: self.placement.rank,
+            blocks: &self.placement.blocks,
             generation: 0,
             barrier: &barrier,
         };
@@ -164,6 +226,8 @@ pub struct RunRequest {
     pub out: PathBuf,
     pub resume_from: Option<u64>,
     pub stop_after: Option<u64>,
+    /// Processes on each host (ranks `h·N .. (h+1)·N` are host h's).
+    pub processes_per_host: usize,
 }
 
 fn load_spec(path: &Path) -> Result<ValidSpec, MpiWorkerError> {
@@ -187,7 +251,13 @@ impl MpiWorkerError {
     pub fn exit_code(&self) -> u8 {
         use gnc_contract::protocol::*;
         match self {
-            MpiWorkerError::Spec(_) | MpiWorkerError::Layout { .. } => EXIT_JOB_FAILED,
+            MpiWorkerError::Spec(_)
+            | MpiWorkerError::Layout { .. }
+            | MpiWorkerError::PerHost { .. }
+            | MpiWorkerError::SplitHost { .. } => EXIT_JOB_FAILED,
+            MpiWorkerError::Segment(_)
+            | MpiWorkerError::HostReduce(_)
+            | MpiWorkerError::HostPeer { .. } => EXIT_FAILED,
             MpiWorkerError::Engine(EngineError::Io(..) | EngineError::Thread(_)) => EXIT_FAILED,
             MpiWorkerError::Engine(_) => EXIT_JOB_FAILED,
             MpiWorkerError::Worker(e) => e.exit_code(),
@@ -201,11 +271,21 @@ impl MpiWorkerError {
 /// This rank's part of the job, to its end (or to `stop_after`).
 pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
     let universe = mpi::initialize().ok_or(MpiWorkerError::Init)?;
+    let world = universe.world();
     let spec = load_spec(&request.spec)?;
-    crate::agreement::check(&universe.world(), &crate::agreement::fingerprint(&spec))?;
+    let per_host = request.processes_per_host;
+    crate::agreement::check(&world, &crate::agreement::fingerprint(&spec), per_host)?;
+    let placement = Placement::new(
+        spec.parallel.workers,
+        world.rank() as usize,
+        world.size() as usize,
+        per_host,
+    )?;
     gnc_worker::pin::pin_process_environment(spec.reproducibility).map_err(EngineError::Config)?;
     let mut trainer = Trainer::on(&spec, 1, Device::CPU)?;
-    let mut transport = MpiTransport::new(universe.world(), &trainer, request.generation)?;
+    let shm_job = gnc_contract::protocol::shm_job(&spec.name, &request.out);
+    let mut transport =
+        MpiTransport::new(world, placement, &trainer, &shm_job, request.generation)?;
     let io = |e: std::io::Error| EngineError::Io(request.out.clone(), e.to_string());
     std::fs::create_dir_all(&request.out).map_err(io)?;
     if transport.writes_records() {

@@ -1,6 +1,7 @@
-//! gnc-mpi-worker: one rank of a job across hosts, started by `mpirun` (one rank per host,
-//! or per process): `mpirun -np R gnc-mpi-worker SPEC --out DIR`. Rank 0 writes the metrics
-//! and `result.json`; the final hash equals the one-host run's for any R that gives subtrees.
+//! gnc-mpi-worker: one rank of a job across hosts, started by `mpirun`, one per process:
+//! `mpirun -np H·N --map-by ppr:N:node gnc-mpi-worker SPEC --out DIR --processes-per-host N`
+//! (H hosts of N processes). Rank 0 writes the metrics and `result.json`; the final hash
+//! equals the one-host run's for every H and N that give subtrees.
 
 use clap::Parser;
 use gnc_mpi_worker::RunRequest;
@@ -23,6 +24,10 @@ struct Args {
     /// Stop (with a checkpoint) once this many iterations are complete.
     #[arg(long)]
     stop_after: Option<u64>,
+    /// Processes on each host: ranks h·N .. (h+1)·N are host h's, reducing over shared
+    /// memory (mpirun --map-by ppr:N:node places them so).
+    #[arg(long, default_value_t = 1)]
+    processes_per_host: usize,
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +38,7 @@ fn main() -> std::process::ExitCode {
         out: args.out,
         resume_from: args.resume_from,
         stop_after: args.stop_after,
+        processes_per_host: args.processes_per_host,
     };
     match gnc_mpi_worker::run(&request) {
         Ok(()) => std::process::ExitCode::SUCCESS,
