@@ -285,7 +285,7 @@ fn every_malformed_message_gets_an_error_and_the_connection_goes_on() {
 }
 
 #[test]
-fn data_outside_the_allowed_roots_is_refused() {
+fn data_outside_the_allowed_roots_and_jobs_across_hosts_are_refused() {
     let home = Home::new("cpu:1", "");
     let _daemon = home.start(&[]);
     let outside = tempfile::tempdir().unwrap();
@@ -328,6 +328,22 @@ fn data_outside_the_allowed_roots_is_refused() {
             ..
         })
     ));
+    // A job across hosts is gncctl's (it starts mpirun), not the daemon's: refused by name.
+    let mut spec = JobSpec::from_toml(&gnc_tests::tiny_job("gd_hosts", gnc_method()), "t").unwrap();
+    spec.parallel.hosts = Some("cluster.hosts".into());
+    match home.client().request(Command::Submit {
+        spec: Box::new(spec),
+        devices: None,
+    }) {
+        Err(ClientError::Daemon { kind, message }) => {
+            assert_eq!(kind, ErrorKind::BadSpec, "{message}");
+            assert!(
+                message.contains("parallel.hosts = cluster.hosts: gncd runs jobs on its own"),
+                "{message}"
+            );
+        }
+        other => panic!("hosts: {other:?}"),
+    }
     match home.client().request(Command::List {}) {
         Ok(Reply::Jobs { jobs }) => assert!(jobs.is_empty(), "{jobs:?}"),
         other => panic!("list: {other:?}"),

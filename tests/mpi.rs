@@ -7,7 +7,7 @@
 mod mp_support;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use mp_support::*;
 
@@ -78,24 +78,25 @@ fn a_run_stopped_on_2_hosts_resumes_on_2_hosts_of_2_processes_to_the_same_bits()
     assert_eq!(result_hash(&out), expected_hash);
 }
 
-/// `gncctl run --hosts HOSTFILE`, as a user runs it (as root, OpenMPI wants consent).
-fn gncctl_hosts(
-    spec: &Path,
-    out: &Path,
-    hostfile: &Path,
-    env: &[(&str, &str)],
-) -> std::process::Output {
+/// `gncctl run SPEC --out OUT ARGS…`, as a user runs it (as root, Open MPI wants consent).
+fn gncctl_run(spec: &Path, out: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     gnc_tests::gncctl()
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .envs(env.iter().copied())
-        .args(["run", "--json", "--hosts"])
-        .arg(hostfile)
+        .args(["run", "--json"])
         .arg(spec)
         .arg("--out")
         .arg(out)
+        .args(args)
         .output()
         .unwrap()
+}
+
+/// `gncctl run --hosts HOSTFILE`.
+fn gncctl_hosts(spec: &Path, out: &Path, hostfile: &Path, env: &[(&str, &str)]) -> Output {
+    let hostfile = hostfile.to_str().unwrap();
+    gncctl_run(spec, out, &["--hosts", hostfile], env)
 }
 
 #[test]
@@ -107,15 +108,38 @@ fn gncctl_run_hosts_gives_the_one_host_bits_and_restarts_after_a_rank_dies() {
     let spec = gnc_tests::write_spec(dir.path(), &name, &job(&name, table, 16, ""));
     let (expected_hash, _) = reference(dir.path(), &spec);
     let hostfile = dir.path().join("hosts");
-    std::fs::write(
-        &hostfile,
-        "# four ranks standing in for hosts\nlocalhost slots=4\n",
-    )
-    .unwrap();
-    let clean = gncctl_hosts(&spec, &dir.path().join("clean"), &hostfile, &[]);
+    std::fs::write(&hostfile, "# one host, four slots\nlocalhost slots=4\n").unwrap();
+    // The spec can name the hosts itself (parallel.hosts): a process per slot.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let placed = text.replacen(
+        "[parallel]\n",
+        &format!("[parallel]\nhosts = {:?}\n", hostfile.display().to_string()),
+        1,
+    );
+    assert_ne!(placed, text, "the job has a [parallel] section");
+    let placed_spec = dir.path().join("placed.toml");
+    std::fs::write(&placed_spec, placed).unwrap();
+    let clean = gncctl_run(&placed_spec, &dir.path().join("clean"), &[], &[]);
     let stderr = String::from_utf8_lossy(&clean.stderr);
     assert!(clean.status.success(), "{stderr}");
+    assert!(
+        dir.path()
+            .join("clean")
+            .join(gnc_contract::protocol::MPI_STARTED_FILE)
+            .exists()
+    );
     assert_eq!(hash(&summary(&clean)), expected_hash);
+    // Two processes on the host instead of four, by --devices.
+    let hostfile_arg = hostfile.to_str().unwrap();
+    let two = gncctl_run(
+        &spec,
+        &dir.path().join("two"),
+        &["--hosts", hostfile_arg, "--devices", "cpu:2"],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&two.stderr);
+    assert!(two.status.success(), "{stderr}");
+    assert_eq!(hash(&summary(&two)), expected_hash);
     // Rank 2 dies as iteration 10 begins (generation 0 only): mpirun ends the job, which starts
     // again from the checkpoint of 8.
     let killed = gncctl_hosts(
@@ -143,7 +167,12 @@ fn bad_hostfiles_and_rank_counts_are_refused_by_name() {
         ("# nothing\n", "names no host"),
         (
             "localhost slots=9\n",
-            "9 ranks (one per slot): cannot split 8 logical workers",
+            "1 host(s) of 9 process(es): cannot split 8 logical workers over 9 processes",
+        ),
+        (
+            "a slots=2\nb slots=4\n",
+            "different slot counts (a: 2, b: 4); say how many processes each host runs with \
+             --devices cpu:N",
         ),
     ] {
         let hostfile = dir.path().join("hosts");
@@ -153,6 +182,34 @@ fn bad_hostfiles_and_rank_counts_are_refused_by_name() {
         assert!(!o.status.success());
         assert!(stderr.contains(expected), "{text:?}: {stderr}");
     }
+    let hostfile = dir.path().join("hosts");
+    for (text, devices, expected) in [
+        (
+            "a slots=2\nb slots=4\n",
+            "cpu:4",
+            "host a has 2 slot(s), fewer than the 4 processes per host of cpu:4",
+        ),
+        (
+            "a slots=4\nb slots=4\nc slots=4\n",
+            "cpu:2",
+            "3 host(s) of 2 process(es): block [0, 3) of 8 logical workers over 3 processes is \
+             not a subtree",
+        ),
+        (
+            "a\n",
+            "cuda:0",
+            "cuda:0 with --hosts: jobs across hosts run CPU worker processes",
+        ),
+    ] {
+        std::fs::write(&hostfile, text).unwrap();
+        let hostfile = hostfile.to_str().unwrap();
+        let args = ["--hosts", hostfile, "--devices", devices];
+        let o = gncctl_run(&spec, &dir.path().join("out"), &args, &[]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(stderr.contains(expected), "{text:?} {devices}: {stderr}");
+    }
+    assert!(!dir.path().join("out").join("metrics.jsonl").exists());
     let o = gncctl_hosts(
         &spec,
         &dir.path().join("out"),

@@ -25,10 +25,12 @@ pub struct RunArgs {
     /// overrides the spec's `parallel.devices`.
     #[arg(long)]
     pub devices: Option<gnc_proto::Devices>,
-    /// Train across the hosts of this Open MPI hostfile (`NAME [slots=N]` per line; one rank
-    /// per slot, each an aligned block of logical workers), started with `mpirun`; the same
-    /// bits as on one host. A dead rank or host restarts the whole job from its checkpoint.
-    #[arg(long, value_name = "HOSTFILE", conflicts_with_all = ["devices", "threads"])]
+    /// Train across the hosts of this Open MPI hostfile (`NAME [slots=N]` per line), started
+    /// with `mpirun`: `--devices cpu:N` processes on each host (else one per slot), each an
+    /// aligned block of logical workers; a host's processes reduce over shared memory, the
+    /// hosts over MPI; the same bits as on one host. A dead rank or host restarts the whole
+    /// job from its checkpoint. Overrides the spec's `parallel.hosts`.
+    #[arg(long, value_name = "HOSTFILE", conflicts_with = "threads")]
     pub hosts: Option<PathBuf>,
     /// With worker processes: restart the group when it makes no progress for this many
     /// seconds (start-up, evaluation and checkpoints included).

@@ -1,5 +1,6 @@
-//! Running a job across hosts (DESIGN.md §5): `mpirun` starts one `gnc-mpi-worker` rank per
-//! hostfile slot, each hosting an aligned block of logical workers. MPI ends the whole job when
+//! Running a job across hosts (DESIGN.md §5): `mpirun` starts N `gnc-mpi-worker` ranks on each
+//! host of the hostfile (`cpu:N`, or each host's slots), each hosting an aligned block of
+//! logical workers; a host's processes reduce over shared memory, the hosts over MPI. MPI ends the whole job when
 //! a rank or host dies; this launcher then starts it again from the newest intact checkpoint
 //! (every rank's part of it), at most `max_restarts` times — torchrun's rule, as for a worker
 //! group on one host. A job error that would recur (`EXIT_JOB_FAILED`, `EXIT_USAGE`) ends it.
@@ -11,9 +12,9 @@ use gnc_contract::observer::Observer;
 use gnc_contract::plan::RunPlan;
 use gnc_contract::protocol;
 use gnc_contract::{RunSummary, atomic};
-use gnc_proto::ValidSpec;
+use gnc_proto::{Devices, ValidSpec};
 
-use crate::hostfile::{self, HostfileError};
+use crate::hostfile::{self, Host, HostfileError};
 use crate::supervisor::{SupervisorError, SupervisorOptions, latest_checkpoint, read_result};
 
 /// Overrides where `gnc-mpi-worker` is (else next to the running executable).
@@ -26,12 +27,31 @@ pub enum AcrossHostsError {
     Hostfile(#[from] HostfileError),
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
-    #[error("--hosts {hostfile}: {ranks} ranks (one per slot): {error}")]
+    #[error("--hosts {hostfile}: {hosts} host(s) of {per_host} process(es): {error}")]
     Layout {
         hostfile: PathBuf,
-        ranks: usize,
+        hosts: usize,
+        per_host: usize,
         error: gnc_shm::tree::LayoutError,
     },
+    #[error(
+        "--hosts {hostfile}: its hosts have different slot counts ({slots}); say how many \
+         processes each host runs with --devices cpu:N (or the spec's parallel.devices)"
+    )]
+    UnequalSlots { hostfile: PathBuf, slots: String },
+    #[error(
+        "--hosts {hostfile}: host {host} has {slots} slot(s), fewer than the {per_host} \
+         processes per host of {devices}"
+    )]
+    FewSlots {
+        hostfile: PathBuf,
+        host: String,
+        slots: usize,
+        per_host: usize,
+        devices: Devices,
+    },
+    #[error("{0} with --hosts: jobs across hosts run CPU worker processes only (cpu:N)")]
+    NotCpu(Devices),
     #[error("cannot start {program}: {message} (is Open MPI installed? `make` installs it)")]
     Launch { program: String, message: String },
     #[error("the job across hosts failed: {0}; not restarting, since it would fail the same way")]
@@ -49,22 +69,26 @@ pub enum AcrossHostsError {
     TooManyRestarts { last: String, restarts: u32 },
 }
 
-/// Trains `spec` on the hosts of `hostfile` (one rank per slot).
+/// Trains `spec` on the hosts of `hostfile`, with `devices` (`cpu:N`) processes on each host,
+/// or as many as each host has slots.
 pub fn supervise_across_hosts(
     spec: &ValidSpec,
     hostfile: &Path,
+    devices: Option<&Devices>,
     options: &SupervisorOptions,
     events: &mut dyn Observer,
 ) -> Result<RunSummary, AcrossHostsError> {
     let hosts = hostfile::read(hostfile)?;
-    let ranks = hostfile::ranks(&hosts);
-    crate::layout::plan(spec.parallel.workers, ranks).map_err(|error| {
+    let per_host = processes_per_host(hostfile, &hosts, devices)?;
+    gnc_shm::tree::host_layout(spec.parallel.workers, hosts.len(), per_host).map_err(|error| {
         AcrossHostsError::Layout {
             hostfile: hostfile.to_path_buf(),
-            ranks,
+            hosts: hosts.len(),
+            per_host,
             error,
         }
     })?;
+    let ranks = hosts.len() * per_host;
     let worker = worker_bin()?;
     let total = RunPlan::read(spec)
         .map_err(SupervisorError::from)?
@@ -88,13 +112,14 @@ pub fn supervise_across_hosts(
     };
     let mut restarts = 0;
     for generation in 0.. {
-        let mut command = mpirun(hostfile, ranks, spec.reproducibility);
+        let mut command = mpirun(hostfile, hosts.len(), per_host, spec.reproducibility);
         command
             .arg(&worker)
             .arg(&spec_file)
             .arg("--out")
             .arg(&out)
-            .args(["--generation", &generation.to_string()]);
+            .args(["--generation", &generation.to_string()])
+            .args(["--processes-per-host", &per_host.to_string()]);
         if let Some(iteration) = resume_from {
             command.args(["--resume-from", &iteration.to_string()]);
         }
@@ -156,14 +181,52 @@ fn started(out: &Path, generation: u64) -> bool {
         .is_ok_and(|text| text.trim() == generation.to_string())
 }
 
-/// `mpirun` over the hostfile with the level's environment, here and (`-x`) on every host.
-fn mpirun(hostfile: &Path, ranks: usize, level: gnc_proto::repro::Level) -> Command {
+/// Processes on every host: `cpu:N` where given, else each host's slots (all equal).
+fn processes_per_host(
+    hostfile: &Path,
+    hosts: &[Host],
+    devices: Option<&Devices>,
+) -> Result<usize, AcrossHostsError> {
+    match devices {
+        Some(&Devices::Cpu(per_host)) => match hosts.iter().find(|h| h.slots < per_host) {
+            None => Ok(per_host),
+            Some(host) => Err(AcrossHostsError::FewSlots {
+                hostfile: hostfile.to_path_buf(),
+                host: host.name.clone(),
+                slots: host.slots,
+                per_host,
+                devices: Devices::Cpu(per_host),
+            }),
+        },
+        Some(other) => Err(AcrossHostsError::NotCpu(other.clone())),
+        None if hosts.iter().all(|h| h.slots == hosts[0].slots) => Ok(hosts[0].slots),
+        None => Err(AcrossHostsError::UnequalSlots {
+            hostfile: hostfile.to_path_buf(),
+            slots: hosts
+                .iter()
+                .map(|h| format!("{}: {}", h.name, h.slots))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// `mpirun` over the hostfile with the level's environment, here and (`-x`) on every host:
+/// `per_host` ranks on each host, consecutive ranks on one host (what the workers' host
+/// groups assume, and check).
+fn mpirun(
+    hostfile: &Path,
+    hosts: usize,
+    per_host: usize,
+    level: gnc_proto::repro::Level,
+) -> Command {
     let mut command = Command::new("mpirun");
     level.apply(&mut command);
     command
         .arg("--hostfile")
         .arg(hostfile)
-        .args(["-np", &ranks.to_string()]);
+        .args(["-np", &(hosts * per_host).to_string()])
+        .args(["--map-by", &format!("ppr:{per_host}:node")]);
     for (key, _) in level.environment() {
         command.args(["-x", key]);
     }

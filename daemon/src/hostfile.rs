@@ -1,6 +1,6 @@
 //! Hostfiles in Open MPI's format, read before a job across hosts starts so that a bad one is
 //! refused by name rather than by `mpirun`: one host per line, `NAME [slots=N]
-//! [max_slots=N]`, `#` comments; each slot is one rank.
+//! [max_slots=N]`, `#` comments; without `--devices cpu:N`, a host runs one process per slot.
 
 use std::path::{Path, PathBuf};
 
@@ -42,11 +42,6 @@ pub fn read(path: &Path) -> Result<Vec<Host>, HostfileError> {
         });
     }
     Ok(hosts)
-}
-
-/// Ranks the hosts give: one per slot.
-pub fn ranks(hosts: &[Host]) -> usize {
-    hosts.iter().map(|h| h.slots).sum()
 }
 
 fn parse(text: &str) -> Result<Vec<Host>, (usize, String)> {
@@ -107,7 +102,6 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(ranks(&hosts), 3);
         assert_eq!(parse("a\nb slots=0\n").unwrap_err().0, 2);
         let (line, message) = parse("a slot=2").unwrap_err();
         assert!(line == 1 && message.contains("slot"), "{message}");

@@ -133,6 +133,11 @@ pub struct ParallelSpec {
     /// (the default) trains in the `gncctl` process itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<String>,
+    /// Train across the hosts of this Open MPI hostfile (`gncctl run`, through `mpirun`), with
+    /// `devices` (`cpu:N`) processes on each host, or each host's slots. Changes speed, never
+    /// bits, so it is left out of the spec hash, as `devices` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<PathBuf>,
 }
 
 /// The training method (GNC paper §2, NE paper §2).
@@ -323,6 +328,7 @@ impl JobSpec {
         let mut spec = self.clone();
         spec.parallel.devices = None;
         spec.parallel.threads = None;
+        spec.parallel.hosts = None;
         serde_json::to_string(&spec).expect("a JobSpec always serialises")
     }
 
@@ -386,13 +392,13 @@ mod hash_tests {
     use super::TINY_SPEC as SPEC;
 
     #[test]
-    fn spec_hash_ignores_formatting_threads_and_devices_but_not_the_math() {
+    fn spec_hash_ignores_formatting_threads_devices_and_hosts_but_not_the_math() {
         let base = JobSpec::from_toml(SPEC, "t").unwrap();
         let reformatted = JobSpec::from_toml(&SPEC.replace("alpha = 0.1", "alpha   =   0.10"), "t");
         assert_eq!(base.spec_hash(), reformatted.unwrap().spec_hash());
         let placed = SPEC.replace(
             "small_batch = 2",
-            "small_batch = 2\nthreads = 2\ndevices = \"cpu:2\"",
+            "small_batch = 2\nthreads = 2\ndevices = \"cpu:2\"\nhosts = \"cluster.hosts\"",
         );
         assert_eq!(
             base.spec_hash(),

@@ -103,10 +103,16 @@ fn print_summary(s: &RunSummary) {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let spec = JobSpec::load(&args.spec)?;
     gnc_worker::pin::pin_process_environment(spec.reproducibility).map_err(anyhow::Error::msg)?;
-    if let Some(hostfile) = &args.hosts {
-        return crate::supervised::run_across_hosts(&spec, &args, hostfile);
+    let devices = args.devices.clone().or(spec.devices()?);
+    if let Some(hostfile) = args.hosts.clone().or(spec.parallel.hosts.clone()) {
+        anyhow::ensure!(
+            args.threads.is_none(),
+            "--threads does not apply across hosts (each process computes on one thread); \
+             choose the processes per host with --devices cpu:N"
+        );
+        return crate::supervised::run_across_hosts(&spec, &args, &hostfile, devices.as_ref());
     }
-    if let Some(devices) = args.devices.clone().or(spec.devices()?) {
+    if let Some(devices) = devices {
         return crate::supervised::run(&spec, &args, devices);
     }
     let interrupts = Interrupts::new();

@@ -61,8 +61,13 @@ impl Observer for Report {
     }
 }
 
-/// `gncctl run --hosts HOSTFILE`: the job across hosts through `mpirun`.
-pub fn run_across_hosts(spec: &ValidSpec, args: &RunArgs, hostfile: &Path) -> anyhow::Result<()> {
+/// `gncctl run --hosts HOSTFILE [--devices cpu:N]`: the job across hosts through `mpirun`.
+pub fn run_across_hosts(
+    spec: &ValidSpec,
+    args: &RunArgs,
+    hostfile: &Path,
+    devices: Option<&Devices>,
+) -> anyhow::Result<()> {
     let options = SupervisorOptions {
         output_dir: args.out.clone(),
         resume: args.resume,
@@ -73,7 +78,7 @@ pub fn run_across_hosts(spec: &ValidSpec, args: &RunArgs, hostfile: &Path) -> an
     let mut report = Report {
         bar: progress_bar(!args.json),
     };
-    let result = supervise_across_hosts(spec, hostfile, &options, &mut report);
+    let result = supervise_across_hosts(spec, hostfile, devices, &options, &mut report);
     report.bar.finish_and_clear();
     crate::run::report(result.map_err(anyhow::Error::from), spec, args.json)
 }

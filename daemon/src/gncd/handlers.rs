@@ -120,6 +120,13 @@ fn submit(shared: &Shared, peer: u32, spec: JobSpec, devices: Option<String>) ->
         Ok(valid) => valid.into_inner(),
         Err(e) => return bad(e.to_string()),
     };
+    if let Some(hosts) = &spec.parallel.hosts {
+        return bad(format!(
+            "parallel.hosts = {}: gncd runs jobs on its own machine; train across hosts with \
+             `gncctl run` (it starts mpirun)",
+            hosts.display()
+        ));
+    }
     let requested = devices.or_else(|| spec.parallel.devices.clone());
     // What it would run on now; chosen again when it starts (a reload may change the
     // daemon's devices meanwhile).
