@@ -236,6 +236,56 @@ fn an_unreachable_host_is_an_error_without_restarts() {
     assert!(!stderr.contains("restart 1 of"), "{stderr}");
 }
 
+/// A rank that hangs before it joins (fault injection): the launcher gives up after
+/// --join-timeout, names the rank and its host, stops every rank and does not restart.
+#[test]
+fn a_rank_that_never_joins_is_named_and_nothing_is_left_running() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = gnc_tests::write_spec(
+        dir.path(),
+        "mpi_nojoin",
+        &job("mpi_nojoin", "kind = \"baseline\"", 8, ""),
+    );
+    let hostfile = dir.path().join("hosts");
+    std::fs::write(&hostfile, "localhost slots=2\n").unwrap();
+    let out = dir.path().join("out");
+    let start = std::time::Instant::now();
+    let o = gncctl_run(
+        &spec,
+        &out,
+        &["--hosts", hostfile.to_str().unwrap(), "--join-timeout", "4"],
+        &[("GNC_TEST_HANG_BEFORE_JOIN", "1")],
+    );
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rank 1 on localhost never joined (it did not start, or hung before MPI's start-up) within 4s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not restarting") && !stderr.contains("restart 1 of"),
+        "{stderr}"
+    );
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
+    assert!(
+        out.join(gnc_contract::protocol::MPI_ARRIVED_DIR)
+            .join("0")
+            .exists()
+    );
+    assert!(!out.join("metrics.jsonl").exists());
+    // No rank of this job survives its launcher.
+    let out_text = out.to_str().unwrap().to_owned();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("gnc-mpi-worker") && c.contains(&out_text))
+        .collect();
+    assert!(left.is_empty(), "still running: {left:?}");
+}
+
 /// Ranks handed different specs (`mpirun`'s multiple-program form) refuse to train, naming
 /// the rank that differs.
 #[test]

@@ -101,6 +101,11 @@ pub const EXIT_JOB_FAILED: u8 = 4;
 /// last generation whose ranks all joined; a launch that fails before it is not restarted.
 pub const MPI_STARTED_FILE: &str = ".mpi-generation-started";
 
+/// In a job across hosts, the directory in the output directory where each rank leaves a
+/// file named by its rank as it starts, before MPI's start-up: the launcher names the ranks
+/// that never arrived when a generation does not start in time.
+pub const MPI_ARRIVED_DIR: &str = ".mpi-ranks-arrived";
+
 #[cfg(test)]
 mod tests {
     use super::*;

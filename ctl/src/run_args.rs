@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// seconds (start-up, evaluation and checkpoints included).
     #[arg(long, default_value_t = 300.0)]
     pub hang_timeout: f64,
+    /// Across hosts: stop the job, naming the ranks that never arrived, unless every rank has
+    /// joined within this many seconds of mpirun's start.
+    #[arg(long, default_value_t = 120.0)]
+    pub join_timeout: f64,
     /// With worker processes or hosts: how many restarts to allow before giving up.
     #[arg(long, default_value_t = 3)]
     pub max_restarts: u32,

@@ -6,7 +6,8 @@
 //! group on one host. A job error that would recur (`EXIT_JOB_FAILED`, `EXIT_USAGE`) ends it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use gnc_contract::observer::Observer;
 use gnc_contract::plan::RunPlan;
@@ -65,6 +66,11 @@ pub enum AcrossHostsError {
         ranks: usize,
         hostfile: PathBuf,
     },
+    #[error(
+        "{what} within {timeout:?} of mpirun's start (--join-timeout); every rank was stopped; \
+         not restarting"
+    )]
+    NeverJoined { what: String, timeout: Duration },
     #[error("the job across hosts failed: {last}; giving up after {restarts} restart(s)")]
     TooManyRestarts { last: String, restarts: u32 },
 }
@@ -134,17 +140,26 @@ pub fn supervise_across_hosts(
                 .map_err(io(log))?;
             command.stderr(file);
         }
-        // Rank 0 writes it again once every rank of this generation has joined.
+        // Rank 0 writes it again once every rank of this generation has joined; each rank
+        // leaves its arrival file as it starts.
         let _ = std::fs::remove_file(out.join(protocol::MPI_STARTED_FILE));
+        let _ = std::fs::remove_dir_all(out.join(protocol::MPI_ARRIVED_DIR));
         events.started(resume_from.unwrap_or(0), total, ranks);
-        let status = command
+        let launch = |e: std::io::Error| AcrossHostsError::Launch {
+            program: "mpirun".into(),
+            message: e.to_string(),
+        };
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .status()
-            .map_err(|e| AcrossHostsError::Launch {
-                program: "mpirun".into(),
-                message: e.to_string(),
-            })?;
+            .spawn()
+            .map_err(launch)?;
+        let Some(status) =
+            wait_joined(&mut child, &out, generation, options.join_timeout).map_err(launch)?
+        else {
+            let host_of = |rank: usize| hosts[rank / per_host].name.as_str();
+            return Err(never_joined(&out, ranks, host_of, options.join_timeout));
+        };
         if status.success() {
             break;
         }
@@ -172,6 +187,72 @@ pub fn supervise_across_hosts(
         resume_from = latest_checkpoint(spec, &out, events)?;
     }
     Ok(read_result(&out)?)
+}
+
+/// Waits for `mpirun` to end, allowing its ranks `join_timeout` to join. `None` when they
+/// did not: `mpirun` (and through it every rank) has then been stopped.
+fn wait_joined(
+    child: &mut Child,
+    out: &Path,
+    generation: u64,
+    join_timeout: Duration,
+) -> std::io::Result<Option<ExitStatus>> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if started(out, generation) {
+            return child.wait().map(Some);
+        }
+        if start.elapsed() >= join_timeout {
+            stop(child)?;
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM to `mpirun`, which passes it to every rank; SIGKILL if it has not ended in 10 s.
+fn stop(child: &mut Child) -> std::io::Result<()> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill()?;
+    child.wait().map(|_| ())
+}
+
+/// The error for a generation whose ranks did not all join: the ranks that never left their
+/// arrival file, with their hosts, or, if all did, MPI's own start-up.
+fn never_joined<'h>(
+    out: &Path,
+    ranks: usize,
+    host_of: impl Fn(usize) -> &'h str,
+    timeout: Duration,
+) -> AcrossHostsError {
+    let arrived = out.join(protocol::MPI_ARRIVED_DIR);
+    let missing: Vec<String> = (0..ranks)
+        .filter(|rank| !arrived.join(rank.to_string()).exists())
+        .map(|rank| format!("rank {rank} on {}", host_of(rank)))
+        .collect();
+    let what = if missing.is_empty() {
+        format!(
+            "every one of the {ranks} ranks started, but MPI's start-up (MPI_Init) did not \
+             complete"
+        )
+    } else {
+        format!(
+            "{} never joined (it did not start, or hung before MPI's start-up)",
+            missing.join(", ")
+        )
+    };
+    AcrossHostsError::NeverJoined { what, timeout }
 }
 
 /// Whether every rank of `generation` joined: rank 0 records it once all have (after

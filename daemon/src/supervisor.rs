@@ -47,6 +47,9 @@ pub struct SupervisorOptions {
     pub interrupts: Option<Arc<Interrupts>>,
     /// Append the workers' stderr to this file instead of inheriting ours.
     pub worker_log: Option<PathBuf>,
+    /// Across hosts: every rank must have joined (MPI started, ranks agreed) within this long
+    /// of `mpirun`'s start, or the job stops, naming the ranks that never arrived.
+    pub join_timeout: Duration,
 }
 
 impl SupervisorOptions {
@@ -61,6 +64,7 @@ impl SupervisorOptions {
             worker_bin: None,
             interrupts: None,
             worker_log: None,
+            join_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -68,11 +68,16 @@ pub fn run_across_hosts(
     hostfile: &Path,
     devices: Option<&Devices>,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.join_timeout.is_finite() && args.join_timeout > 0.0,
+        "--join-timeout must be a positive number of seconds"
+    );
     let options = SupervisorOptions {
         output_dir: args.out.clone(),
         resume: args.resume,
         stop_after: args.stop_after,
         max_restarts: args.max_restarts,
+        join_timeout: Duration::from_secs_f64(args.join_timeout),
         ..SupervisorOptions::new(Devices::Cpu(1))
     };
     let mut report = Report {

@@ -268,8 +268,29 @@ impl MpiWorkerError {
     }
 }
 
+/// Before MPI's start-up, which waits for every rank: leaves this rank's arrival file (its
+/// host's name) for the launcher, which names the ranks that never arrived if the job does
+/// not start in time. The rank is the one Open MPI's launcher gives in the environment.
+fn arrive(request: &RunRequest) -> Result<(), MpiWorkerError> {
+    let Some(rank) = std::env::var("OMPI_COMM_WORLD_RANK")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+    else {
+        return Ok(());
+    };
+    Hooks::from_env(rank, request.generation).before_join();
+    let dir = request.out.join(gnc_contract::protocol::MPI_ARRIVED_DIR);
+    let io = |e: std::io::Error| EngineError::Io(dir.clone(), e.to_string());
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    gnc_contract::atomic::write_atomic(&dir.join(rank.to_string()), host.trim().as_bytes())
+        .map_err(io)?;
+    Ok(())
+}
+
 /// This rank's part of the job, to its end (or to `stop_after`).
 pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
+    arrive(request)?;
     let universe = mpi::initialize().ok_or(MpiWorkerError::Init)?;
     let world = universe.world();
     let spec = load_spec(&request.spec)?;

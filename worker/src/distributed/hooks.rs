@@ -5,6 +5,8 @@
 //!   begins; `p:k:part` instead after writing its checkpoint part for iteration k (before
 //!   announcing it; process 0 thus dies before the manifest exists).
 //! - `GNC_TEST_HANG_AT=p:k`: process p stops forever (sleeping) as iteration k begins.
+//! - `GNC_TEST_HANG_BEFORE_JOIN=r[,r…]`: MPI rank r stops forever (sleeping) before it
+//!   arrives, so it never joins the job.
 //!
 //! Compiled in only with the `fault-injection` feature (`make test` enables it); a binary
 //! without it ignores the variables, saying so, so no environment can crash a production run.
@@ -13,6 +15,7 @@ use nix::sys::signal::{Signal, raise};
 
 pub const KILL_ENV: &str = "GNC_TEST_KILL_AT";
 pub const HANG_ENV: &str = "GNC_TEST_HANG_AT";
+pub const HANG_BEFORE_JOIN_ENV: &str = "GNC_TEST_HANG_BEFORE_JOIN";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum When {
@@ -24,6 +27,7 @@ enum When {
 pub struct Hooks {
     kill: Vec<When>,
     hang: Vec<u64>,
+    hang_before_join: bool,
 }
 
 fn parse(var: &str, process: usize) -> Vec<(u64, bool)> {
@@ -47,7 +51,7 @@ impl Hooks {
             return Hooks::default();
         }
         if !cfg!(feature = "fault-injection") {
-            for var in [KILL_ENV, HANG_ENV] {
+            for var in [KILL_ENV, HANG_ENV, HANG_BEFORE_JOIN_ENV] {
                 if std::env::var_os(var).is_some() {
                     eprintln!(
                         "gnc-worker {process}: ignoring {var}: this build has no fault \
@@ -72,6 +76,14 @@ impl Hooks {
                 .into_iter()
                 .map(|(k, _)| k)
                 .collect(),
+            hang_before_join: std::env::var(HANG_BEFORE_JOIN_ENV)
+                .is_ok_and(|ranks| ranks.split(',').any(|r| r.trim().parse() == Ok(process))),
+        }
+    }
+
+    pub fn before_join(&self) {
+        if self.hang_before_join {
+            hang_forever();
         }
     }
 
@@ -80,9 +92,7 @@ impl Hooks {
             let _ = raise(Signal::SIGKILL);
         }
         if self.hang.contains(&t) {
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            }
+            hang_forever();
         }
     }
 
@@ -90,5 +100,11 @@ impl Hooks {
         if self.kill.contains(&When::AfterPart(iteration)) {
             let _ = raise(Signal::SIGKILL);
         }
+    }
+}
+
+fn hang_forever() -> ! {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
