@@ -33,7 +33,7 @@ pub enum AcrossHostsError {
         hostfile: PathBuf,
         hosts: usize,
         per_host: usize,
-        error: gnc_shm::tree::LayoutError,
+        error: Box<gnc_shm::tree::LayoutError>,
     },
     #[error(
         "--hosts {hostfile}: its hosts have different slot counts ({slots}); say how many \
@@ -91,7 +91,7 @@ pub fn supervise_across_hosts(
             hostfile: hostfile.to_path_buf(),
             hosts: hosts.len(),
             per_host,
-            error,
+            error: Box::new(error),
         }
     })?;
     let ranks = hosts.len() * per_host;
