@@ -57,9 +57,7 @@ pub fn summary(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("--json prints the summary")
 }
 
-pub fn hash(summary: &serde_json::Value) -> String {
-    summary["params_sha256"].as_str().unwrap().to_string()
-}
+pub use gnc_tests::hash;
 
 /// Every line of metrics.jsonl but the final record (whose train_seconds is wall time):
 /// the per-iteration records (loss sequence…, without their wall times) and the evaluations.

@@ -286,6 +286,19 @@ fn a_rank_that_never_joins_is_named_and_nothing_is_left_running() {
     assert!(left.is_empty(), "still running: {left:?}");
 }
 
+/// Ctrl-C at the terminal pauses a job across hosts: mpirun (in its own process group)
+/// never sees it; the launcher posts a stop, rank 0 takes it and every rank checkpoints at
+/// the same boundary.
+#[test]
+fn ctrl_c_pauses_a_job_across_hosts_and_resume_keeps_the_bits() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let hostfile = dir.path().join("hosts");
+    std::fs::write(&hostfile, "localhost slots=2\n").unwrap();
+    let hostfile = hostfile.to_str().unwrap();
+    gnc_tests::ctrl_c_pauses_and_resume_keeps_the_bits("mpi_ctrl_c", &["--hosts", hostfile]);
+}
+
 /// Ranks handed different specs (`mpirun`'s multiple-program form) refuse to train, naming
 /// the rank that differs.
 #[test]

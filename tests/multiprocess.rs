@@ -149,3 +149,11 @@ fn bad_devices_key_is_refused_naming_it() {
         assert!(stderr.contains(needle), "{stderr}");
     }
 }
+
+/// Ctrl-C at the terminal pauses a run in worker processes: the workers (in their own
+/// process group) never see it, the supervisor asks them for a stop with a checkpoint.
+#[test]
+fn ctrl_c_pauses_a_run_in_worker_processes_and_resume_keeps_the_bits() {
+    let _serial = serial();
+    gnc_tests::ctrl_c_pauses_and_resume_keeps_the_bits("mp_ctrl_c", &["--devices", "cpu:2"]);
+}

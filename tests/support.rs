@@ -29,8 +29,83 @@ pub fn gncctl() -> Command {
         path.display()
     );
     let mut c = Command::new(path);
-    c.current_dir(repo_root());
+    // Jobs across hosts start mpirun, which refuses root (CI) without consent.
+    c.current_dir(repo_root())
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     c
+}
+
+/// Ctrl-C at a terminal (SIGINT to gncctl's whole process group) pauses a `gncctl run` with
+/// `placement` (none: in-process; `--devices`; `--hosts`): it checkpoints at the next iteration
+/// boundary and ends there with `complete: false`, and `--resume` ends with the bits of the
+/// run that never stopped.
+pub fn ctrl_c_pauses_and_resume_keeps_the_bits(name: &str, placement: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = teacher_student_job(&TinyJob {
+        name,
+        method: METHODS[0].1,
+        seed: 4,
+        train_examples: 16384,
+        test_examples: 64,
+        workers: 8,
+        small_batch: 4,
+        parallel: "",
+    });
+    let spec = write_spec(dir.path(), name, &toml);
+    let (paused, straight) = (dir.path().join("paused"), dir.path().join("straight"));
+    let child = gncctl()
+        .args(["run", spec.to_str().unwrap(), "--json", "--out"])
+        .arg(&paused)
+        .args(placement)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it trains, interrupt it as a terminal does: every process of its group.
+    let metrics = paused.join("metrics.jsonl");
+    let began = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 2 {
+        assert!(
+            began.elapsed().as_secs() < 60,
+            "no iteration within a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{placement:?}: {stderr}");
+    assert!(
+        stderr.contains("stopping at the next iteration boundary"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("restart"), "{placement:?}: {stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["complete"], false, "{summary}");
+    let stopped_at = summary["iterations"].as_u64().unwrap();
+    assert!(
+        paused
+            .join(format!("checkpoints/ckpt-{stopped_at:09}.json"))
+            .is_file(),
+        "{placement:?}: no checkpoint at {stopped_at}"
+    );
+    let mut resume = vec!["--resume"];
+    resume.extend_from_slice(placement);
+    let resumed = run_job(&spec, &paused, &resume);
+    assert_eq!(resumed["complete"], true);
+    assert_eq!(hash(&resumed), hash(&run_job(&spec, &straight, &[])));
+}
+
+/// A run summary's final parameter hash.
+pub fn hash(summary: &serde_json::Value) -> String {
+    summary["params_sha256"].as_str().unwrap().to_string()
 }
 
 /// Runs `gncctl` with `args`, returning its output (whatever its status).

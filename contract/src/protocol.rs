@@ -106,6 +106,10 @@ pub const MPI_STARTED_FILE: &str = ".mpi-generation-started";
 /// that never arrived when a generation does not start in time.
 pub const MPI_ARRIVED_DIR: &str = ".mpi-ranks-arrived";
 
+/// In a job across hosts, the file in the output directory through which the launcher asks
+/// for a checkpoint or a stop (`crate::request::file`).
+pub const MPI_REQUEST_FILE: &str = ".mpi-request";
+
 #[cfg(test)]
 mod tests {
     use super::*;

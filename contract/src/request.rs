@@ -135,6 +135,78 @@ pub fn clear_passed(control: &ControlBlock, min_begun: u64) {
     }
 }
 
+/// Across hosts there is no shared control block: the launcher posts a request as a file in
+/// the output directory (which every host shares, as checkpoints need), and rank 0 takes it
+/// at an iteration boundary and tells every rank ([`take`]).
+pub mod file {
+    use std::path::Path;
+
+    use super::Action;
+    use crate::protocol::MPI_REQUEST_FILE;
+
+    fn word(action: Action) -> &'static str {
+        match action {
+            Action::Checkpoint => "checkpoint",
+            Action::Stop => "stop",
+        }
+    }
+
+    /// Launcher side: posts `action` (replacing any request not yet taken).
+    pub fn post(out: &Path, action: Action) -> std::io::Result<()> {
+        crate::atomic::write_atomic(&out.join(MPI_REQUEST_FILE), word(action).as_bytes())
+    }
+
+    /// Rank 0's side: the posted request, if any, now taken (renamed away first, so that a
+    /// request posted meanwhile is not lost). A file that says neither word is an error
+    /// naming its contents, and is taken too.
+    pub fn take(out: &Path) -> Result<Option<Action>, String> {
+        let posted = out.join(MPI_REQUEST_FILE);
+        let taken = out.join(format!("{MPI_REQUEST_FILE}.taken"));
+        match std::fs::rename(&posted, &taken) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot take {}: {e}", posted.display())),
+            Ok(()) => {}
+        }
+        let text = std::fs::read_to_string(&taken).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&taken);
+        [Action::Checkpoint, Action::Stop]
+            .into_iter()
+            .find(|&a| text.trim() == word(a))
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "{} says {:?}; a request is \"checkpoint\" or \"stop\"",
+                    posted.display(),
+                    text.trim()
+                )
+            })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_posted_request_is_taken_once_and_nonsense_is_named() {
+            let dir = tempfile::tempdir().unwrap();
+            assert_eq!(take(dir.path()), Ok(None));
+            post(dir.path(), Action::Checkpoint).unwrap();
+            post(dir.path(), Action::Stop).unwrap();
+            assert_eq!(take(dir.path()), Ok(Some(Action::Stop)));
+            assert_eq!(take(dir.path()), Ok(None));
+            post(dir.path(), Action::Checkpoint).unwrap();
+            assert_eq!(take(dir.path()), Ok(Some(Action::Checkpoint)));
+            std::fs::write(dir.path().join(MPI_REQUEST_FILE), "pause\n").unwrap();
+            let error = take(dir.path()).unwrap_err();
+            assert!(
+                error.ends_with("says \"pause\"; a request is \"checkpoint\" or \"stop\""),
+                "{error}"
+            );
+            assert_eq!(take(dir.path()), Ok(None));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

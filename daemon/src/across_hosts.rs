@@ -4,14 +4,19 @@
 //! a rank or host dies; this launcher then starts it again from the newest intact checkpoint
 //! (every rank's part of it), at most `max_restarts` times — torchrun's rule, as for a worker
 //! group on one host. A job error that would recur (`EXIT_JOB_FAILED`, `EXIT_USAGE`) ends it.
+//! Checkpoint and stop requests (`SupervisorOptions::interrupts`: Ctrl-C, SIGUSR1) reach the
+//! ranks as a request file in the shared output directory (`gnc_contract::request::file`).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use gnc_contract::interrupts::Interrupts;
 use gnc_contract::observer::Observer;
 use gnc_contract::plan::RunPlan;
 use gnc_contract::protocol;
+use gnc_contract::request::{self, Action};
 use gnc_contract::{RunSummary, atomic};
 use gnc_proto::{Devices, ValidSpec};
 
@@ -71,6 +76,11 @@ pub enum AcrossHostsError {
          not restarting"
     )]
     NeverJoined { what: String, timeout: Duration },
+    #[error(
+        "the job across hosts failed: {0}; not restarting, since a stop was asked for (resume \
+         from the last checkpoint with --resume)"
+    )]
+    Interrupted(String),
     #[error("the job across hosts failed: {last}; giving up after {restarts} restart(s)")]
     TooManyRestarts { last: String, restarts: u32 },
 }
@@ -144,19 +154,28 @@ pub fn supervise_across_hosts(
         // leaves its arrival file as it starts.
         let _ = std::fs::remove_file(out.join(protocol::MPI_STARTED_FILE));
         let _ = std::fs::remove_dir_all(out.join(protocol::MPI_ARRIVED_DIR));
+        // A request left by an earlier start must not act on this one.
+        let _ = std::fs::remove_file(out.join(protocol::MPI_REQUEST_FILE));
         events.started(resume_from.unwrap_or(0), total, ranks);
         let launch = |e: std::io::Error| AcrossHostsError::Launch {
             program: "mpirun".into(),
             message: e.to_string(),
         };
         let mut child = command
+            // A terminal's Ctrl-C reaches this launcher alone, which asks the ranks for a stop
+            // with a checkpoint (mpirun would kill them).
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
             .map_err(launch)?;
-        let Some(status) =
-            wait_joined(&mut child, &out, generation, options.join_timeout).map_err(launch)?
-        else {
+        let watch = Watch {
+            out: &out,
+            generation,
+            join_timeout: options.join_timeout,
+            interrupts: options.interrupts.as_deref(),
+        };
+        let Some(status) = watch.wait(&mut child).map_err(launch)? else {
             let host_of = |rank: usize| hosts[rank / per_host].name.as_str();
             return Err(never_joined(&out, ranks, host_of, options.join_timeout));
         };
@@ -168,6 +187,13 @@ pub fn supervise_across_hosts(
             c == i32::from(protocol::EXIT_JOB_FAILED) || c == i32::from(protocol::EXIT_USAGE)
         }) {
             return Err(AcrossHostsError::JobFailed(failure));
+        }
+        if options
+            .interrupts
+            .as_deref()
+            .is_some_and(Interrupts::stop_requested)
+        {
+            return Err(AcrossHostsError::Interrupted(failure));
         }
         if !started(&out, generation) {
             return Err(AcrossHostsError::NeverStarted {
@@ -189,27 +215,44 @@ pub fn supervise_across_hosts(
     Ok(read_result(&out)?)
 }
 
-/// Waits for `mpirun` to end, allowing its ranks `join_timeout` to join. `None` when they
-/// did not: `mpirun` (and through it every rank) has then been stopped.
-fn wait_joined(
-    child: &mut Child,
-    out: &Path,
+/// One generation's `mpirun`, watched from this launcher.
+struct Watch<'a> {
+    out: &'a Path,
     generation: u64,
     join_timeout: Duration,
-) -> std::io::Result<Option<ExitStatus>> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
+    interrupts: Option<&'a Interrupts>,
+}
+
+impl Watch<'_> {
+    /// Waits for `mpirun` to end, allowing its ranks `join_timeout` to join and posting the
+    /// requests of `interrupts` to them. `None` when they did not join: `mpirun` (and through
+    /// it every rank) has then been stopped.
+    fn wait(&self, child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
+        let start = Instant::now();
+        let mut joined = false;
+        let mut stop_posted = false;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some(status));
+            }
+            joined = joined || started(self.out, self.generation);
+            if !joined && start.elapsed() >= self.join_timeout {
+                stop(child)?;
+                return Ok(None);
+            }
+            if let Some(interrupts) = self.interrupts {
+                // A stop checkpoints too, so it replaces a checkpoint not yet taken.
+                if interrupts.stop_requested() {
+                    if !stop_posted {
+                        request::file::post(self.out, Action::Stop)?;
+                        stop_posted = true;
+                    }
+                } else if interrupts.take_checkpoint() {
+                    request::file::post(self.out, Action::Checkpoint)?;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        if started(out, generation) {
-            return child.wait().map(Some);
-        }
-        if start.elapsed() >= join_timeout {
-            stop(child)?;
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -100,6 +100,9 @@ impl Group {
             level.apply(&mut command);
             let child = command
                 .args(args)
+                // A terminal's Ctrl-C reaches the supervisor alone, which turns it into a stop
+                // with a checkpoint; the workers die with the supervisor (PR_SET_PDEATHSIG).
+                .process_group(0)
                 .stdin(Stdio::null())
                 // stdout stays free for the CLI's own output (`--json`); errors go to stderr.
                 .stdout(Stdio::null())

@@ -134,7 +134,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Ctrl-C or SIGTERM: checkpoint at the next iteration boundary and stop there (a pause:
 /// `--resume` continues with the same bits); a second one ends the process at once. SIGUSR1:
 /// a checkpoint at the next boundary, and training goes on.
-fn forward_signals(interrupts: &Arc<Interrupts>) -> anyhow::Result<()> {
+pub(crate) fn forward_signals(interrupts: &Arc<Interrupts>) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])
         .context("cannot handle signals")?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use gnc_contract::observer::Unobserved;
-use gnc_contract::request::Action;
+use gnc_contract::request::{self, Action};
 use gnc_mpi::{MpiReducer, ReduceError};
 use gnc_proto::{JobSpec, SpecError, ValidSpec};
 use gnc_shm::tree::{Block, LayoutError};
@@ -102,6 +102,8 @@ pub struct MpiTransport {
     world: SimpleCommunicator,
     host: ShardedReducer,
     lane: MpiReducer<SimpleCommunicator>,
+    /// The output directory, where the launcher posts requests.
+    out: PathBuf,
 }
 
 impl MpiTransport {
@@ -113,6 +115,7 @@ impl MpiTransport {
         trainer: &Trainer,
         shm_job: &str,
         generation: u64,
+        out: &Path,
     ) -> Result<Self, MpiWorkerError> {
         let shapes = trainer.bundle_shapes();
         let len = gnc_contract::protocol::bundle_len(&shapes);
@@ -142,6 +145,7 @@ impl MpiTransport {
             world,
             host,
             lane,
+            out: out.to_path_buf(),
         })
     }
 
@@ -163,8 +167,26 @@ impl Transport for MpiTransport {
 
     fn boundary(&mut self, t: u64) -> Result<Option<Action>, MpiWorkerError> {
         self.hooks.iteration_begins(t);
-        // No supervisor posts requests to an MPI job yet: it runs to its end or --stop-after.
-        Ok(None)
+        // Rank 0 takes the launcher's request, if any, and every rank acts on what it says
+        // at this same boundary (one byte broadcast per iteration).
+        let mut code = [0u8];
+        if self.placement.rank == 0 {
+            code[0] = match request::file::take(&self.out) {
+                Ok(None) => 0,
+                Ok(Some(Action::Checkpoint)) => 1,
+                Ok(Some(Action::Stop)) => 2,
+                Err(message) => {
+                    eprintln!("gnc-mpi-worker: ignoring a request: {message}");
+                    0
+                }
+            };
+        }
+        self.world.process_at_rank(0).broadcast_into(&mut code[..]);
+        Ok(match code[0] {
+            1 => Some(Action::Checkpoint),
+            2 => Some(Action::Stop),
+            _ => None,
+        })
     }
 
     fn reduce(
@@ -305,8 +327,14 @@ pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
     gnc_worker::pin::pin_process_environment(spec.reproducibility).map_err(EngineError::Config)?;
     let mut trainer = Trainer::on(&spec, 1, Device::CPU)?;
     let shm_job = gnc_contract::protocol::shm_job(&spec.name, &request.out);
-    let mut transport =
-        MpiTransport::new(world, placement, &trainer, &shm_job, request.generation)?;
+    let mut transport = MpiTransport::new(
+        world,
+        placement,
+        &trainer,
+        &shm_job,
+        request.generation,
+        &request.out,
+    )?;
     let io = |e: std::io::Error| EngineError::Io(request.out.clone(), e.to_string());
     std::fs::create_dir_all(&request.out).map_err(io)?;
     if transport.writes_records() {
