@@ -18,9 +18,10 @@ use gnc_contract::plan::RunPlan;
 use gnc_contract::protocol;
 use gnc_contract::request::{self, Action};
 use gnc_contract::{RunSummary, atomic};
-use gnc_proto::{Devices, ValidSpec};
+use gnc_proto::{Devices, MetricRecord, ValidSpec};
 
 use crate::hostfile::{self, Host, HostfileError};
+use crate::metrics_tail::MetricsTail;
 use crate::supervisor::{SupervisorError, SupervisorOptions, latest_checkpoint, read_result};
 
 /// Overrides where `gnc-mpi-worker` is (else next to the running executable).
@@ -169,13 +170,14 @@ pub fn supervise_across_hosts(
             .stdout(Stdio::null())
             .spawn()
             .map_err(launch)?;
-        let watch = Watch {
+        let mut watch = Watch {
             out: &out,
             generation,
             join_timeout: options.join_timeout,
             interrupts: options.interrupts.as_deref(),
+            metrics: MetricsTail::new(out.join("metrics.jsonl"), 0),
         };
-        let Some(status) = watch.wait(&mut child).map_err(launch)? else {
+        let Some(status) = watch.wait(&mut child, events).map_err(launch)? else {
             let host_of = |rank: usize| hosts[rank / per_host].name.as_str();
             return Err(never_joined(&out, ranks, host_of, options.join_timeout));
         };
@@ -221,13 +223,19 @@ struct Watch<'a> {
     generation: u64,
     join_timeout: Duration,
     interrupts: Option<&'a Interrupts>,
+    /// Rank 0's records: the job's progress.
+    metrics: MetricsTail,
 }
 
 impl Watch<'_> {
-    /// Waits for `mpirun` to end, allowing its ranks `join_timeout` to join and posting the
-    /// requests of `interrupts` to them. `None` when they did not join: `mpirun` (and through
-    /// it every rank) has then been stopped.
-    fn wait(&self, child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
+    /// Waits for `mpirun` to end, allowing its ranks `join_timeout` to join, posting the
+    /// requests of `interrupts` to them and telling `events` of their progress. `None` when
+    /// they did not join: `mpirun` (and through it every rank) has then been stopped.
+    fn wait(
+        &mut self,
+        child: &mut Child,
+        events: &mut dyn Observer,
+    ) -> std::io::Result<Option<ExitStatus>> {
         let start = Instant::now();
         let mut joined = false;
         let mut stop_posted = false;
@@ -249,6 +257,11 @@ impl Watch<'_> {
                     }
                 } else if interrupts.take_checkpoint() {
                     request::file::post(self.out, Action::Checkpoint)?;
+                }
+            }
+            for record in self.metrics.read_new() {
+                if let MetricRecord::Iter(iteration) = record {
+                    events.progress(iteration.iter + 1);
                 }
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -11,6 +11,8 @@
 //!   generation, recreate the segments and restart everyone from the last checkpoint;
 //! - [`hostfile`], [`across_hosts`]: a job across hosts, started by `mpirun` and restarted
 //!   from its checkpoint when a rank dies;
+//! - [`metrics_tail`]: following a job's `metrics.jsonl` (gncd's progress and metrics, and
+//!   the progress of a job across hosts, whose ranks have no control block to read);
 //! - [`gncd`]: the daemon (queue, socket server, signals, sd_notify) around it.
 
 pub mod across_hosts;
@@ -20,6 +22,7 @@ pub mod gncd;
 pub mod group;
 pub mod hostfile;
 pub mod layout;
+pub mod metrics_tail;
 pub mod segments;
 pub mod supervisor;
 pub mod worker_bin;

@@ -9,8 +9,8 @@ use gnc_proto::JobSpec;
 use gnc_proto::socket::{Command, DaemonInfo, ErrorKind, JobState, Reply, Response};
 
 use super::jobs::{Refusal, StopReason};
-use super::metrics_tail::MetricsTail;
 use super::state::{Message, Shared};
+use crate::metrics_tail::MetricsTail;
 
 /// Lines `logs` returns when the request names no count.
 const DEFAULT_LOG_TAIL: usize = 200;

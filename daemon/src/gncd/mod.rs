@@ -6,7 +6,6 @@
 //! - [`store`] / [`jobs`]: the queue on disk and in memory, and each job's state machine;
 //! - [`roots`]: which data directories a job may read;
 //! - [`server`] / [`handlers`]: the socket, peer credentials, requests and replies;
-//! - [`metrics_tail`]: following a job's `metrics.jsonl`;
 //! - [`runner`]: one job's run on a thread, its devices, its events;
 //! - [`lifecycle`] / [`notify`]: signals, the main loop, systemd notifications.
 
@@ -15,7 +14,6 @@ pub mod connections;
 pub mod handlers;
 pub mod jobs;
 pub mod lifecycle;
-pub mod metrics_tail;
 pub mod notify;
 pub mod roots;
 pub mod runner;

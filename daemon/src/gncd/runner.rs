@@ -11,8 +11,8 @@ use gnc_proto::socket::JobState;
 use gnc_proto::{Devices, MetricRecord};
 
 use super::jobs::{Outcome, now_seconds};
-use super::metrics_tail::MetricsTail;
 use super::state::{Message, Shared};
+use crate::metrics_tail::MetricsTail;
 use crate::{Interrupts, Observer, SupervisorError, SupervisorOptions, supervise};
 
 /// The worker processes a job gets: what it asked for (else all the daemon has), capped to
