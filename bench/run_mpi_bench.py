@@ -9,9 +9,10 @@ timed as its slowest rank's time, and rank 0 times a single-core memcpy of the v
 floor of any operation that must read and write the vector once). Reports per size the median
 over rounds with min-max, throughput as vector bytes per second, and gnc / MPI throughput
 (target >= 0.8). Then the F1 iteration on 2 hosts against 1, in the same invocation:
-`gncctl run bench/f1-scaling.toml` (F1, GNC, M = 16, b = 32) with `--hosts` (2 ranks on this
-machine standing in for 2 hosts), `--devices cpu:1` (one host, one process) and
-`--devices cpu:2` (one host, two processes over shared memory), rotated every round, each
+`bench/f1-scaling.toml` (F1, GNC, M = 16, b = 32) as 2 MPI ranks standing in for 2 hosts
+(mpirun + gnc-mpi-worker), and `gncctl run` with `--devices cpu:1` (one host, one process),
+`--devices cpu:2` (one host, two processes over shared memory) and `--hosts` (one host of two
+processes, the hierarchical path), rotated every round, each
 timed as the slope of iteration completion times (run_shm_bench.timed_training). Writes
 bench/out/mpi-bench.jsonl and its section of bench/RESULTS.md.
 
@@ -28,7 +29,7 @@ import sys
 
 import tempfile
 
-from benchlib import RESULTS, ROOT, machine, median, replace_section, sh
+from benchlib import RESULTS, ROOT, level_environment, machine, median, replace_section, sh
 from run_shm_bench import SCALING_SPEC, timed_training
 
 OUT = ROOT / "bench" / "out"
@@ -42,14 +43,31 @@ def gbps(floats, ms):
     return 4 * floats / (ms * 1e-3) / 1e9
 
 
+# Placements of the F1 job: gncctl flags, or (MPI) ranks standing in for hosts of one
+# process each, started by mpirun directly, since one machine is one host to Open MPI.
 F1_CONFIGS = [("1 host, 1 process", ["--devices", "cpu:1"]),
-              ("2 hosts (MPI ranks)", ["--hosts", None]),
-              ("1 host, 2 processes (shm)", ["--devices", "cpu:2"])]
+              ("2 hosts x 1 process (MPI ranks)", "mpi"),
+              ("1 host, 2 processes (shm)", ["--devices", "cpu:2"]),
+              ("1 host, 2 processes via --hosts (shm + MPI lanes)", ["--hosts", None])]
+
+
+def f1_command(flags, out, args, hostfile):
+    """The command that trains the F1 job under one placement for args.f1_iters iterations."""
+    if flags == "mpi":
+        return ["mpirun", "--oversubscribe", "-np", "2",
+                str(ROOT / "target/release/gnc-mpi-worker"), SCALING_SPEC, "--out", out,
+                "--stop-after", str(args.f1_iters), "--processes-per-host", "1"]
+    flags = [hostfile if x is None else x for x in flags]
+    return [str(ROOT / "target/release/gncctl"), "run", SCALING_SPEC, *flags,
+            "--stop-after", str(args.f1_iters), "--out", out, "--json"]
 
 
 def f1_runs(args, env):
     """The F1 iteration under each placement, rotated every round."""
     rows = []
+    # The ranks started without gncctl need the level's environment from their launcher.
+    env = dict(level_environment("portable"), **{k: v for k, v in env.items()
+                                                 if k.startswith("OMPI_")})
     with tempfile.TemporaryDirectory(prefix="gnc-mpi-bench-") as tmp:
         hostfile = os.path.join(tmp, "hosts")
         with open(hostfile, "w") as f:
@@ -58,9 +76,7 @@ def f1_runs(args, env):
             k = r % len(F1_CONFIGS)
             for name, flags in F1_CONFIGS[k:] + F1_CONFIGS[:k]:
                 out = os.path.join(tmp, f"run-{r}-{len(rows)}")
-                flags = [hostfile if x is None else x for x in flags]
-                cmd = [str(ROOT / "target/release/gncctl"), "run", SCALING_SPEC, *flags,
-                       "--stop-after", str(args.f1_iters), "--out", out, "--json"]
+                cmd = f1_command(flags, out, args, hostfile)
                 ms, summary = timed_training(cmd, out, env, args.f1_iters, args.f1_skip)
                 rows.append({"bench": "mpi-f1", "config": name, "round": r, "ms_per_iter": ms,
                              "params_sha256": summary["params_sha256"]})
@@ -157,8 +173,12 @@ The F1 iteration (`bench/f1-scaling.toml`: F1, GNC, M = 16, b = 32; its bundle i
 floats), {args.f1_rounds} rounds of {args.f1_iters} iterations per placement, the time per
 iteration the slope of completion times from iteration {args.f1_skip} on (start-up, data
 loading and the final checkpoint left out); speed-up per round against the same round's
-one-process run. The 2 "hosts" are 2 ranks on this 2-core machine, so the comparison is of the
-transports (MPI vs shared memory) at the same parallelism; the final hashes must agree.
+one-process run. The 2 "hosts" are 2 ranks on this 2-core machine (started by `mpirun`
+directly: to Open MPI one machine is one host), so the comparison is of the transports (MPI vs
+shared memory) at the same parallelism; the last row is `gncctl run --hosts` on this one host
+with 2 processes, the hierarchical path (the host's processes reduce over shared memory, each
+exchanges its shard over MPI with the same lane of the other hosts, here none). The final
+hashes must agree.
 
 {chr(10).join(f1_table)}
 

@@ -112,7 +112,9 @@ def timed_training(cmd, out_dir, env, iterations, skip):
     ts = [seen[k] for k in ks]
     kbar, tbar = statistics.fmean(ks), statistics.fmean(ts)
     slope = sum((k - kbar) * (t - tbar) for k, t in zip(ks, ts)) / sum((k - kbar) ** 2 for k in ks)
-    summary = json.loads(stdout)
+    # gncctl prints the summary; a bare gnc-mpi-worker leaves it in result.json only.
+    summary = json.loads(stdout) if stdout.strip() else json.loads(
+        (Path(out_dir) / "result.json").read_text())
     return slope * 1e3, summary
 
 
