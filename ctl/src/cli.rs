@@ -55,6 +55,9 @@ pub enum Command {
     Plot(cmd::plot::Args),
     /// Re-run a recorded run and check that it reproduces bit for bit (non-zero exit if not).
     Verify(cmd::verify::Args),
+    /// Analyse a run's end point as the papers do: the top Hessian eigenvalue, Keskar's
+    /// ε-sharpness, the loss on the line towards another run's end point.
+    Analyze(cmd::analyze::Args),
     /// This machine's reproducibility key and kernel fingerprint: which runs it reproduces.
     Doctor(cmd::doctor::Args),
     /// Print a shell completion script on stdout.

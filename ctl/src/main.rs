@@ -1,6 +1,6 @@
 //! gncctl: the gnc control CLI. `main` only parses arguments and maps errors to exit codes;
 //! each subcommand lives in its own file. This binary does not link libtorch: the training
-//! commands (`run`, `verify`, `doctor`) are carried out by `gnc-run` (see `trainer`).
+//! commands (`run`, `verify`, `analyze`, `doctor`) are carried out by `gnc-run` (see `trainer`).
 
 use clap::Parser;
 
@@ -17,6 +17,7 @@ fn main() -> std::process::ExitCode {
             args.level
                 .or_else(|| trainer::recorded_level(&args.run_dir)),
         ),
+        Command::Analyze(args) => trainer::exec(trainer::recorded_level(&args.run_dir)),
         Command::Doctor(args) => trainer::exec(
             args.level
                 .or_else(|| args.run_dir.as_deref().and_then(trainer::recorded_level)),

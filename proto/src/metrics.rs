@@ -27,6 +27,14 @@ pub struct IterRecord {
     /// Root mean square over logical workers of ‖g_i - g~‖: the gradient noise of Eq. 4 that
     /// GNC injects at the next iteration.
     pub noise_norm: f64,
+    /// Unbiased estimates of |G|² (the true gradient's squared norm) and tr(Σ) (the trace of
+    /// the per-example gradient covariance) from the M workers' gradients: over a window of
+    /// iterations, Σ trace / Σ grad_sq is the gradient noise scale B_simple (McCandlish et
+    /// al. 2018). Absent for M = 1 and in records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_sq_estimate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_estimate: Option<f64>,
     /// Wall time of the iteration in this process, from its start to the update: every
     /// worker's gradient, the reduction and the optimiser step; not evaluations or
     /// checkpoints. The only field that differs between two runs of a job; absent (0) in

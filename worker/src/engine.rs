@@ -144,6 +144,11 @@ impl Trainer {
         &self.schedule
     }
 
+    /// The training examples (normalised, in file order).
+    pub fn train_examples(&self) -> &crate::data::Examples {
+        &self.data.train
+    }
+
     pub fn model(&self) -> &dyn Model {
         self.model.as_ref()
     }
@@ -287,7 +292,14 @@ impl Trainer {
             .norm()
             .double_value(&[]);
         // Σ_i ‖g_i - g~‖² / M = mean_i ‖g_i‖² - ‖g~‖² (g~ is the mean of the g_i).
-        let noise_var = (mean[l.grad_sq()].double_value(&[0]) - grad_norm * grad_norm).max(0.0);
+        let mean_sq = mean[l.grad_sq()].double_value(&[0]);
+        let noise_var = (mean_sq - grad_norm * grad_norm).max(0.0);
+        let noise_scale = crate::analysis::noise_scale::estimates(
+            mean_sq,
+            grad_norm * grad_norm,
+            self.spec.parallel.small_batch,
+            m,
+        );
         self.update_running_stats(state, &mean);
         state.optimizer.step(&mut state.params, &grads, prepared.lr);
         state.prev_mean = prepared.keep_grads.then_some(grads);
@@ -299,6 +311,8 @@ impl Trainer {
             lr: prepared.lr,
             grad_norm,
             noise_norm: noise_var.sqrt(),
+            grad_sq_estimate: noise_scale.map(|(g, _)| g),
+            trace_estimate: noise_scale.map(|(_, t)| t),
             seconds: prepared.began.elapsed().as_secs_f64(),
         }
     }

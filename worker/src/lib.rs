@@ -2,6 +2,7 @@
 //! enhancement), optimisers, schedules, the fixed-tree reduction over logical workers,
 //! checkpoints and metrics. See DESIGN.md §3 for the math and §4 for the determinism contract.
 
+pub mod analysis;
 pub mod checkpoint;
 pub mod data;
 pub mod device;

@@ -1,6 +1,7 @@
 //! The subcommands that talk to gncd, one file each, and the offline ones (`plot`, `verify`,
-//! `doctor`, `completions`, `man`).
+//! `analyze`, `doctor`, `completions`, `man`).
 
+pub mod analyze;
 pub mod cancel;
 pub mod checkpoint_now;
 pub mod completions;

@@ -1,7 +1,8 @@
-//! gnc-run: the training half of gncctl. `gncctl run …` and `gncctl verify …` exec it with
+//! gnc-run: the training half of gncctl. `gncctl run …`, `verify …` and `analyze …` exec it with
 //! the same arguments; it links libtorch and pins the CPU environment of the job's
 //! reproducibility level before any tensor exists.
 
+mod analyze;
 mod doctor;
 mod run;
 mod supervised;
@@ -19,10 +20,11 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Analyze(args) => analyze::run(args),
         Command::Doctor(args) => doctor::run(args),
         _ => Err(anyhow::anyhow!(
-            "gnc-run only computes (`run`, `verify`, `doctor`); use gncctl for the other \
-             commands"
+            "gnc-run only computes (`run`, `verify`, `analyze`, `doctor`); use gncctl for the \
+             other commands"
         )),
     };
     gnc_ctl::finish(result)
