@@ -98,6 +98,21 @@ fn analyze_measures_the_end_point_without_touching_the_run() {
     );
     assert_eq!(at(1.0), other["loss"].as_f64().unwrap());
     assert!(other["top_eigenvalue"].is_null());
+    // Noise anisotropy from the GNC run's per-worker gradients, beside RNC's, for every
+    // layer; the baseline's checkpoint keeps no per-worker gradients.
+    assert!(first["anisotropy"].is_null(), "{first}");
+    let anisotropy = &other["anisotropy"];
+    assert_eq!(anisotropy["workers"], 8);
+    let (gnc, rnc) = (
+        anisotropy["gnc"].as_array().unwrap(),
+        anisotropy["rnc"].as_array().unwrap(),
+    );
+    assert_eq!(gnc.len(), rnc.len());
+    assert!(!gnc.is_empty());
+    for layer in gnc.iter().chain(rnc) {
+        let kappa = layer["kappa"].as_f64().unwrap();
+        assert!(kappa.is_finite() && kappa >= 1.0, "{layer}");
+    }
     // Reproducible to the bit, written to analysis.json; the run itself unchanged.
     let mut again = analysis(&a, &flags);
     let mut first = first;

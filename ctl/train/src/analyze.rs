@@ -9,12 +9,14 @@ use std::time::Instant;
 use anyhow::Context;
 use gnc_proto::{JobSpec, ValidSpec};
 use gnc_worker::analysis::Objective;
+use gnc_worker::analysis::anisotropy::{self, LayerAnisotropy};
 use gnc_worker::analysis::curvature::{TopEigenvalue, top_eigenvalue};
 use gnc_worker::analysis::line::{LinePoint, alphas, losses_along};
 use gnc_worker::analysis::model::{ModelObjective, flatten};
 use gnc_worker::analysis::sharpness::{EpsilonSharpness, epsilon_sharpness};
 use gnc_worker::checkpoint;
 use gnc_worker::engine::Trainer;
+use gnc_worker::method::{filter_norms, rnc_noise};
 use gnc_worker::state::TrainState;
 
 use gnc_ctl::cmd::analyze::Args;
@@ -39,7 +41,18 @@ struct Analysis {
     top_eigenvalue: Option<TopEigenvalue>,
     epsilon_sharpness: Vec<EpsilonSharpness>,
     line: Option<Line>,
+    /// κ per layer of GNC's noise (the checkpoint's g_i(t-1)) and of the noise RNC would
+    /// draw at this iteration; absent where the checkpoint keeps no per-worker gradients
+    /// (only GNC runs do).
+    anisotropy: Option<Anisotropy>,
     seconds: f64,
+}
+
+#[derive(serde::Serialize)]
+struct Anisotropy {
+    workers: usize,
+    gnc: Vec<LayerAnisotropy>,
+    rnc: Vec<LayerAnisotropy>,
 }
 
 #[derive(serde::Serialize)]
@@ -80,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .into_iter()
         .map(|epsilon| epsilon_sharpness(&objective, &x, epsilon, args.ascent_steps, SEED))
         .collect();
+    let anisotropy = noise_anisotropy(&trainer, &end);
     let line = match &args.towards {
         None => None,
         Some(other) => Some(line_towards(&trainer, &objective, &x, other)?),
@@ -93,6 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         top_eigenvalue: top,
         epsilon_sharpness: sharpness,
         line,
+        anisotropy,
         seconds: began.elapsed().as_secs_f64(),
     };
     let json = serde_json::to_string_pretty(&analysis)?;
@@ -173,6 +188,45 @@ fn line_towards(
     })
 }
 
+/// κ per layer for GNC's noise ω_i = g_i(t-1) - g~(t-1) (Eq. 4; Ω centres the g_i on
+/// their mean, which is g~) and RNC's ω_i = u_i / ‖u_i^(p)‖ filter-wise (Eq. 5), for the
+/// M workers of the run.
+fn noise_anisotropy(trainer: &Trainer, end: &TrainState) -> Option<Anisotropy> {
+    let saved: Vec<&Vec<Vec<f32>>> = end
+        .prev_grads
+        .iter()
+        .map(Option::as_ref)
+        .collect::<Option<_>>()?;
+    if saved.len() < 3 {
+        return None;
+    }
+    let seed = trainer.spec().seed;
+    let mut gnc = Vec::new();
+    let mut rnc = Vec::new();
+    for (k, (spec, x)) in trainer.model().params().iter().zip(&end.params).enumerate() {
+        let columns: Vec<&[f32]> = saved.iter().map(|g| g[k].as_slice()).collect();
+        gnc.push(anisotropy::layer(&spec.name, &columns));
+        let random: Vec<Vec<f32>> = (0..saved.len())
+            .map(|worker| {
+                let u = rnc_noise(seed, end.iteration, worker, k, x);
+                let direction = &u / filter_norms(&u);
+                let mut values = vec![0f32; direction.numel()];
+                direction
+                    .contiguous()
+                    .copy_data(&mut values, direction.numel());
+                values
+            })
+            .collect();
+        let columns: Vec<&[f32]> = random.iter().map(Vec::as_slice).collect();
+        rnc.push(anisotropy::layer(&spec.name, &columns));
+    }
+    Some(Anisotropy {
+        workers: saved.len(),
+        gnc,
+        rnc,
+    })
+}
+
 fn print_analysis(a: &Analysis, file: &Path) {
     println!(
         "loss at the end point (iteration {})  {:.6}",
@@ -206,6 +260,23 @@ fn print_analysis(a: &Analysis, file: &Path) {
             at(0.5),
             at(1.0)
         );
+    }
+    if let Some(an) = &a.anisotropy {
+        println!(
+            "noise anisotropy κ = λmax/λmin* per layer, M = {} (GNC §3.2):",
+            an.workers
+        );
+        for (g, r) in an.gnc.iter().zip(&an.rnc) {
+            println!(
+                "  {:<24} GNC {:>10.1} (rank {:>3})   RNC {:>8.2} (rank {:>3})   ratio {:.1}",
+                g.layer,
+                g.kappa,
+                g.rank,
+                r.kappa,
+                r.rank,
+                g.kappa / r.kappa
+            );
+        }
     }
     println!("written to {} in {:.1} s", file.display(), a.seconds);
 }

@@ -14,9 +14,12 @@
 //! - [`sharpness::epsilon_sharpness`]: Keskar's metric 2.1 with A = I: the largest relative
 //!   loss increase within the box |y_i| ≤ ε(|x_i| + 1), by projected sign-gradient ascent;
 //! - [`line::losses_along`]: the loss on the line through two points (Keskar's Fig. 3);
+//! - [`anisotropy`]: κ = λ_max / λ_min* of the workers' noise covariance per layer (GNC
+//!   §3.2), for GNC's noise (from a checkpoint's per-worker gradients) and RNC's;
 //! - [`noise_scale`]: the gradient noise scale B_simple (McCandlish et al. 2018) from what
 //!   every iteration reduces anyway; the engine records its two estimates per iteration.
 
+pub mod anisotropy;
 pub mod curvature;
 pub mod line;
 pub mod model;
