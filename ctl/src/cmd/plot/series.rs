@@ -19,7 +19,13 @@ pub enum Metric {
     GradNorm,
     /// Gradient noise norm, every iteration.
     NoiseNorm,
+    /// The gradient noise scale B_simple (McCandlish et al. 2018): Σ tr(Σ) / Σ |G|² of the
+    /// iteration records' estimates over the last [`NOISE_SCALE_WINDOW`] iterations.
+    NoiseScale,
 }
+
+/// Iterations whose estimates one point of the noise scale sums (each alone is too noisy).
+pub const NOISE_SCALE_WINDOW: usize = 100;
 
 /// The x axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -50,6 +56,7 @@ impl Metric {
             Metric::Lr => "learning rate",
             Metric::GradNorm => "gradient norm",
             Metric::NoiseNorm => "gradient noise norm",
+            Metric::NoiseScale => "gradient noise scale B_simple",
         }
     }
 
@@ -60,6 +67,7 @@ impl Metric {
             XAxis::Iteration => iter as f64,
         };
         let points: Vec<(f64, f64)> = match self {
+            Metric::NoiseScale => Metric::noise_scale(run, pick),
             Metric::TestAccuracy | Metric::TrainAccuracy | Metric::TestLoss => run
                 .evals
                 .iter()
@@ -90,5 +98,64 @@ impl Metric {
             .into_iter()
             .filter(|(x, y)| x.is_finite() && y.is_finite())
             .collect()
+    }
+
+    /// B_simple at each iteration that ends a full window of records with both estimates.
+    fn noise_scale(run: &Run, pick: impl Fn(f64, u64) -> f64) -> Vec<(f64, f64)> {
+        let estimated: Vec<_> = run
+            .iters
+            .iter()
+            .filter_map(|r| Some((r, r.grad_sq_estimate?, r.trace_estimate?)))
+            .collect();
+        estimated
+            .windows(NOISE_SCALE_WINDOW)
+            .filter_map(|window| {
+                let grad_sq: f64 = window.iter().map(|w| w.1).sum();
+                let trace: f64 = window.iter().map(|w| w.2).sum();
+                let last = window.last()?.0;
+                (grad_sq > 0.0).then(|| (pick(last.epoch, last.iter), trace / grad_sq))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gnc_proto::IterRecord;
+
+    fn record(iter: u64, estimates: Option<(f64, f64)>) -> IterRecord {
+        IterRecord {
+            iter,
+            epoch: iter as f64 / 10.0,
+            loss: 1.0,
+            lr: 0.1,
+            grad_norm: 1.0,
+            noise_norm: 1.0,
+            grad_sq_estimate: estimates.map(|e| e.0),
+            trace_estimate: estimates.map(|e| e.1),
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_noise_scale_is_the_ratio_of_sums_over_each_full_window() {
+        // |G|² estimates 1 and 3 alternating, tr(Σ) 8 throughout: each window of 100 sums
+        // 200 and 800, so B_simple = 4 wherever a window is full; a record without the
+        // estimates (M = 1, older versions) is left out.
+        let mut iters: Vec<IterRecord> = (0..150)
+            .map(|i| record(i, Some((if i % 2 == 0 { 1.0 } else { 3.0 }, 8.0))))
+            .collect();
+        iters.insert(7, record(999, None));
+        let run = Run {
+            label: "r".into(),
+            dir: "r".into(),
+            iters,
+            evals: Vec::new(),
+        };
+        let points = Metric::NoiseScale.points(&run, XAxis::Iteration);
+        assert_eq!(points.len(), 150 - NOISE_SCALE_WINDOW + 1);
+        assert_eq!(points[0], (99.0, 4.0));
+        assert!(points.iter().all(|&(_, b)| b == 4.0));
     }
 }
