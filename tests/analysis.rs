@@ -133,7 +133,7 @@ fn analyze_names_what_it_cannot_analyse() {
     assert!(!o.status.success());
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        stderr.contains("is") && stderr.contains("a run directory?"),
+        stderr.contains("nothing/spec.json (the run's job spec)"),
         "{stderr}"
     );
     // A run with a different model cannot be on the same line.

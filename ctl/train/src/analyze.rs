@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use gnc_proto::{JobSpec, ValidSpec};
+use gnc_proto::ValidSpec;
 use gnc_worker::analysis::Objective;
 use gnc_worker::analysis::anisotropy::{self, LayerAnisotropy};
 use gnc_worker::analysis::curvature::{TopEigenvalue, top_eigenvalue};
@@ -64,7 +64,7 @@ struct Line {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let began = Instant::now();
-    let spec = recorded_spec(&args.run_dir)?;
+    let spec = crate::verify::recorded::spec(&args.run_dir)?;
     gnc_worker::pin::pin_process_environment(spec.reproducibility).map_err(anyhow::Error::msg)?;
     let trainer = Trainer::new(&spec, 1)?;
     let end = end_point(&trainer, &args.run_dir, &spec)?;
@@ -122,21 +122,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn recorded_spec(dir: &Path) -> anyhow::Result<ValidSpec> {
-    let path = dir.join("spec.json");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {} (is {} a run directory?)",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    let spec: JobSpec = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a job spec", path.display()))?;
-    spec.validated()
-        .with_context(|| format!("{} holds an invalid spec", path.display()))
-}
-
 /// The state of the newest intact checkpoint of `dir`, a run of `spec` (a model of
 /// `trainer`'s shapes).
 fn end_point(trainer: &Trainer, dir: &Path, spec: &ValidSpec) -> anyhow::Result<TrainState> {
@@ -171,7 +156,7 @@ fn line_towards(
     x: &[f32],
     other: &Path,
 ) -> anyhow::Result<Line> {
-    let spec = recorded_spec(other)?;
+    let spec = crate::verify::recorded::spec(other)?;
     anyhow::ensure!(
         spec.model == trainer.spec().model,
         "--towards {}: that run trained another model ({:?}, not {:?})",

@@ -26,12 +26,16 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&text).with_context(|| format!("{} is not valid {what}", path.display()))
 }
 
+/// The spec a run directory recorded, validated.
+pub fn spec(dir: &Path) -> anyhow::Result<ValidSpec> {
+    let spec: JobSpec = read_json(&dir.join("spec.json"), "the run's job spec")?;
+    spec.validated()
+        .with_context(|| format!("{} holds an invalid spec", dir.join("spec.json").display()))
+}
+
 /// Reads the records `verify` compares against.
 pub fn read(dir: &Path) -> anyhow::Result<Recorded> {
-    let spec: JobSpec = read_json(&dir.join("spec.json"), "the run's job spec")?;
-    let spec = spec
-        .validated()
-        .with_context(|| format!("{} holds an invalid spec", dir.join("spec.json").display()))?;
+    let spec = spec(dir)?;
     let result: RunSummary = read_json(&dir.join("result.json"), "the run's summary")?;
     let iters = read_metrics(dir)?
         .into_iter()
