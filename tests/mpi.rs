@@ -152,6 +152,9 @@ fn gncctl_run_hosts_gives_the_one_host_bits_and_restarts_after_a_rank_dies() {
     assert!(killed.status.success(), "{stderr}");
     assert!(stderr.contains("restart 1 of 3"), "{stderr}");
     assert_eq!(hash(&summary(&killed)), expected_hash, "{stderr}");
+    // The killed generation's host segments had lost their names once every process had
+    // mapped them: nothing is left in /dev/shm.
+    assert_no_segments(&name);
 }
 
 #[test]
