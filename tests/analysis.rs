@@ -113,6 +113,14 @@ fn analyze_measures_the_end_point_without_touching_the_run() {
         let kappa = layer["kappa"].as_f64().unwrap();
         assert!(kappa.is_finite() && kappa >= 1.0, "{layer}");
     }
+    // The M perturbed models' losses (Fig. 4b–c): one per worker, around the end point's.
+    assert!(first["perturbed"].is_null(), "{first}");
+    for noise in ["gnc", "rnc"] {
+        let spread = &other["perturbed"][noise];
+        assert_eq!(spread["losses"].as_array().unwrap().len(), 8, "{spread}");
+        let (min, max) = (spread["min"].as_f64().unwrap(), spread["max"].as_f64().unwrap());
+        assert!(min.is_finite() && min <= max && min > 0.0, "{spread}");
+    }
     // Reproducible to the bit, written to analysis.json; the run itself unchanged.
     let mut again = analysis(&a, &flags);
     let mut first = first;

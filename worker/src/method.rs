@@ -171,20 +171,60 @@ impl Perturbation {
                     neg_scale,
                 },
                 _,
-            ) => ParamCursor::leaves(
-                params
-                    .iter()
-                    .zip(neg_scale)
-                    .enumerate()
-                    .map(|(k, (x, ns))| {
-                        let omega = rnc_noise(*seed, *iteration, worker, k, x);
-                        x.addcmul(&(ns / filter_norms(&omega)), &omega)
-                    })
-                    .collect(),
-            ),
+            ) => ParamCursor::leaves(rnc_weights(params, neg_scale, *seed, *iteration, worker)),
             _ => ParamCursor::leaves(params.iter().map(Tensor::detach).collect()),
         }
     }
+
+    /// The weights `worker` differentiates at, as one flat vector in canonical order — the
+    /// values [`Perturbation::cursor`] hands out — for analyses (the losses of the perturbed
+    /// models, GNC §3.2, Fig. 4b–c).
+    pub fn weights_of(
+        &self,
+        params: &[Tensor],
+        worker: usize,
+        prev_grad: Option<SavedGradient>,
+    ) -> Vec<f32> {
+        let tensors: Vec<Vec<f32>> = match (self, prev_grad) {
+            (Perturbation::Gnc(weights), Some(prev)) => prev
+                .into_iter()
+                .enumerate()
+                .map(|(k, g)| weights.make(k, g))
+                .collect(),
+            (
+                Perturbation::Rnc {
+                    seed,
+                    iteration,
+                    neg_scale,
+                },
+                _,
+            ) => rnc_weights(params, neg_scale, *seed, *iteration, worker)
+                .iter()
+                .map(values)
+                .collect(),
+            _ => params.iter().map(values).collect(),
+        };
+        tensors.concat()
+    }
+}
+
+/// RNC's x_i = x + neg_scale ⊙ ω_i / ‖ω_i^(p)‖ for every parameter.
+fn rnc_weights(
+    params: &[Tensor],
+    neg_scale: &[Tensor],
+    seed: u64,
+    iteration: u64,
+    worker: usize,
+) -> Vec<Tensor> {
+    params
+        .iter()
+        .zip(neg_scale)
+        .enumerate()
+        .map(|(k, (x, ns))| {
+            let omega = rnc_noise(seed, iteration, worker, k, x);
+            x.addcmul(&(ns / filter_norms(&omega)), &omega)
+        })
+        .collect()
 }
 
 /// ω for RNC: uniform on [-1, 1), drawn from (seed, RncNoise, iteration, worker, parameter).

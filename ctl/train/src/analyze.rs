@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use gnc_proto::ValidSpec;
+use gnc_proto::{MethodSpec, ValidSpec};
 use gnc_worker::analysis::Objective;
 use gnc_worker::analysis::anisotropy::{self, LayerAnisotropy};
 use gnc_worker::analysis::curvature::{TopEigenvalue, top_eigenvalue};
@@ -16,7 +16,7 @@ use gnc_worker::analysis::model::{ModelObjective, flatten};
 use gnc_worker::analysis::sharpness::{EpsilonSharpness, epsilon_sharpness};
 use gnc_worker::checkpoint;
 use gnc_worker::engine::Trainer;
-use gnc_worker::method::{filter_norms, rnc_noise};
+use gnc_worker::method::{Perturbation, filter_norms, rnc_noise};
 use gnc_worker::state::TrainState;
 
 use gnc_ctl::cmd::analyze::Args;
@@ -45,7 +45,43 @@ struct Analysis {
     /// draw at this iteration; absent where the checkpoint keeps no per-worker gradients
     /// (only GNC runs do).
     anisotropy: Option<Anisotropy>,
+    /// The losses of the M models x_i the workers would differentiate at next (GNC §3.2,
+    /// Fig. 4b–c), with GNC's noise and with RNC's at the same α and rate; GNC runs only.
+    perturbed: Option<Perturbed>,
     seconds: f64,
+}
+
+#[derive(serde::Serialize)]
+struct Perturbed {
+    alpha: f64,
+    lr: f64,
+    gnc: Spread,
+    rnc: Spread,
+}
+
+/// Losses of the M perturbed models, and how widely they vary.
+#[derive(serde::Serialize)]
+struct Spread {
+    losses: Vec<f64>,
+    mean: f64,
+    std: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(losses: Vec<f64>) -> Spread {
+        let n = losses.len() as f64;
+        let mean = losses.iter().sum::<f64>() / n;
+        let std = (losses.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / n).sqrt();
+        Spread {
+            mean,
+            std,
+            min: losses.iter().copied().fold(f64::INFINITY, f64::min),
+            max: losses.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            losses,
+        }
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -94,6 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|epsilon| epsilon_sharpness(&objective, &x, epsilon, args.ascent_steps, SEED))
         .collect();
     let anisotropy = noise_anisotropy(&trainer, &end);
+    let perturbed = perturbed_losses(&trainer, &end, &objective);
     let line = match &args.towards {
         None => None,
         Some(other) => Some(line_towards(&trainer, &objective, &x, other)?),
@@ -108,6 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         epsilon_sharpness: sharpness,
         line,
         anisotropy,
+        perturbed,
         seconds: began.elapsed().as_secs_f64(),
     };
     let json = serde_json::to_string_pretty(&analysis)?;
@@ -212,6 +250,48 @@ fn noise_anisotropy(trainer: &Trainer, end: &TrainState) -> Option<Anisotropy> {
     })
 }
 
+/// The losses of x_i = x - α η ‖x^(p)‖ ω_i^(p) for GNC's ω_i (the checkpoint's g_i - g~,
+/// exactly as the next iteration would make them) and for RNC's, at the GNC phase's α and the
+/// next iteration's rate.
+fn perturbed_losses(
+    trainer: &Trainer,
+    end: &TrainState,
+    objective: &dyn Objective,
+) -> Option<Perturbed> {
+    let alpha = match trainer.spec().method {
+        MethodSpec::Gnc { alpha } => alpha,
+        MethodSpec::GncToRnc { alpha_gnc, .. } => alpha_gnc,
+        _ => return None,
+    };
+    let mean = end.prev_mean.as_deref()?;
+    let saved: Vec<&Vec<Vec<f32>>> = end
+        .prev_grads
+        .iter()
+        .map(Option::as_ref)
+        .collect::<Option<_>>()?;
+    let last = trainer.schedule().total_iterations().saturating_sub(1);
+    let lr = trainer.schedule().lr(end.iteration.min(last));
+    let gnc = Perturbation::gnc(&end.params, alpha, lr, Some(mean));
+    let rnc = Perturbation::rnc(&end.params, alpha, lr, trainer.spec().seed, end.iteration);
+    let losses = |perturbation: &Perturbation| {
+        let losses = saved
+            .iter()
+            .enumerate()
+            .map(|(worker, g)| {
+                let x = perturbation.weights_of(&end.params, worker, Some((*g).clone()));
+                objective.loss(&x)
+            })
+            .collect();
+        Spread::of(losses)
+    };
+    Some(Perturbed {
+        alpha,
+        lr,
+        gnc: losses(&gnc),
+        rnc: losses(&rnc),
+    })
+}
+
 fn print_analysis(a: &Analysis, file: &Path) {
     println!(
         "loss at the end point (iteration {})  {:.6}",
@@ -262,6 +342,21 @@ fn print_analysis(a: &Analysis, file: &Path) {
                 g.kappa / r.kappa
             );
         }
+    }
+    if let Some(p) = &a.perturbed {
+        println!(
+            "perturbed models (α = {}, η = {}): GNC loss {:.6} ± {:.6} [{:.6}, {:.6}], RNC {:.6} ± {:.6} [{:.6}, {:.6}]",
+            p.alpha,
+            p.lr,
+            p.gnc.mean,
+            p.gnc.std,
+            p.gnc.min,
+            p.gnc.max,
+            p.rnc.mean,
+            p.rnc.std,
+            p.rnc.min,
+            p.rnc.max
+        );
     }
     println!("written to {} in {:.1} s", file.display(), a.seconds);
 }
