@@ -118,7 +118,10 @@ fn analyze_measures_the_end_point_without_touching_the_run() {
     for noise in ["gnc", "rnc"] {
         let spread = &other["perturbed"][noise];
         assert_eq!(spread["losses"].as_array().unwrap().len(), 8, "{spread}");
-        let (min, max) = (spread["min"].as_f64().unwrap(), spread["max"].as_f64().unwrap());
+        let (min, max) = (
+            spread["min"].as_f64().unwrap(),
+            spread["max"].as_f64().unwrap(),
+        );
         assert!(min.is_finite() && min <= max && min > 0.0, "{spread}");
     }
     // Reproducible to the bit, written to analysis.json; the run itself unchanged.

@@ -102,7 +102,8 @@ mod tests {
         assert_eq!(
             spec.model,
             gnc_proto::ModelSpec::Mlp {
-                hidden: vec![500; 7]
+                hidden: vec![500; 7],
+                init: gnc_proto::WeightInit::He,
             }
         );
         assert_eq!(spec.parallel.threads, Some(1));

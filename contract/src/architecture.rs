@@ -3,7 +3,7 @@
 //! by. Parameters are listed in a fixed canonical order that checkpoints, the reduction and the
 //! hash all follow.
 
-use gnc_proto::ModelSpec;
+use gnc_proto::{ModelSpec, WeightInit};
 
 /// How a parameter tensor starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,9 +25,18 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
-    /// He et al.'s uniform init for a layer followed by ReLU: bound = sqrt(6 / fan_in).
-    pub fn he(name: String, shape: Vec<i64>, fan_in: i64) -> ParamSpec {
-        let bound = (6.0 / fan_in as f64).sqrt();
+    /// A layer's weight, uniform on ±bound: He et al.'s bound = sqrt(6 / fan_in) for a layer
+    /// followed by ReLU, or Glorot and Bengio's sqrt(6 / (fan_in + fan_out)).
+    pub fn weight(
+        name: String,
+        shape: Vec<i64>,
+        (fan_in, fan_out): (i64, i64),
+        scheme: WeightInit,
+    ) -> ParamSpec {
+        let bound = match scheme {
+            WeightInit::He => (6.0 / fan_in as f64).sqrt(),
+            WeightInit::Glorot => (6.0 / (fan_in + fan_out) as f64).sqrt(),
+        };
         ParamSpec {
             name,
             shape,
@@ -53,14 +62,17 @@ pub const RESNET_WIDTHS: [i64; 3] = [16, 32, 64];
 pub struct Architecture {
     pub params: Vec<ParamSpec>,
     pub bn_channels: Vec<i64>,
+    /// How its weights are drawn.
+    pub init: WeightInit,
 }
 
 impl Architecture {
     /// The network `spec` asks for, for examples of `input_shape` and `classes` outputs.
     pub fn of(spec: &ModelSpec, input_shape: &[usize], classes: usize) -> Architecture {
         let classes = classes as i64;
+        let mut arch = Architecture::empty(spec.init());
         match spec {
-            ModelSpec::Mlp { hidden } => Architecture::mlp(
+            ModelSpec::Mlp { hidden, .. } => arch.mlp(
                 input_shape.iter().product::<usize>() as i64,
                 hidden,
                 classes,
@@ -68,88 +80,77 @@ impl Architecture {
             ModelSpec::Vgg {
                 channels,
                 convs_per_stage,
-            } => Architecture::vgg(input_shape[0] as i64, channels, *convs_per_stage, classes),
-            ModelSpec::Resnet { depth } => {
-                Architecture::resnet(input_shape[0] as i64, *depth, classes)
-            }
+                ..
+            } => arch.vgg(input_shape[0] as i64, channels, *convs_per_stage, classes),
+            ModelSpec::Resnet { depth, .. } => arch.resnet(input_shape[0] as i64, *depth, classes),
         }
+        arch
     }
 
     /// Fully connected layers `fc<l>` of the given widths, then the classifier.
-    pub fn mlp(inputs: i64, hidden: &[usize], classes: i64) -> Architecture {
-        let mut params = Vec::new();
+    fn mlp(&mut self, inputs: i64, hidden: &[usize], classes: i64) {
         let mut fan_in = inputs;
         let widths = hidden.iter().map(|&w| w as i64).chain([classes]);
         for (l, width) in widths.enumerate() {
-            params.push(ParamSpec::he(
+            self.params.push(ParamSpec::weight(
                 format!("fc{l}.weight"),
                 vec![width, fan_in],
-                fan_in,
+                (fan_in, width),
+                self.init,
             ));
-            params.push(ParamSpec::constant(
+            self.params.push(ParamSpec::constant(
                 format!("fc{l}.bias"),
                 vec![width],
                 Init::Zeros,
             ));
             fan_in = width;
         }
-        Architecture {
-            params,
-            bn_channels: Vec::new(),
-        }
     }
 
     /// Per stage, `convs_per_stage` 3x3 convolutions each with BatchNorm; then the classifier.
-    pub fn vgg(
-        in_channels: i64,
-        channels: &[usize],
-        convs_per_stage: usize,
-        classes: i64,
-    ) -> Architecture {
-        let mut arch = Architecture::empty();
+    fn vgg(&mut self, in_channels: i64, channels: &[usize], convs_per_stage: usize, classes: i64) {
         let mut cin = in_channels;
         for (s, &c) in channels.iter().enumerate() {
             for k in 0..convs_per_stage {
-                arch.conv_bn(&format!("stage{s}.conv{k}"), cin, c as i64);
+                self.conv_bn(&format!("stage{s}.conv{k}"), cin, c as i64);
                 cin = c as i64;
             }
         }
-        arch.classifier(cin, classes);
-        arch
+        self.classifier(cin, classes);
     }
 
     /// Depth 6n+2: a first convolution, three stages of n basic blocks of two convolutions
     /// (each with BatchNorm), then the classifier. Option-A shortcuts have no parameters.
-    pub fn resnet(in_channels: i64, depth: usize, classes: i64) -> Architecture {
+    fn resnet(&mut self, in_channels: i64, depth: usize, classes: i64) {
         let n = (depth - 2) / 6;
-        let mut arch = Architecture::empty();
-        arch.conv_bn("conv1", in_channels, RESNET_WIDTHS[0]);
+        self.conv_bn("conv1", in_channels, RESNET_WIDTHS[0]);
         let mut cin = RESNET_WIDTHS[0];
         for (s, &c) in RESNET_WIDTHS.iter().enumerate() {
             for b in 0..n {
                 let name = format!("stage{s}.block{b}");
-                arch.conv_bn(&format!("{name}.conv1"), cin, c);
-                arch.conv_bn(&format!("{name}.conv2"), c, c);
+                self.conv_bn(&format!("{name}.conv1"), cin, c);
+                self.conv_bn(&format!("{name}.conv2"), c, c);
                 cin = c;
             }
         }
-        arch.classifier(cin, classes);
-        arch
+        self.classifier(cin, classes);
     }
 
-    fn empty() -> Architecture {
+    fn empty(init: WeightInit) -> Architecture {
         Architecture {
             params: Vec::new(),
             bn_channels: Vec::new(),
+            init,
         }
     }
 
     /// A 3x3 convolution without bias, then BatchNorm with its affine parameters.
     fn conv_bn(&mut self, name: &str, cin: i64, cout: i64) {
-        self.params.push(ParamSpec::he(
+        self.params.push(ParamSpec::weight(
             format!("{name}.weight"),
             vec![cout, cin, 3, 3],
-            cin * 9,
+            (cin * 9, cout * 9),
+            self.init,
         ));
         for (what, init) in [("weight", Init::Ones), ("bias", Init::Zeros)] {
             self.params.push(ParamSpec::constant(
@@ -163,10 +164,11 @@ impl Architecture {
 
     /// The linear classifier `fc` on `features` inputs.
     fn classifier(&mut self, features: i64, classes: i64) {
-        self.params.push(ParamSpec::he(
+        self.params.push(ParamSpec::weight(
             "fc.weight".into(),
             vec![classes, features],
-            features,
+            (features, classes),
+            self.init,
         ));
         self.params.push(ParamSpec::constant(
             "fc.bias".into(),
@@ -202,14 +204,26 @@ mod tests {
     fn resnet_20_has_its_published_parameter_count() {
         // He et al. (2016), Table 6: ResNet-20 has 0.27 M parameters (269,722 with
         // BatchNorm's affine parameters; the same count as worker/tests/models.rs).
-        let arch = Architecture::resnet(3, 20, 10);
+        let arch = Architecture::of(
+            &ModelSpec::Resnet {
+                depth: 20,
+                init: WeightInit::He,
+            },
+            &[3, 32, 32],
+            10,
+        );
         assert_eq!(arch.bn_channels.len(), 19);
         assert_eq!(arch.parameter_count(), 269_722);
     }
 
     #[test]
     fn the_bundle_is_gradients_then_statistics_then_loss_and_correct() {
-        let arch = Architecture::vgg(1, &[2], 1, 3);
+        let vgg = ModelSpec::Vgg {
+            channels: vec![2],
+            convs_per_stage: 1,
+            init: WeightInit::He,
+        };
+        let arch = Architecture::of(&vgg, &[1, 8, 8], 3);
         let shapes = arch.bundle_shapes();
         assert_eq!(
             shapes,
@@ -224,6 +238,47 @@ mod tests {
                 vec![1],
                 vec![1]
             ]
+        );
+    }
+
+    #[test]
+    fn glorot_bounds_use_fan_in_and_fan_out_and_he_fan_in_alone() {
+        let bound = |init| {
+            let mlp = ModelSpec::Mlp {
+                hidden: vec![500],
+                init,
+            };
+            let arch = Architecture::of(&mlp, &[784], 10);
+            let bounds: Vec<f64> = arch
+                .params
+                .iter()
+                .filter_map(|p| match p.init {
+                    Init::Uniform { bound } => Some(bound),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(arch.init, init);
+            bounds
+        };
+        assert_eq!(
+            bound(WeightInit::He),
+            [(6.0f64 / 784.0).sqrt(), (6.0f64 / 500.0).sqrt()]
+        );
+        assert_eq!(
+            bound(WeightInit::Glorot),
+            [(6.0f64 / 1284.0).sqrt(), (6.0f64 / 510.0).sqrt()]
+        );
+        let vgg = ModelSpec::Vgg {
+            channels: vec![4],
+            convs_per_stage: 1,
+            init: WeightInit::Glorot,
+        };
+        let conv = &Architecture::of(&vgg, &[3, 8, 8], 10).params[0];
+        assert_eq!(
+            conv.init,
+            Init::Uniform {
+                bound: (6.0f64 / ((3 + 4) * 9) as f64).sqrt()
+            }
         );
     }
 }

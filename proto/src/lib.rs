@@ -18,7 +18,7 @@ pub use devices::{Device, Devices};
 pub use metrics::{EvalRecord, FinalRecord, IterRecord, MetricRecord};
 pub use spec::{
     CheckpointSpec, DataSpec, Dataset, Decay, EvalSpec, JobSpec, MethodSpec, ModelSpec,
-    OptimizerSpec, ParallelSpec, ScheduleSpec, TeacherStudentSpec,
+    OptimizerSpec, ParallelSpec, ScheduleSpec, TeacherStudentSpec, WeightInit,
 };
 pub use valid_spec::ValidSpec;
 

@@ -94,21 +94,60 @@ pub struct TeacherStudentSpec {
     pub teacher_hidden: usize,
 }
 
-/// The network.
+/// The network. Every kind takes `init` (default `"he"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ModelSpec {
     /// Fully connected ReLU network. NE paper's "F1" = `hidden = [500; 7]`.
-    Mlp { hidden: Vec<usize> },
+    Mlp {
+        hidden: Vec<usize>,
+        #[serde(default, skip_serializing_if = "WeightInit::is_he")]
+        init: WeightInit,
+    },
     /// Small VGG-style CNN: stages of `convs_per_stage` 3x3 conv + BatchNorm + ReLU, then a 2x2
     /// max-pool; a linear classifier on the pooled features.
     Vgg {
         channels: Vec<usize>,
         #[serde(default = "default_convs_per_stage")]
         convs_per_stage: usize,
+        #[serde(default, skip_serializing_if = "WeightInit::is_he")]
+        init: WeightInit,
     },
     /// CIFAR ResNet of He et al. (2016): depth 6n+2 (20, 32, 44, 56, 110).
-    Resnet { depth: usize },
+    Resnet {
+        depth: usize,
+        #[serde(default, skip_serializing_if = "WeightInit::is_he")]
+        init: WeightInit,
+    },
+}
+
+/// How the weights of linear and convolution layers are drawn: uniform on ±bound, with
+/// bound = sqrt(6 / fan_in) (`he`, He et al. 2015, for ReLU layers; the default) or
+/// sqrt(6 / (fan_in + fan_out)) (`glorot`, Glorot & Bengio 2010, as the noise-enhancement
+/// paper initialises). Biases start at 0, BatchNorm at (1, 0), either way. Left out of the
+/// canonical form when `he`, so specs written before it keep their hash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightInit {
+    #[default]
+    He,
+    Glorot,
+}
+
+impl WeightInit {
+    pub fn is_he(&self) -> bool {
+        *self == WeightInit::He
+    }
+}
+
+impl ModelSpec {
+    pub fn init(&self) -> WeightInit {
+        match self {
+            ModelSpec::Mlp { init, .. }
+            | ModelSpec::Vgg { init, .. }
+            | ModelSpec::Resnet { init, .. } => *init,
+        }
+    }
 }
 
 fn default_convs_per_stage() -> usize {
@@ -406,6 +445,25 @@ mod hash_tests {
         );
         let other = JobSpec::from_toml(&SPEC.replace("alpha = 0.1", "alpha = 0.2"), "t").unwrap();
         assert_ne!(base.spec_hash(), other.spec_hash());
+    }
+
+    #[test]
+    fn he_init_is_the_default_and_keeps_old_hashes_glorot_changes_the_job() {
+        let base = JobSpec::from_toml(SPEC, "t").unwrap();
+        let with = |init: &str| {
+            JobSpec::from_toml(
+                &SPEC.replace("hidden = [4]", &format!("hidden = [4]\ninit = \"{init}\"")),
+                "t",
+            )
+        };
+        let he = with("he").unwrap();
+        assert_eq!(he.spec_hash(), base.spec_hash());
+        assert!(!he.canonical_json().contains("init"));
+        let glorot = with("glorot").unwrap();
+        assert_eq!(glorot.model.init(), super::WeightInit::Glorot);
+        assert_ne!(glorot.spec_hash(), base.spec_hash());
+        let message = with("lecun").unwrap_err().to_string();
+        assert!(message.contains("lecun") && message.contains("glorot"), "{message}");
     }
 
     #[test]

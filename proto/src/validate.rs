@@ -119,7 +119,7 @@ fn validate_data(spec: &JobSpec) -> Result<(), SpecError> {
 
 fn validate_model(model: &ModelSpec) -> Result<(), SpecError> {
     match model {
-        ModelSpec::Mlp { hidden } => {
+        ModelSpec::Mlp { hidden, .. } => {
             if hidden.contains(&0) {
                 return Err(bad("model.hidden", "every hidden width must be >= 1"));
             }
@@ -127,6 +127,7 @@ fn validate_model(model: &ModelSpec) -> Result<(), SpecError> {
         ModelSpec::Vgg {
             channels,
             convs_per_stage,
+            ..
         } => {
             if channels.is_empty() || channels.contains(&0) {
                 return Err(bad(
@@ -138,7 +139,7 @@ fn validate_model(model: &ModelSpec) -> Result<(), SpecError> {
                 return Err(bad("model.convs_per_stage", "must be at least 1"));
             }
         }
-        ModelSpec::Resnet { depth } => {
+        ModelSpec::Resnet { depth, .. } => {
             if *depth < 8 || (depth - 2) % 6 != 0 {
                 return Err(bad(
                     "model.depth",

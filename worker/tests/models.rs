@@ -2,7 +2,7 @@
 //! (mean, variance) pair per layer.
 
 use gnc_contract::architecture::Architecture;
-use gnc_proto::ModelSpec;
+use gnc_proto::{ModelSpec, WeightInit};
 use gnc_worker::model::{self, BatchNorm};
 use tch::{Kind, Tensor};
 
@@ -28,6 +28,7 @@ fn f1_mlp_has_the_noise_enhancement_papers_shape() {
     let (count, logits, bn) = forward(
         &ModelSpec::Mlp {
             hidden: vec![500; 7],
+            init: WeightInit::He,
         },
         &[1, 28, 28],
         4,
@@ -40,7 +41,14 @@ fn f1_mlp_has_the_noise_enhancement_papers_shape() {
 
 #[test]
 fn resnet20_has_he_et_al_size_and_19_batchnorm_layers() {
-    let (count, logits, bn) = forward(&ModelSpec::Resnet { depth: 20 }, &[3, 32, 32], 2);
+    let (count, logits, bn) = forward(
+        &ModelSpec::Resnet {
+            depth: 20,
+            init: WeightInit::He,
+        },
+        &[3, 32, 32],
+        2,
+    );
     // He et al. (2016) Table 6: ResNet-20 has 0.27M parameters.
     assert!((265_000..=275_000).contains(&count), "{count}");
     assert_eq!(logits, vec![2, 10]);
@@ -49,7 +57,14 @@ fn resnet20_has_he_et_al_size_and_19_batchnorm_layers() {
 
 #[test]
 fn resnet32_is_deeper() {
-    let (count, _, bn) = forward(&ModelSpec::Resnet { depth: 32 }, &[3, 32, 32], 2);
+    let (count, _, bn) = forward(
+        &ModelSpec::Resnet {
+            depth: 32,
+            init: WeightInit::He,
+        },
+        &[3, 32, 32],
+        2,
+    );
     // He et al. Table 6: 0.46M.
     assert!((455_000..=470_000).contains(&count), "{count}");
     assert_eq!(bn, 31);
@@ -60,6 +75,7 @@ fn vgg_on_fashion_mnist_images() {
     let spec = ModelSpec::Vgg {
         channels: vec![8, 16],
         convs_per_stage: 2,
+        init: WeightInit::He,
     };
     let (_, logits, bn) = forward(&spec, &[1, 28, 28], 3);
     assert_eq!(logits, vec![3, 10]);

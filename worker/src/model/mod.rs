@@ -254,12 +254,13 @@ pub trait Model: Send + Sync {
 /// Builds the network a spec asks for, of that spec's `architecture` ([`Architecture::of`]).
 pub fn build(spec: &ModelSpec, architecture: Architecture) -> Box<dyn Model> {
     match spec {
-        ModelSpec::Mlp { hidden } => Box::new(Mlp::new(architecture, hidden.len() + 1)),
+        ModelSpec::Mlp { hidden, .. } => Box::new(Mlp::new(architecture, hidden.len() + 1)),
         ModelSpec::Vgg {
             channels,
             convs_per_stage,
+            ..
         } => Box::new(Vgg::new(architecture, channels.len(), *convs_per_stage)),
-        ModelSpec::Resnet { depth } => Box::new(Resnet::new(architecture, (depth - 2) / 6)),
+        ModelSpec::Resnet { depth, .. } => Box::new(Resnet::new(architecture, (depth - 2) / 6)),
     }
 }
 
