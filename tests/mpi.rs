@@ -78,11 +78,10 @@ fn a_run_stopped_on_2_hosts_resumes_on_2_hosts_of_2_processes_to_the_same_bits()
     assert_eq!(result_hash(&out), expected_hash);
 }
 
-/// `gncctl run SPEC --out OUT ARGS…`, as a user runs it (as root, Open MPI wants consent).
+/// `gncctl run SPEC --out OUT ARGS…`, as a user runs it (`gnc_tests::gncctl` gives Open MPI
+/// its consent to run as root).
 fn gncctl_run(spec: &Path, out: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     gnc_tests::gncctl()
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .envs(env.iter().copied())
         .args(["run", "--json"])
         .arg(spec)

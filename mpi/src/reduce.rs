@@ -82,15 +82,6 @@ impl<C: Communicator> MpiReducer<C> {
         })
     }
 
-    /// This rank's block of logical workers.
-    pub fn block(&self) -> Block {
-        self.blocks[self.rank]
-    }
-
-    pub fn comm(&self) -> &C {
-        &self.comm
-    }
-
     /// Every rank passes its block sum; every rank gets, in `out`, the tree sum over all `m`
     /// workers, bit for bit the one-host sum.
     pub fn all_reduce(&mut self, block_sum: &[f32], out: &mut [f32]) -> Result<(), ReduceError> {

@@ -463,7 +463,10 @@ mod hash_tests {
         assert_eq!(glorot.model.init(), super::WeightInit::Glorot);
         assert_ne!(glorot.spec_hash(), base.spec_hash());
         let message = with("lecun").unwrap_err().to_string();
-        assert!(message.contains("lecun") && message.contains("glorot"), "{message}");
+        assert!(
+            message.contains("lecun") && message.contains("glorot"),
+            "{message}"
+        );
     }
 
     #[test]
