@@ -88,3 +88,80 @@ fn adam_and_noise_enhancement_resume_exactly() {
 fn ctrl_c_pauses_an_in_process_run_and_resume_keeps_the_bits() {
     ctrl_c_pauses_and_resume_keeps_the_bits("ctrl_c", &["--threads", "1"]);
 }
+
+/// The noise-enhancement paper's protocol (`schedule.loss_trigger`): the rate halves once the
+/// windowed training loss reaches L*, the run ends once it falls below L**, and the iterations
+/// it took are reported; the bits are those of the run without the trigger up to the halving,
+/// and the same after a pause and resume and in worker processes.
+#[test]
+fn the_loss_trigger_halves_the_rate_then_ends_the_run_the_same_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = |name: &str| {
+        teacher_student_job(&TinyJob {
+            name,
+            method: METHODS[0].1,
+            seed: 6,
+            train_examples: 512,
+            test_examples: 64,
+            workers: 8,
+            small_batch: 4,
+            parallel: "",
+        })
+    };
+    let plain_spec = write_spec(dir.path(), "lt_plain", &job("lt_plain"));
+    let plain_out = dir.path().join("plain");
+    let plain = run_job(&plain_spec, &plain_out, &[]);
+    let records: Vec<serde_json::Value> = iteration_lines(&plain_out)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let losses: Vec<f64> = records
+        .iter()
+        .map(|r| r["loss"].as_f64().unwrap())
+        .collect();
+    let window = 4;
+    let mean_at = |t: usize| losses[t + 1 - window..=t].iter().sum::<f64>() / window as f64;
+    // L* = L** = the plain run's windowed loss a third of the way through: the rate halves
+    // where the window first reaches it (≤), and the run ends where a later window falls
+    // below it (<), which the noisy plateau soon gives.
+    let n = losses.len();
+    let (halve, stop) = (mean_at(n / 3), mean_at(n / 3));
+    let triggered = job("lt_plain").replace(
+        "decay = {",
+        &format!(
+            "loss_trigger = {{ halve_below = {halve:e}, stop_below = {stop:e}, window = {window} }}\ndecay = {{"
+        ),
+    );
+    let spec = write_spec(dir.path(), "lt", &triggered);
+    let out = dir.path().join("triggered");
+    let summary = run_job(&spec, &out, &[]);
+    assert_eq!(summary["complete"], true, "{summary}");
+    let converged = summary["converged_at"].as_u64().expect("it converged");
+    assert_eq!(summary["iterations"].as_u64(), Some(converged));
+    assert!(
+        converged < plain["total_iterations"].as_u64().unwrap(),
+        "{summary}"
+    );
+    // Up to the halving (after the iteration whose window first reaches L*), the plain run's
+    // bits; then half its rate.
+    let halved = (window - 1..n).find(|&t| mean_at(t) <= halve).unwrap() + 1;
+    let lines = iteration_lines(&out);
+    let plain_lines = iteration_lines(&plain_out);
+    assert_eq!(lines[..halved], plain_lines[..halved]);
+    let record: serde_json::Value = serde_json::from_str(&lines[halved]).unwrap();
+    assert_eq!(
+        record["lr"].as_f64().unwrap(),
+        0.5 * records[halved]["lr"].as_f64().unwrap()
+    );
+    // Paused at the halving (the checkpoint carries it), resumed: the same end; in worker
+    // processes too.
+    let paused = dir.path().join("paused");
+    let first = run_job(&spec, &paused, &["--stop-after", &halved.to_string()]);
+    assert_eq!(first["complete"], false);
+    let resumed = run_job(&spec, &paused, &["--resume"]);
+    assert_eq!(resumed["converged_at"].as_u64(), Some(converged));
+    assert_eq!(hash(&resumed), hash(&summary));
+    let processes = run_job(&spec, &dir.path().join("cpu2"), &["--devices", "cpu:2"]);
+    assert_eq!(processes["converged_at"].as_u64(), Some(converged));
+    assert_eq!(hash(&processes), hash(&summary));
+}

@@ -40,6 +40,21 @@ pub struct Manifest {
     /// the worker's checkpoint writer; absent in manifests of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reproducibility: Option<gnc_proto::repro::Key>,
+    /// Where the loss trigger (`schedule.loss_trigger`) stands; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_trigger: Option<LossWindow>,
+}
+
+/// The state of a loss trigger: the last `window` iteration losses (oldest first) and what
+/// they have triggered. The losses are kept exactly (JSON round-trips an f64), so a resumed
+/// run acts at the same iteration as one that never stopped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossWindow {
+    pub recent: Vec<f64>,
+    /// Iterations completed when the rate was halved (later iterations use half).
+    pub halved_at: Option<u64>,
+    /// Iterations completed when the loss fell below `stop_below`: the run ends there.
+    pub converged_at: Option<u64>,
 }
 
 /// One part file of a checkpoint, as named in its manifest.
@@ -293,6 +308,7 @@ mod tests {
                 })
                 .collect(),
             reproducibility: None,
+            loss_trigger: None,
         }
     }
 

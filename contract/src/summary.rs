@@ -29,4 +29,9 @@ pub struct RunSummary {
     /// of earlier versions.
     #[serde(default)]
     pub reproducibility: Option<gnc_proto::repro::Key>,
+    /// With a loss trigger (`schedule.loss_trigger`): the iterations it took the training
+    /// loss to fall below `stop_below`, where the run ended — the noise-enhancement paper's
+    /// "convergence time". Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converged_at: Option<u64>,
 }

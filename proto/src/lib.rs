@@ -17,8 +17,8 @@ use std::path::PathBuf;
 pub use devices::{Device, Devices};
 pub use metrics::{EvalRecord, FinalRecord, IterRecord, MetricRecord};
 pub use spec::{
-    CheckpointSpec, DataSpec, Dataset, Decay, EvalSpec, JobSpec, MethodSpec, ModelSpec,
-    OptimizerSpec, ParallelSpec, ScheduleSpec, TeacherStudentSpec, WeightInit,
+    CheckpointSpec, DataSpec, Dataset, Decay, EvalSpec, JobSpec, LossTrigger, MethodSpec,
+    ModelSpec, OptimizerSpec, ParallelSpec, ScheduleSpec, TeacherStudentSpec, WeightInit,
 };
 pub use valid_spec::ValidSpec;
 

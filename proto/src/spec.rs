@@ -266,6 +266,27 @@ pub struct ScheduleSpec {
     pub warmup_start_lr: f64,
     #[serde(default)]
     pub decay: Decay,
+    /// The noise-enhancement paper's protocol (NE §4): halve the rate once the training loss
+    /// falls below `halve_below` (L*), end the run once it falls below `stop_below` (L**; the
+    /// iterations it took are the run's "convergence time"). Absent: the schedule alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_trigger: Option<LossTrigger>,
+}
+
+/// When the training loss halves the rate and ends the run. The training loss is the mean of
+/// the iteration records' losses over the last `window` iterations: the same numbers in every
+/// process, so every layout acts at the same iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossTrigger {
+    pub halve_below: f64,
+    pub stop_below: f64,
+    #[serde(default = "default_loss_window")]
+    pub window: usize,
+}
+
+fn default_loss_window() -> usize {
+    100
 }
 
 /// What happens after warmup.
@@ -445,6 +466,41 @@ mod hash_tests {
         );
         let other = JobSpec::from_toml(&SPEC.replace("alpha = 0.1", "alpha = 0.2"), "t").unwrap();
         assert_ne!(base.spec_hash(), other.spec_hash());
+    }
+
+    #[test]
+    fn a_loss_trigger_is_part_of_the_job_and_its_levels_are_checked() {
+        let with = |trigger: &str| {
+            JobSpec::from_toml(
+                &SPEC.replace(
+                    "base_lr = 0.1",
+                    &format!("base_lr = 0.1\nloss_trigger = {trigger}"),
+                ),
+                "t",
+            )
+            .unwrap()
+        };
+        let base = JobSpec::from_toml(SPEC, "t").unwrap();
+        assert!(!base.canonical_json().contains("loss_trigger"));
+        let trigger = with("{ halve_below = 0.01, stop_below = 0.001 }");
+        assert_eq!(trigger.schedule.loss_trigger.as_ref().unwrap().window, 100);
+        assert_ne!(trigger.spec_hash(), base.spec_hash());
+        let message = with("{ halve_below = 0.001, stop_below = 0.01 }")
+            .validated()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("schedule.loss_trigger.stop_below"),
+            "{message}"
+        );
+        let message = with("{ halve_below = 0.01, stop_below = 0.001, window = 0 }")
+            .validated()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("schedule.loss_trigger.window"),
+            "{message}"
+        );
     }
 
     #[test]

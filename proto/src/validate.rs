@@ -293,6 +293,22 @@ fn validate_schedule(spec: &JobSpec) -> Result<(), SpecError> {
             "warmup is longer than the whole training",
         ));
     }
+    if let Some(t) = &s.loss_trigger {
+        positive("schedule.loss_trigger.halve_below", t.halve_below)?;
+        positive("schedule.loss_trigger.stop_below", t.stop_below)?;
+        if t.stop_below > t.halve_below {
+            return Err(bad(
+                "schedule.loss_trigger.stop_below",
+                format!(
+                    "{} is above halve_below = {}: the run would stop before the rate is halved",
+                    t.stop_below, t.halve_below
+                ),
+            ));
+        }
+        if t.window == 0 {
+            return Err(bad("schedule.loss_trigger.window", "must be at least 1"));
+        }
+    }
     match &s.decay {
         Decay::Constant => {}
         Decay::Step { milestones, factor } => {

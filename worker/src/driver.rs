@@ -63,13 +63,7 @@ pub fn train(
     if options.resume {
         let mut warn = |message: &str| observer.warning(message);
         match checkpoint::latest(&out.join("checkpoints"), &spec.spec_hash(), &mut warn)? {
-            Some(loaded) => {
-                state.load_named(
-                    job.model().params(),
-                    loaded.manifest.iteration,
-                    loaded.tensors,
-                )?;
-            }
+            Some(loaded) => state.restore(job.model().params(), loaded)?,
             None => observer.warning("no checkpoint to resume from; starting from iteration 0"),
         }
     }

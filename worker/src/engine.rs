@@ -189,7 +189,7 @@ impl Trainer {
         if self.orders.as_ref().is_none_or(|o| o.0.epoch != epoch) {
             self.orders = Some(self.orders(epoch));
         }
-        let lr = self.schedule.lr(t);
+        let lr = self.schedule.lr(t) * crate::schedule::trigger_factor(&state.loss_window);
         let perturbation = match phase(&self.spec.method, epoch) {
             Phase::Plain => Perturbation::None,
             Phase::Gnc(alpha) => {
@@ -300,6 +300,9 @@ impl Trainer {
             self.spec.parallel.small_batch,
             m,
         );
+        if let Some(trigger) = &self.spec.schedule.loss_trigger {
+            crate::schedule::observe_loss(&mut state.loss_window, trigger, prepared.t, loss);
+        }
         self.update_running_stats(state, &mean);
         state.optimizer.step(&mut state.params, &grads, prepared.lr);
         state.prev_mean = prepared.keep_grads.then_some(grads);
@@ -391,6 +394,12 @@ impl Trainer {
             tensors_sha256: String::new(),
             parts: Vec::new(),
             reproducibility: None,
+            loss_trigger: self
+                .spec
+                .schedule
+                .loss_trigger
+                .as_ref()
+                .map(|_| state.loss_window.clone()),
         };
         let named = state.to_named(self.model.params());
         checkpoint::write(
@@ -418,6 +427,7 @@ impl Trainer {
             prev_mean: None,
             prev_grads: (0..self.spec.parallel.workers).map(|_| None).collect(),
             params,
+            loss_window: Default::default(),
         }
     }
 }

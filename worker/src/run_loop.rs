@@ -96,7 +96,8 @@ pub fn run<T: Transport>(
     // A resumed run starts from a checkpoint on disk; a fresh one has none yet.
     let mut last_checkpoint = (state.iteration > 0).then_some(state.iteration);
     let mut last_eval: Option<EvalRecord> = None;
-    while state.iteration < stop {
+    // A loss trigger may end the run before `stop` (it converged: NE §4).
+    while state.iteration < stop && state.loss_window.converged_at.is_none() {
         let t = state.iteration;
         if let Some(action) = transport.boundary(t)? {
             if last_checkpoint != Some(t) {
@@ -117,7 +118,8 @@ pub fn run<T: Transport>(
         if let Some(log) = &mut log {
             record_iteration(trainer, state, log, record, observer, &mut last_eval)?;
         }
-        if trainer.checkpoint_due(done, stop) {
+        let converged = state.loss_window.converged_at.is_some();
+        if trainer.checkpoint_due(done, stop) || converged {
             transport.checkpoint(trainer, state, out)?;
             last_checkpoint = Some(done);
             observer.checkpointed(done);
@@ -179,15 +181,16 @@ pub fn conclude(
 ) -> Result<RunSummary, EngineError> {
     let spec = trainer.spec();
     let total = trainer.schedule().total_iterations();
-    if state.iteration == total && last_eval.is_none() {
+    // The schedule's end, or the loss trigger's (the run converged).
+    let complete = state.iteration == total || state.loss_window.converged_at.is_some();
+    if complete && last_eval.is_none() {
         last_eval = Some(trainer.evaluate(state));
     }
     let train_seconds = started.elapsed().as_secs_f64();
     let params_sha256 = trainer.hash(state);
-    let complete = state.iteration == total;
     if complete {
         log.write(&MetricRecord::Final(FinalRecord {
-            iterations: total,
+            iterations: state.iteration,
             params_sha256: params_sha256.clone(),
             test_accuracy: last_eval.as_ref().map_or(f64::NAN, |e| e.test_accuracy),
             train_seconds,
@@ -208,6 +211,7 @@ pub fn conclude(
         output_dir: out.to_path_buf(),
         environment: crate::pin::environment(),
         reproducibility: Some(crate::pin::key()),
+        converged_at: state.loss_window.converged_at,
     };
     let result_path = out.join("result.json");
     let json = serde_json::to_vec_pretty(&summary).expect("summaries serialise");

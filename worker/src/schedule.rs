@@ -1,6 +1,7 @@
 //! Learning-rate schedules (GNC Table 4, Fig. 6; §A.4–A.5).
 
-use gnc_proto::{Decay, ScheduleSpec};
+use gnc_contract::manifest::LossWindow;
+use gnc_proto::{Decay, LossTrigger, ScheduleSpec};
 
 /// η_t as a function of the iteration, for a training of `iterations_per_epoch` × epochs.
 #[derive(Debug, Clone)]
@@ -65,12 +66,39 @@ impl Schedule {
     }
 }
 
+/// The factor on the schedule's rate: ½ once the loss trigger has halved it.
+pub fn trigger_factor(window: &LossWindow) -> f64 {
+    if window.halved_at.is_some() { 0.5 } else { 1.0 }
+}
+
+/// Iteration `iteration`'s loss into the trigger's window (NE §4): once the mean of the last
+/// `trigger.window` losses is at most `halve_below` the rate is halved from the next iteration
+/// on, and once it is below `stop_below` the run ends after this iteration. Each happens once.
+pub fn observe_loss(window: &mut LossWindow, trigger: &LossTrigger, iteration: u64, loss: f64) {
+    window.recent.push(loss);
+    if window.recent.len() > trigger.window {
+        window.recent.remove(0);
+    }
+    if window.recent.len() < trigger.window {
+        return;
+    }
+    let mean = window.recent.iter().sum::<f64>() / trigger.window as f64;
+    // Counted as iterations completed, as the records and checkpoints count them.
+    if window.halved_at.is_none() && mean <= trigger.halve_below {
+        window.halved_at = Some(iteration + 1);
+    }
+    if window.converged_at.is_none() && mean < trigger.stop_below {
+        window.converged_at = Some(iteration + 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn spec(decay: Decay) -> ScheduleSpec {
         ScheduleSpec {
+            loss_trigger: None,
             epochs: 160,
             base_lr: 6.4,
             warmup_epochs: 10.0,
@@ -124,5 +152,27 @@ mod tests {
         // t = 800: progress 750 / 850, then ÷5.
         close(s.lr(800), 23.0 * (100.0f64 / 850.0).powi(2) / 5.0);
         close(s.lr(799), 23.0 * (101.0f64 / 850.0).powi(2));
+    }
+
+    #[test]
+    fn the_loss_trigger_halves_then_stops_on_the_window_mean_once_each() {
+        let trigger = LossTrigger {
+            halve_below: 1.0,
+            stop_below: 0.5,
+            window: 2,
+        };
+        let mut w = LossWindow::default();
+        // Means of consecutive pairs: -, 1.5, 1.0 (iteration 2: halve after 3 iterations),
+        // 0.75, 0.45 (iteration 4: stop after 5), …
+        for (t, loss) in [2.0, 1.0, 1.0, 0.5, 0.4, 3.0, 0.1].into_iter().enumerate() {
+            observe_loss(&mut w, &trigger, t as u64, loss);
+            if t == 1 {
+                assert_eq!(trigger_factor(&w), 1.0);
+            }
+        }
+        assert_eq!(w.halved_at, Some(3));
+        assert_eq!(w.converged_at, Some(5));
+        assert_eq!(w.recent, [3.0, 0.1]);
+        assert_eq!(trigger_factor(&w), 0.5);
     }
 }

@@ -2,6 +2,7 @@
 //! `param/<name>`, `bn/<layer>/mean|var`, `opt/<slot>/<name>`, `prev_mean/<name>` (g~(t-1)) and
 //! `prev_grad/<worker>/<name>` (g_i(t-1)), plus the optimiser's step count as a scalar.
 
+use gnc_contract::manifest::LossWindow;
 use std::collections::HashMap;
 
 use tch::Tensor;
@@ -28,6 +29,8 @@ pub struct TrainState {
     pub prev_mean: Option<Vec<Tensor>>,
     /// g_i(t-1) per logical worker, kept while the method is GNC.
     pub prev_grads: Vec<Option<SavedGradient>>,
+    /// The loss trigger's window (`schedule.loss_trigger`; empty without one).
+    pub loss_window: LossWindow,
 }
 
 impl TrainState {
@@ -71,6 +74,18 @@ impl TrainState {
 
     /// Fills this freshly initialised state from checkpoint tensors; every tensor the state
     /// has must be present with the same shape.
+    /// Takes a checkpoint's state: its tensors, and the loss trigger's window from its
+    /// manifest.
+    pub fn restore(
+        &mut self,
+        specs: &[ParamSpec],
+        loaded: crate::checkpoint::Loaded,
+    ) -> Result<(), CheckpointError> {
+        self.load_named(specs, loaded.manifest.iteration, loaded.tensors)?;
+        self.loss_window = loaded.manifest.loss_trigger.unwrap_or_default();
+        Ok(())
+    }
+
     pub fn load_named(
         &mut self,
         specs: &[ParamSpec],

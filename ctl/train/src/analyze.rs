@@ -173,11 +173,7 @@ fn end_point(trainer: &Trainer, dir: &Path, spec: &ValidSpec) -> anyhow::Result<
         })?;
     let mut state = trainer.fresh_state();
     state
-        .load_named(
-            trainer.model().params(),
-            loaded.manifest.iteration,
-            loaded.tensors,
-        )
+        .restore(trainer.model().params(), loaded)
         .with_context(|| {
             format!(
                 "the checkpoint of {} does not fit this model",

@@ -85,10 +85,11 @@ fn print_summary(s: &RunSummary) {
         "iterations     {}/{}{}",
         s.iterations,
         s.total_iterations,
-        if s.complete {
-            ""
-        } else {
-            " (stopped early; continue with --resume)"
+        match (s.complete, s.converged_at) {
+            (true, Some(_)) =>
+                " (converged: the training loss fell below the loss trigger's stop_below)",
+            (true, None) => "",
+            (false, _) => " (stopped early; continue with --resume)",
         }
     );
     println!("test accuracy  {}", pct(s.test_accuracy));

@@ -106,6 +106,11 @@ pub fn write(
         tensors_sha256: String::new(),
         parts,
         reproducibility: None,
+        loss_trigger: spec
+            .schedule
+            .loss_trigger
+            .as_ref()
+            .map(|_| state.loss_window.clone()),
     };
     checkpoint::write(&dir, manifest, &main, spec.checkpoint.keep)
         .map_err(crate::EngineError::from)?;
@@ -149,11 +154,7 @@ pub fn resume(
     let loaded =
         checkpoint::read(&file, &trainer.spec().spec_hash()).map_err(crate::EngineError::from)?;
     state
-        .load_named(
-            trainer.model().params(),
-            loaded.manifest.iteration,
-            loaded.tensors,
-        )
+        .restore(trainer.model().params(), loaded)
         .map_err(crate::EngineError::from)?;
     for (w, g) in state.prev_grads.iter_mut().enumerate() {
         if !(block.0..block.1).contains(&w) {
