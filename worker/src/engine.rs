@@ -10,7 +10,7 @@ use gnc_proto::{EvalRecord, IterRecord, MethodSpec, ValidSpec};
 use tch::Tensor;
 
 use gnc_contract::data_files::DataShape;
-use gnc_contract::manifest::{self, Manifest};
+use gnc_contract::manifest::{self, LossWindow, Manifest, PartRef};
 use gnc_contract::plan::{PlanError, RunPlan};
 
 use crate::EngineError;
@@ -180,6 +180,11 @@ impl Trainer {
         Ok(combine_blocks(self.spec.parallel.workers, sums))
     }
 
+    /// η for iteration `t`: the schedule's, halved once the loss trigger's window has.
+    pub fn rate(&self, t: u64, window: &LossWindow) -> f64 {
+        self.schedule.lr(t) * crate::schedule::trigger_factor(window)
+    }
+
     /// First phase of an iteration, identical in every process: the rate and the method's
     /// shared perturbation data.
     pub fn prepare(&mut self, state: &mut TrainState) -> Prepared {
@@ -189,7 +194,7 @@ impl Trainer {
         if self.orders.as_ref().is_none_or(|o| o.0.epoch != epoch) {
             self.orders = Some(self.orders(epoch));
         }
-        let lr = self.schedule.lr(t) * crate::schedule::trigger_factor(&state.loss_window);
+        let lr = self.rate(t, &state.loss_window);
         let perturbation = match phase(&self.spec.method, epoch) {
             Phase::Plain => Perturbation::None,
             Phase::Gnc(alpha) => {
@@ -376,14 +381,10 @@ impl Trainer {
         }
     }
 
-    /// Writes a checkpoint of `state` under `out/checkpoints`.
-    pub fn checkpoint(
-        &self,
-        out: &std::path::Path,
-        state: &TrainState,
-        generation: u64,
-    ) -> Result<(), EngineError> {
-        let manifest = Manifest {
+    /// The manifest of a checkpoint of `state` (files and hashes are filled in as it is
+    /// written); `parts` names the part files of a multi-process checkpoint.
+    pub fn manifest(&self, state: &TrainState, generation: u64, parts: Vec<PartRef>) -> Manifest {
+        Manifest {
             format: manifest::FORMAT,
             job: self.spec.name.clone(),
             spec_hash: self.spec.spec_hash(),
@@ -392,7 +393,7 @@ impl Trainer {
             params_sha256: self.hash(state),
             tensors_file: String::new(),
             tensors_sha256: String::new(),
-            parts: Vec::new(),
+            parts,
             reproducibility: None,
             loss_trigger: self
                 .spec
@@ -400,7 +401,17 @@ impl Trainer {
                 .loss_trigger
                 .as_ref()
                 .map(|_| state.loss_window.clone()),
-        };
+        }
+    }
+
+    /// Writes a checkpoint of `state` under `out/checkpoints`.
+    pub fn checkpoint(
+        &self,
+        out: &std::path::Path,
+        state: &TrainState,
+        generation: u64,
+    ) -> Result<(), EngineError> {
+        let manifest = self.manifest(state, generation, Vec::new());
         let named = state.to_named(self.model.params());
         checkpoint::write(
             &out.join("checkpoints"),

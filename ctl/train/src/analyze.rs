@@ -17,7 +17,7 @@ use gnc_worker::analysis::sharpness::{EpsilonSharpness, epsilon_sharpness};
 use gnc_worker::checkpoint;
 use gnc_worker::engine::Trainer;
 use gnc_worker::method::{Perturbation, filter_norms, rnc_noise};
-use gnc_worker::state::TrainState;
+use gnc_worker::state::{SavedGradient, TrainState};
 
 use gnc_ctl::cmd::analyze::Args;
 
@@ -207,15 +207,16 @@ fn line_towards(
     })
 }
 
+/// The checkpoint's g_i(t-1) of every worker, where it keeps them (GNC runs).
+fn saved_gradients(end: &TrainState) -> Option<Vec<&SavedGradient>> {
+    end.prev_grads.iter().map(Option::as_ref).collect()
+}
+
 /// κ per layer for GNC's noise ω_i = g_i(t-1) - g~(t-1) (Eq. 4; Ω centres the g_i on
 /// their mean, which is g~) and RNC's ω_i = u_i / ‖u_i^(p)‖ filter-wise (Eq. 5), for the
 /// M workers of the run.
 fn noise_anisotropy(trainer: &Trainer, end: &TrainState) -> Option<Anisotropy> {
-    let saved: Vec<&Vec<Vec<f32>>> = end
-        .prev_grads
-        .iter()
-        .map(Option::as_ref)
-        .collect::<Option<_>>()?;
+    let saved = saved_gradients(end)?;
     if saved.len() < 3 {
         return None;
     }
@@ -260,13 +261,10 @@ fn perturbed_losses(
         _ => return None,
     };
     let mean = end.prev_mean.as_deref()?;
-    let saved: Vec<&Vec<Vec<f32>>> = end
-        .prev_grads
-        .iter()
-        .map(Option::as_ref)
-        .collect::<Option<_>>()?;
+    let saved = saved_gradients(end)?;
+    // The next iteration's rate; a finished run's last, which a decay to 0 would not give.
     let last = trainer.schedule().total_iterations().saturating_sub(1);
-    let lr = trainer.schedule().lr(end.iteration.min(last));
+    let lr = trainer.rate(end.iteration.min(last), &end.loss_window);
     let gnc = Perturbation::gnc(&end.params, alpha, lr, Some(mean));
     let rnc = Perturbation::rnc(&end.params, alpha, lr, trainer.spec().seed, end.iteration);
     let losses = |perturbation: &Perturbation| {

@@ -116,8 +116,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(devices) = devices {
         return crate::supervised::run(&spec, &args, devices);
     }
-    let interrupts = Interrupts::new();
-    forward_signals(&interrupts)?;
+    let interrupts = interrupts_from_signals()?;
     let options = RunOptions {
         output_dir: args.out,
         resume: args.resume,
@@ -132,31 +131,33 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     report(result, &spec, args.json)
 }
 
-/// Ctrl-C or SIGTERM: checkpoint at the next iteration boundary and stop there (a pause:
-/// `--resume` continues with the same bits); a second one ends the process at once. SIGUSR1:
-/// a checkpoint at the next boundary, and training goes on.
-pub(crate) fn forward_signals(interrupts: &Arc<Interrupts>) -> anyhow::Result<()> {
+/// Requests from this process's signals, for every way `gncctl run` trains (in this process,
+/// in worker processes, across hosts). Ctrl-C or SIGTERM: checkpoint at the next iteration
+/// boundary and stop there (a pause: `--resume` continues with the same bits); a second one
+/// ends the process at once. SIGUSR1: a checkpoint at the next boundary, and training goes on.
+pub(crate) fn interrupts_from_signals() -> anyhow::Result<Arc<Interrupts>> {
     use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])
         .context("cannot handle signals")?;
-    let interrupts = interrupts.clone();
+    let interrupts = Interrupts::new();
+    let forwarded = interrupts.clone();
     std::thread::Builder::new()
         .name("gnc-run-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGUSR1 {
-                    interrupts.request_checkpoint();
-                } else if interrupts.stop_requested() {
+                    forwarded.request_checkpoint();
+                } else if forwarded.stop_requested() {
                     std::process::exit(130);
                 } else {
                     eprintln!(
                         "gncctl: stopping at the next iteration boundary with a checkpoint \
                          (continue with --resume; again to quit at once)"
                     );
-                    interrupts.request_stop();
+                    forwarded.request_stop();
                 }
             }
         })
         .context("cannot start the signal thread")?;
-    Ok(())
+    Ok(interrupts)
 }

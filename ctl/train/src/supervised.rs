@@ -1,12 +1,10 @@
 //! `gncctl run --devices cpu:N`: the embedded supervisor (gnc-daemon) runs the job in N
 //! `gnc-worker` processes over shared memory, restarting the group on failure.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use std::path::Path;
 
-use gnc_contract::interrupts::Interrupts;
 use gnc_daemon::across_hosts::supervise_across_hosts;
 use gnc_daemon::{Observer, SupervisorOptions, supervise};
 use gnc_proto::{Devices, ValidSpec};
@@ -80,7 +78,7 @@ pub fn run_across_hosts(
         stop_after: args.stop_after,
         max_restarts: args.max_restarts,
         join_timeout: Duration::from_secs_f64(args.join_timeout),
-        interrupts: Some(interrupts_from_signals()?),
+        interrupts: Some(crate::run::interrupts_from_signals()?),
         ..SupervisorOptions::new(Devices::Cpu(1))
     };
     let mut report = Report {
@@ -107,7 +105,7 @@ pub fn run(spec: &ValidSpec, args: &RunArgs, devices: Devices) -> anyhow::Result
         stop_after: args.stop_after,
         hang_timeout: Duration::from_secs_f64(args.hang_timeout),
         max_restarts: args.max_restarts,
-        interrupts: Some(interrupts_from_signals()?),
+        interrupts: Some(crate::run::interrupts_from_signals()?),
         ..SupervisorOptions::new(devices)
     };
     let mut report = Report {
@@ -116,11 +114,4 @@ pub fn run(spec: &ValidSpec, args: &RunArgs, devices: Devices) -> anyhow::Result
     let result = supervise(spec, &options, &mut report);
     report.bar.finish_and_clear();
     crate::run::report(result, spec, args.json)
-}
-
-/// Ctrl-C / SIGTERM: a stop with a checkpoint at the next boundary; SIGUSR1: a checkpoint.
-fn interrupts_from_signals() -> anyhow::Result<Arc<Interrupts>> {
-    let interrupts = Interrupts::new();
-    crate::run::forward_signals(&interrupts)?;
-    Ok(interrupts)
 }

@@ -50,7 +50,11 @@ impl Placement {
             error,
         };
         let blocks = tree::host_layout(m, hosts, per_host).map_err(layout)?;
-        let host_blocks = tree::even_layout(m, hosts).map_err(layout)?;
+        // Each host's node is the span of its processes' blocks.
+        let host_blocks = blocks
+            .chunks(per_host)
+            .map(|mine| (mine[0].0, mine[per_host - 1].1))
+            .collect();
         Ok(Placement {
             rank,
             per_host,

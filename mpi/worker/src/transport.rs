@@ -290,8 +290,8 @@ impl MpiWorkerError {
     }
 }
 
-/// Before MPI's start-up, which waits for every rank: leaves this rank's arrival file (its
-/// host's name) for the launcher, which names the ranks that never arrived if the job does
+/// Before MPI's start-up, which waits for every rank: leaves this rank's (empty) arrival file
+/// for the launcher, which names the ranks that never arrived if the job does
 /// not start in time. The rank is the one Open MPI's launcher gives in the environment.
 fn arrive(request: &RunRequest) -> Result<(), MpiWorkerError> {
     let Some(rank) = std::env::var("OMPI_COMM_WORLD_RANK")
@@ -304,9 +304,7 @@ fn arrive(request: &RunRequest) -> Result<(), MpiWorkerError> {
     let dir = request.out.join(gnc_contract::protocol::MPI_ARRIVED_DIR);
     let io = |e: std::io::Error| EngineError::Io(dir.clone(), e.to_string());
     std::fs::create_dir_all(&dir).map_err(io)?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    gnc_contract::atomic::write_atomic(&dir.join(rank.to_string()), host.trim().as_bytes())
-        .map_err(io)?;
+    gnc_contract::atomic::write_atomic(&dir.join(rank.to_string()), b"").map_err(io)?;
     Ok(())
 }
 

@@ -24,21 +24,23 @@ pub struct LayerAnisotropy {
 }
 
 /// (1/M) ΩᵀΩ for the M columns `noise` (each a worker's ω for one layer), centred on their
-/// mean; accumulated in f64.
+/// mean; accumulated in f64. The centred columns are formed on the fly, pair by pair, rather
+/// than kept: M f64 copies of a large layer would be gigabytes at M = 256.
 pub fn gram(noise: &[&[f32]]) -> Vec<Vec<f64>> {
     let m = noise.len();
     let l = noise.first().map_or(0, |c| c.len());
     let mean: Vec<f64> = (0..l)
         .map(|j| noise.iter().map(|c| c[j] as f64).sum::<f64>() / m as f64)
         .collect();
-    let centred: Vec<Vec<f64>> = noise
-        .iter()
-        .map(|c| c.iter().zip(&mean).map(|(&x, m)| x as f64 - m).collect())
-        .collect();
     let mut g = vec![vec![0.0; m]; m];
     for i in 0..m {
         for j in i..m {
-            let d: f64 = centred[i].iter().zip(&centred[j]).map(|(a, b)| a * b).sum();
+            let d: f64 = noise[i]
+                .iter()
+                .zip(noise[j])
+                .zip(&mean)
+                .map(|((&a, &b), mu)| (a as f64 - mu) * (b as f64 - mu))
+                .sum();
             g[i][j] = d / m as f64;
             g[j][i] = d / m as f64;
         }

@@ -14,7 +14,7 @@ use gnc_shm::tree::Block;
 
 use super::WorkerError;
 use super::hooks::Hooks;
-use gnc_contract::manifest::{self, Manifest};
+use gnc_contract::manifest;
 use gnc_contract::protocol::{CHECKPOINT_WORD, part_word};
 
 use crate::checkpoint;
@@ -95,23 +95,7 @@ pub fn write(
         .map(|&b| checkpoint::part_ref(&dir, iteration, b))
         .collect::<Result<Vec<_>, _>>()
         .map_err(crate::EngineError::from)?;
-    let manifest = Manifest {
-        format: manifest::FORMAT,
-        job: spec.name.clone(),
-        spec_hash: spec.spec_hash(),
-        iteration,
-        generation: share.generation,
-        params_sha256: trainer.hash(state),
-        tensors_file: String::new(),
-        tensors_sha256: String::new(),
-        parts,
-        reproducibility: None,
-        loss_trigger: spec
-            .schedule
-            .loss_trigger
-            .as_ref()
-            .map(|_| state.loss_window.clone()),
-    };
+    let manifest = trainer.manifest(state, share.generation, parts);
     checkpoint::write(&dir, manifest, &main, spec.checkpoint.keep)
         .map_err(crate::EngineError::from)?;
     share.barrier.checkpoint_complete(iteration);
