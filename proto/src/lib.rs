@@ -15,10 +15,14 @@ mod validate;
 use std::path::PathBuf;
 
 pub use devices::{Device, Devices};
-pub use metrics::{EvalRecord, FinalRecord, IterRecord, MetricRecord};
+pub use metrics::{
+    DiagnosticsRecord, EvalRecord, FinalRecord, IterRecord, LayerAnisotropy, LossSpread,
+    MetricRecord, NoiseAnisotropy, PerturbedLosses, Smoothness,
+};
 pub use spec::{
-    CheckpointSpec, DataSpec, Dataset, Decay, EvalSpec, JobSpec, LossTrigger, MethodSpec,
-    ModelSpec, OptimizerSpec, ParallelSpec, ScheduleSpec, TeacherStudentSpec, WeightInit,
+    CheckpointSpec, DataSpec, Dataset, Decay, DiagnosticsSpec, EvalSpec, JobSpec, LossTrigger,
+    MethodSpec, ModelSpec, OptimizerSpec, ParallelSpec, ScheduleSpec, TeacherStudentSpec,
+    WeightInit,
 };
 pub use valid_spec::ValidSpec;
 

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub enum MetricRecord {
     Iter(IterRecord),
     Eval(EvalRecord),
+    /// The `[diagnostics]` measurements at the start of an iteration.
+    Diagnostics(Box<DiagnosticsRecord>),
     Final(FinalRecord),
 }
 
@@ -63,4 +65,115 @@ pub struct FinalRecord {
     pub test_accuracy: f64,
     /// Wall time of the training loop, evaluation included.
     pub train_seconds: f64,
+}
+
+/// The papers' measurements at the start of iteration `iter` (before its update), on copies
+/// of the state (`[diagnostics]`; GNC §3 and §A.6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiagnosticsRecord {
+    pub iter: u64,
+    pub epoch: f64,
+    /// η_t of the iteration.
+    pub lr: f64,
+    /// ‖g~‖, the method's large-batch gradient at x_t (for GNC the smoothed gradient of Eq. 3,
+    /// each worker at its perturbed weights): the iteration record's `grad_norm`, bit for bit.
+    pub grad_norm: f64,
+    /// Examples of the full gradient (the first N of the training set, no augmentation,
+    /// BatchNorm with the running statistics).
+    pub examples: usize,
+    /// The loss over those examples at x_t, and the norm of its gradient (the full gradient,
+    /// computed without any noise).
+    pub full_loss: f64,
+    pub full_grad_norm: f64,
+    /// Full-gradient predictiveness (GNC Fig. 3b–c): cos(∇L(x_t), g~).
+    pub predictiveness: f64,
+    pub smoothness: Smoothness,
+    /// κ of the workers' noise per layer, GNC's and RNC's (Fig. 4a); while GNC injects noise
+    /// from saved per-worker gradients (absent at its first iteration and for other methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anisotropy: Option<NoiseAnisotropy>,
+    /// The losses of the M perturbed models x_i (Fig. 4b–c); while the method perturbs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perturbed: Option<PerturbedLosses>,
+    /// Wall time of the measurements.
+    pub seconds: f64,
+}
+
+/// Santurkar et al.'s indicators along the gradient (GNC Fig. 5, §A.6): the method's loss and
+/// gradient g~ (the same batches and noise rules as the iteration) at x_s = x_t - s g~ for
+/// `steps.len()` lengths s evenly spaced in [η/2, 2η].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Smoothness {
+    /// The step lengths s.
+    pub steps: Vec<f64>,
+    /// The loss at each x_s.
+    pub losses: Vec<f64>,
+    /// ‖g~(x_s) - g~(x_t)‖ at each x_s.
+    pub gradient_changes: Vec<f64>,
+    /// Loss stability (Fig. 5a): max - min of the losses.
+    pub loss_range: f64,
+    /// Gradient predictiveness (Fig. 5b): the smallest and largest gradient change.
+    pub gradient_change_range: [f64; 2],
+    /// β-smoothness (Fig. 5c): max over s of ‖g~(x_t) - g~(x_s)‖ / ‖x_t - x_s‖.
+    pub beta: f64,
+}
+
+/// κ per layer for GNC's noise and for the noise RNC would draw at the same iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoiseAnisotropy {
+    pub workers: usize,
+    pub gnc: Vec<LayerAnisotropy>,
+    pub rnc: Vec<LayerAnisotropy>,
+}
+
+/// One layer's noise spectrum (GNC §3.2): κ = λ_max / λ_min* of (1/M) ΩΩᵀ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerAnisotropy {
+    pub layer: String,
+    pub kappa: f64,
+    pub lambda_max: f64,
+    pub lambda_min_star: f64,
+    /// Eigenvalues above the rank tolerance × λ_max: the directions the noise spans.
+    pub rank: usize,
+    /// The eigenvalues at the 10th, 50th and 90th percentiles (nearest rank, ascending, among
+    /// the nonzero ones).
+    pub percentiles: [f64; 3],
+}
+
+/// The losses of the M models x_i = x - α η ‖x^(p)‖ ω_i^(p) (GNC Fig. 4b–c): with GNC's noise
+/// (while GNC injects it) and with RNC's at the same α and rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerturbedLosses {
+    pub alpha: f64,
+    pub lr: f64,
+    /// The loss of x itself over the same examples.
+    pub unperturbed: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gnc: Option<LossSpread>,
+    pub rnc: LossSpread,
+}
+
+/// Losses of the M perturbed models, and how widely they vary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossSpread {
+    pub losses: Vec<f64>,
+    pub mean: f64,
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl LossSpread {
+    pub fn of(losses: Vec<f64>) -> LossSpread {
+        let n = losses.len() as f64;
+        let mean = losses.iter().sum::<f64>() / n;
+        let std = (losses.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / n).sqrt();
+        LossSpread {
+            mean,
+            std,
+            min: losses.iter().copied().fold(f64::INFINITY, f64::min),
+            max: losses.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            losses,
+        }
+    }
 }

@@ -37,6 +37,10 @@ pub struct JobSpec {
     /// canonical form when it is the default, so specs written before it keep their hash.
     #[serde(default, skip_serializing_if = "is_portable")]
     pub reproducibility: crate::repro::Level,
+    /// The papers' measurements during training (`[diagnostics]`), on copies of the state:
+    /// they never change a bit of the run, so they are left out of the spec hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<DiagnosticsSpec>,
 }
 
 fn is_portable(level: &crate::repro::Level) -> bool {
@@ -342,6 +346,36 @@ impl Default for EvalSpec {
     }
 }
 
+/// What `[diagnostics]` measures and how often (GNC §3, Fig. 3–5, §A.6). Each is measured at
+/// the start of iteration t (before its update), where t is a multiple of `every_iterations`,
+/// and written as a `diagnostics` record to `metrics.jsonl`. Costs about `smoothness_steps` + 2
+/// iterations per measurement, plus M forward passes over `perturbed_examples`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticsSpec {
+    pub every_iterations: u64,
+    /// The full gradient (GNC Fig. 3b–c) is taken over the first N training examples.
+    #[serde(default = "default_full_gradient_examples")]
+    pub examples: usize,
+    /// The perturbed models' losses (Fig. 4b–c) are taken over the first N training examples.
+    #[serde(default = "default_perturbed_examples")]
+    pub perturbed_examples: usize,
+    /// Steps along the gradient for the smoothness indicators (§A.6: eight, of lengths evenly
+    /// spaced in [1/2, 2] × η).
+    #[serde(default = "default_smoothness_steps")]
+    pub smoothness_steps: usize,
+}
+
+fn default_full_gradient_examples() -> usize {
+    10_000
+}
+fn default_perturbed_examples() -> usize {
+    512
+}
+fn default_smoothness_steps() -> usize {
+    8
+}
+
 /// Checkpoint cadence and retention.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -389,6 +423,8 @@ impl JobSpec {
         spec.parallel.devices = None;
         spec.parallel.threads = None;
         spec.parallel.hosts = None;
+        // Diagnostics measure copies of the state and never change a bit either.
+        spec.diagnostics = None;
         serde_json::to_string(&spec).expect("a JobSpec always serialises")
     }
 
@@ -535,5 +571,37 @@ mod hash_tests {
         assert_ne!(base.spec_hash(), level("native").unwrap().spec_hash());
         let e = level("fast").unwrap_err().to_string();
         assert!(e.contains("reproducibility") && e.contains("fast"), "{e}");
+    }
+
+    #[test]
+    fn diagnostics_are_outside_the_hash_and_their_settings_are_checked() {
+        let base = JobSpec::from_toml(SPEC, "t").unwrap();
+        let with = |body: &str| {
+            JobSpec::from_toml(&format!("{SPEC}[diagnostics]\n{body}\n"), "t")
+                .and_then(|s| s.validated().map(|v| v.into_inner()))
+        };
+        let measured = with("every_iterations = 10").unwrap();
+        let d = measured.diagnostics.as_ref().unwrap();
+        assert_eq!(
+            (d.examples, d.perturbed_examples, d.smoothness_steps),
+            (10_000, 512, 8)
+        );
+        assert_eq!(measured.spec_hash(), base.spec_hash());
+        for (body, key) in [
+            ("every_iterations = 0", "diagnostics.every_iterations"),
+            ("every_iterations = 1\nexamples = 0", "diagnostics.examples"),
+            (
+                "every_iterations = 1\nsmoothness_steps = 1",
+                "diagnostics.smoothness_steps",
+            ),
+            (
+                "every_iterations = 1\nperturbed_examples = 0",
+                "diagnostics.perturbed_examples",
+            ),
+            ("every_iterations = 1\nsharpness = true", "sharpness"),
+        ] {
+            let e = with(body).unwrap_err().to_string();
+            assert!(e.contains(key), "{body}: {e}");
+        }
     }
 }

@@ -41,6 +41,7 @@ pub(crate) fn validate(spec: &JobSpec) -> Result<(), SpecError> {
     validate_method(spec)?;
     validate_optimizer(&spec.optimizer)?;
     validate_schedule(spec)?;
+    validate_diagnostics(spec)?;
     if spec.checkpoint.keep == 0 {
         return Err(bad("checkpoint.keep", "must keep at least 1 checkpoint"));
     }
@@ -277,6 +278,31 @@ fn momentum_range(key: &str, value: f64) -> Result<(), SpecError> {
     } else {
         Err(bad(key, format!("must be in [0, 1), got {value}")))
     }
+}
+
+fn validate_diagnostics(spec: &JobSpec) -> Result<(), SpecError> {
+    let Some(d) = &spec.diagnostics else {
+        return Ok(());
+    };
+    if d.every_iterations == 0 {
+        return Err(bad("diagnostics.every_iterations", "must be at least 1"));
+    }
+    if d.examples == 0 {
+        return Err(bad("diagnostics.examples", "must be at least 1"));
+    }
+    if d.perturbed_examples == 0 {
+        return Err(bad("diagnostics.perturbed_examples", "must be at least 1"));
+    }
+    if d.smoothness_steps < 2 {
+        return Err(bad(
+            "diagnostics.smoothness_steps",
+            format!(
+                "must be at least 2 (a range of steps), got {}",
+                d.smoothness_steps
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_schedule(spec: &JobSpec) -> Result<(), SpecError> {

@@ -25,7 +25,7 @@ use crate::optim::Optimizer;
 use crate::rng::Purpose;
 use crate::schedule::Schedule;
 use crate::state::TrainState;
-use crate::step::{BlockResult, BlockTask, BundleLayout, SecondBatch};
+use crate::step::{BlockResult, BlockTask, BundleLayout, Previous, SecondBatch};
 use crate::tree::{BlockSum, Bundle, combine_blocks};
 
 /// One job's fixed ingredients, and the means to advance a [`TrainState`] by one iteration.
@@ -53,6 +53,30 @@ pub struct Prepared {
     lr: f64,
     perturbation: Perturbation,
     keep_grads: bool,
+}
+
+impl Prepared {
+    /// The iteration it prepares.
+    pub fn iteration(&self) -> u64 {
+        self.t
+    }
+
+    /// η_t.
+    pub fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// Whether the workers' weights come from their saved gradients (GNC's noise).
+    pub fn injects_gradient_noise(&self) -> bool {
+        self.keep_grads
+    }
+}
+
+/// ‖g‖ over every parameter's gradient, as the iteration record reports it.
+pub fn grad_norm(grads: &[Tensor]) -> f64 {
+    Tensor::stack(&grads.iter().map(Tensor::norm).collect::<Vec<_>>(), 0)
+        .norm()
+        .double_value(&[])
 }
 
 /// Which noise the method injects during a given epoch.
@@ -195,18 +219,14 @@ impl Trainer {
             self.orders = Some(self.orders(epoch));
         }
         let lr = self.rate(t, &state.loss_window);
-        let perturbation = match phase(&self.spec.method, epoch) {
-            Phase::Plain => Perturbation::None,
-            Phase::Gnc(alpha) => {
-                Perturbation::gnc(&state.params, alpha, lr, state.prev_mean.as_deref())
-            }
-            Phase::Rnc(alpha) => {
-                // Leaving GNC: its saved gradients are no longer needed.
-                state.prev_mean = None;
-                state.prev_grads.iter_mut().for_each(|g| *g = None);
-                Perturbation::rnc(&state.params, alpha, lr, self.spec.seed, t)
-            }
-        };
+        let phase = phase(&self.spec.method, epoch);
+        if matches!(phase, Phase::Rnc(_)) {
+            // Leaving GNC: its saved gradients are no longer needed.
+            state.prev_mean = None;
+            state.prev_grads.iter_mut().for_each(|g| *g = None);
+        }
+        let perturbation =
+            self.perturbation(&phase, &state.params, state.prev_mean.as_deref(), lr, t);
         Prepared {
             began,
             t,
@@ -215,6 +235,66 @@ impl Trainer {
             keep_grads: matches!(perturbation, Perturbation::Gnc { .. }),
             perturbation,
         }
+    }
+
+    /// The method's shared perturbation data for iteration `t` at rate `lr` around `params`.
+    fn perturbation(
+        &self,
+        phase: &Phase,
+        params: &[Tensor],
+        prev_mean: Option<&[Tensor]>,
+        lr: f64,
+        t: u64,
+    ) -> Perturbation {
+        match *phase {
+            Phase::Plain => Perturbation::None,
+            Phase::Gnc(alpha) => Perturbation::gnc(params, alpha, lr, prev_mean),
+            Phase::Rnc(alpha) => Perturbation::rnc(params, alpha, lr, self.spec.seed, t),
+        }
+    }
+
+    /// The α of the noise the method injects in the prepared iteration, if it injects any.
+    pub fn noise_alpha(&self, prepared: &Prepared) -> Option<f64> {
+        match phase(&self.spec.method, prepared.epoch) {
+            Phase::Plain => None,
+            Phase::Gnc(alpha) | Phase::Rnc(alpha) => Some(alpha),
+        }
+    }
+
+    /// The method's large-batch loss and gradient g~ for the prepared iteration — its
+    /// batches, its noise rule — at `at` (the state's parameters when `None`), computed on
+    /// copies: `state` does not change. At the state's parameters, the bits the iteration
+    /// itself computes (the same blocks, kernels and tree).
+    pub fn method_gradient(
+        &self,
+        state: &TrainState,
+        prepared: &Prepared,
+        at: Option<&[Tensor]>,
+    ) -> Result<(f64, Vec<Tensor>), EngineError> {
+        let (params, perturbation) = match at {
+            None => (&state.params[..], prepared.perturbation.share()),
+            Some(params) => {
+                let phase = phase(&self.spec.method, prepared.epoch);
+                let prev_mean = state.prev_mean.as_deref();
+                let p = self.perturbation(&phase, params, prev_mean, prepared.lr, prepared.t);
+                (params, p)
+            }
+        };
+        let tasks = self.block_tasks(params, &perturbation, prepared, &self.blocks, |lo, hi| {
+            Previous::Copied(&state.prev_grads[lo..hi])
+        });
+        let sums = run_blocks(tasks)?
+            .into_iter()
+            .map(|r| ((r.workers.start, r.workers.end), r.sum))
+            .collect();
+        let m = self.spec.parallel.workers;
+        let mut mean: Vec<Tensor> = combine_blocks(m, sums)
+            .iter()
+            .map(|t| t / m as f64)
+            .collect();
+        let loss = mean[self.layout.loss()].double_value(&[0]);
+        mean.truncate(self.layout.params);
+        Ok((loss, mean))
     }
 
     /// [`Trainer::compute_blocks`] of one block, on this thread: a worker process's share.
@@ -238,6 +318,42 @@ impl Trainer {
         prepared: &Prepared,
         blocks: &[(usize, usize)],
     ) -> Result<Vec<BlockSum>, EngineError> {
+        let previous = |lo: usize, hi: usize| {
+            Previous::Taken(
+                state.prev_grads[lo..hi]
+                    .iter_mut()
+                    .map(Option::take)
+                    .collect(),
+            )
+        };
+        let tasks = self.block_tasks(
+            &state.params,
+            &prepared.perturbation,
+            prepared,
+            blocks,
+            previous,
+        );
+        let results = run_blocks(tasks)?;
+        let mut sums = Vec::with_capacity(results.len());
+        for r in results {
+            for (w, g) in r.workers.clone().zip(r.grads) {
+                state.prev_grads[w] = g;
+            }
+            sums.push(((r.workers.start, r.workers.end), r.sum));
+        }
+        Ok(sums)
+    }
+
+    /// One task per block of workers, computing at `params` with `perturbation`; each
+    /// block's previous gradients from `previous(lo, hi)`.
+    fn block_tasks<'a>(
+        &'a self,
+        params: &[Tensor],
+        perturbation: &Perturbation,
+        prepared: &Prepared,
+        blocks: &[(usize, usize)],
+        mut previous: impl FnMut(usize, usize) -> Previous<'a>,
+    ) -> Vec<BlockTask<'a>> {
         let orders = self
             .orders
             .as_ref()
@@ -251,12 +367,12 @@ impl Trainer {
             MethodSpec::NoiseEnhancement { alpha } => Some(alpha),
             _ => None,
         };
-        let tasks: Vec<BlockTask> = blocks
+        blocks
             .iter()
             .map(|&(lo, hi)| BlockTask {
                 model: self.model.as_ref(),
-                params: state.params.iter().map(Tensor::shallow_clone).collect(),
-                perturbation: prepared.perturbation.share(),
+                params: params.iter().map(Tensor::shallow_clone).collect(),
+                perturbation: perturbation.share(),
                 train: &self.data.train,
                 order: &orders.0,
                 second: orders
@@ -267,22 +383,10 @@ impl Trainer {
                 augment,
                 k: prepared.t % self.plan.iterations_per_epoch,
                 workers: lo..hi,
-                prev_grads: state.prev_grads[lo..hi]
-                    .iter_mut()
-                    .map(Option::take)
-                    .collect(),
+                previous: previous(lo, hi),
                 keep_grads: prepared.keep_grads,
             })
-            .collect();
-        let results = run_blocks(tasks)?;
-        let mut sums = Vec::with_capacity(results.len());
-        for r in results {
-            for (w, g) in r.workers.clone().zip(r.grads) {
-                state.prev_grads[w] = g;
-            }
-            sums.push(((r.workers.start, r.workers.end), r.sum));
-        }
-        Ok(sums)
+            .collect()
     }
 
     /// Last phase, identical in every process: from the sum over all M workers' bundles
@@ -293,9 +397,7 @@ impl Trainer {
         let l = self.layout;
         let grads: Vec<Tensor> = mean[..l.params].iter().map(Tensor::shallow_clone).collect();
         let loss = mean[l.loss()].double_value(&[0]);
-        let grad_norm = Tensor::stack(&grads.iter().map(Tensor::norm).collect::<Vec<_>>(), 0)
-            .norm()
-            .double_value(&[]);
+        let grad_norm = grad_norm(&grads);
         // Σ_i ‖g_i - g~‖² / M = mean_i ‖g_i‖² - ‖g~‖² (g~ is the mean of the g_i).
         let mean_sq = mean[l.grad_sq()].double_value(&[0]);
         let noise_var = (mean_sq - grad_norm * grad_norm).max(0.0);

@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod diagnostics;
 pub mod distributed;
 pub mod driver;
 pub mod engine;

@@ -38,6 +38,8 @@ impl MetricsLog {
                 let keep = match serde_json::from_str::<MetricRecord>(&line) {
                     Ok(MetricRecord::Iter(r)) => r.iter < completed,
                     Ok(MetricRecord::Eval(r)) => r.iter <= completed,
+                    // Measured at the start of iteration r.iter, which a resumed run repeats.
+                    Ok(MetricRecord::Diagnostics(r)) => r.iter < completed,
                     Ok(MetricRecord::Final(_)) | Err(_) => false,
                 };
                 if keep {

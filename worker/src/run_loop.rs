@@ -18,6 +18,7 @@ use gnc_contract::observer::Observer;
 use gnc_contract::request::Action;
 use gnc_proto::{EvalRecord, FinalRecord, IterRecord, MetricRecord};
 
+use crate::diagnostics::Diagnostics;
 use crate::engine::{Prepared, Trainer};
 use crate::metrics_log::MetricsLog;
 use crate::state::TrainState;
@@ -34,6 +35,12 @@ pub trait Transport {
 
     /// Whether this participant writes `metrics.jsonl` and `result.json` (exactly one does).
     fn writes_records(&self) -> bool;
+
+    /// Whether this participant computes every logical worker (and so holds every saved
+    /// gradient), as `[diagnostics]` needs.
+    fn holds_every_worker(&self) -> bool {
+        false
+    }
 
     /// At the boundary before iteration `t`: what to do there (checkpoint, or stop with a
     /// checkpoint), the same in every participant.
@@ -91,6 +98,17 @@ pub fn run<T: Transport>(
         (true, true) => Some(MetricsLog::resume(&metrics, state.iteration)?),
         (true, false) => Some(MetricsLog::create(&metrics)?),
     };
+    let diagnostics = Diagnostics::of(trainer);
+    if diagnostics.is_some() && !transport.holds_every_worker() {
+        return Err(EngineError::Spec(gnc_proto::SpecError::Invalid {
+            key: "diagnostics".into(),
+            message: "needs every logical worker's saved gradient in one process: train it \
+                      in-process (gncctl run without --devices or --hosts, or a spec without \
+                      parallel.devices)"
+                .into(),
+        })
+        .into());
+    }
     observer.started(state.iteration, total, transport.parallelism(trainer));
     let started = Instant::now();
     // A resumed run starts from a checkpoint on disk; a fresh one has none yet.
@@ -111,6 +129,12 @@ pub fn run<T: Transport>(
         }
         transport.begin(t);
         let prepared = trainer.prepare(state);
+        if let Some(d) = diagnostics.as_ref().filter(|d| d.due(t)) {
+            let record = d.measure(trainer, state, &prepared)?;
+            if let Some(log) = &mut log {
+                log.write(&MetricRecord::Diagnostics(Box::new(record)))?;
+            }
+        }
         let sum = transport.reduce(trainer, state, &prepared)?;
         let record = trainer.finish(state, prepared, sum);
         check_finite(&record, last_checkpoint)?;
@@ -236,6 +260,10 @@ impl Transport for InProcess<'_> {
     }
 
     fn writes_records(&self) -> bool {
+        true
+    }
+
+    fn holds_every_worker(&self) -> bool {
         true
     }
 

@@ -36,9 +36,29 @@ pub struct BlockTask<'a> {
     pub k: u64,
     pub workers: Range<usize>,
     /// Previous gradients g_i(t-1) of these workers, when the method uses them.
-    pub prev_grads: Vec<Option<SavedGradient>>,
+    pub previous: Previous<'a>,
     /// Whether to return this iteration's per-worker gradients (GNC needs them next time).
     pub keep_grads: bool,
+}
+
+/// Where a block's workers' previous gradients come from.
+pub enum Previous<'a> {
+    /// The state's own, moved out of it: the iteration consumes them (GNC reuses their
+    /// buffers for the workers' weights).
+    Taken(Vec<Option<SavedGradient>>),
+    /// The state's, copied one worker at a time as it is reached: computations on copies
+    /// (diagnostics), which leave the state as it was.
+    Copied(&'a [Option<SavedGradient>]),
+}
+
+impl Previous<'_> {
+    /// The `j`-th worker's of the block.
+    fn get(&mut self, j: usize) -> Option<SavedGradient> {
+        match self {
+            Previous::Taken(grads) => grads[j].take(),
+            Previous::Copied(grads) => grads[j].clone(),
+        }
+    }
 }
 
 /// What a block hands back: its tree sum and, for GNC, each worker's gradient.
@@ -140,11 +160,11 @@ impl BlockTask<'_> {
     /// Runs the block's workers in index order, folding their bundles in tree order.
     pub fn run(mut self) -> BlockResult {
         tch::set_num_threads(1);
-        let prev = std::mem::take(&mut self.prev_grads);
+        let mut previous = std::mem::replace(&mut self.previous, Previous::Taken(Vec::new()));
         let mut sum = TreeSum::new();
         let mut grads = Vec::with_capacity(self.workers.len());
-        for (worker, prev_grad) in self.workers.clone().zip(prev) {
-            let (bundle, g) = self.worker(worker, prev_grad);
+        for (j, worker) in self.workers.clone().enumerate() {
+            let (bundle, g) = self.worker(worker, previous.get(j));
             sum.push(bundle);
             grads.push(g);
         }

@@ -8,16 +8,16 @@ use std::time::Instant;
 
 use anyhow::Context;
 use gnc_proto::{MethodSpec, ValidSpec};
+use gnc_proto::{NoiseAnisotropy, PerturbedLosses};
 use gnc_worker::analysis::Objective;
-use gnc_worker::analysis::anisotropy::{self, LayerAnisotropy};
 use gnc_worker::analysis::curvature::{TopEigenvalue, top_eigenvalue};
 use gnc_worker::analysis::line::{LinePoint, alphas, losses_along};
 use gnc_worker::analysis::model::{ModelObjective, flatten};
+use gnc_worker::analysis::noise::{self, Perturbed};
 use gnc_worker::analysis::sharpness::{EpsilonSharpness, epsilon_sharpness};
 use gnc_worker::checkpoint;
 use gnc_worker::engine::Trainer;
-use gnc_worker::method::{Perturbation, filter_norms, rnc_noise};
-use gnc_worker::state::{SavedGradient, TrainState};
+use gnc_worker::state::TrainState;
 
 use gnc_ctl::cmd::analyze::Args;
 
@@ -44,51 +44,11 @@ struct Analysis {
     /// κ per layer of GNC's noise (the checkpoint's g_i(t-1)) and of the noise RNC would
     /// draw at this iteration; absent where the checkpoint keeps no per-worker gradients
     /// (only GNC runs do).
-    anisotropy: Option<Anisotropy>,
+    anisotropy: Option<NoiseAnisotropy>,
     /// The losses of the M models x_i the workers would differentiate at next (GNC §3.2,
     /// Fig. 4b–c), with GNC's noise and with RNC's at the same α and rate; GNC runs only.
-    perturbed: Option<Perturbed>,
+    perturbed: Option<PerturbedLosses>,
     seconds: f64,
-}
-
-#[derive(serde::Serialize)]
-struct Perturbed {
-    alpha: f64,
-    lr: f64,
-    gnc: Spread,
-    rnc: Spread,
-}
-
-/// Losses of the M perturbed models, and how widely they vary.
-#[derive(serde::Serialize)]
-struct Spread {
-    losses: Vec<f64>,
-    mean: f64,
-    std: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Spread {
-    fn of(losses: Vec<f64>) -> Spread {
-        let n = losses.len() as f64;
-        let mean = losses.iter().sum::<f64>() / n;
-        let std = (losses.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / n).sqrt();
-        Spread {
-            mean,
-            std,
-            min: losses.iter().copied().fold(f64::INFINITY, f64::min),
-            max: losses.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            losses,
-        }
-    }
-}
-
-#[derive(serde::Serialize)]
-struct Anisotropy {
-    workers: usize,
-    gnc: Vec<LayerAnisotropy>,
-    rnc: Vec<LayerAnisotropy>,
 }
 
 #[derive(serde::Serialize)]
@@ -207,83 +167,48 @@ fn line_towards(
     })
 }
 
-/// The checkpoint's g_i(t-1) of every worker, where it keeps them (GNC runs).
-fn saved_gradients(end: &TrainState) -> Option<Vec<&SavedGradient>> {
-    end.prev_grads.iter().map(Option::as_ref).collect()
-}
-
-/// κ per layer for GNC's noise ω_i = g_i(t-1) - g~(t-1) (Eq. 4; Ω centres the g_i on
-/// their mean, which is g~) and RNC's ω_i = u_i / ‖u_i^(p)‖ filter-wise (Eq. 5), for the
-/// M workers of the run.
-fn noise_anisotropy(trainer: &Trainer, end: &TrainState) -> Option<Anisotropy> {
-    let saved = saved_gradients(end)?;
-    if saved.len() < 3 {
-        return None;
-    }
+/// κ per layer of GNC's noise (the checkpoint's g_i(t-1)) and RNC's, where it keeps them.
+fn noise_anisotropy(trainer: &Trainer, end: &TrainState) -> Option<NoiseAnisotropy> {
+    let saved = noise::saved_gradients(&end.prev_grads)?;
     let seed = trainer.spec().seed;
-    let mut gnc = Vec::new();
-    let mut rnc = Vec::new();
-    for (k, (spec, x)) in trainer.model().params().iter().zip(&end.params).enumerate() {
-        let columns: Vec<&[f32]> = saved.iter().map(|g| g[k].as_slice()).collect();
-        gnc.push(anisotropy::layer(&spec.name, &columns));
-        let random: Vec<Vec<f32>> = (0..saved.len())
-            .map(|worker| {
-                let u = rnc_noise(seed, end.iteration, worker, k, x);
-                let direction = &u / filter_norms(&u);
-                let mut values = vec![0f32; direction.numel()];
-                direction
-                    .contiguous()
-                    .copy_data(&mut values, direction.numel());
-                values
-            })
-            .collect();
-        let columns: Vec<&[f32]> = random.iter().map(Vec::as_slice).collect();
-        rnc.push(anisotropy::layer(&spec.name, &columns));
-    }
-    Some(Anisotropy {
-        workers: saved.len(),
-        gnc,
-        rnc,
-    })
+    noise::anisotropy(
+        trainer.model().params(),
+        &end.params,
+        &saved,
+        seed,
+        end.iteration,
+    )
 }
 
-/// The losses of x_i = x - α η ‖x^(p)‖ ω_i^(p) for GNC's ω_i (the checkpoint's g_i - g~,
-/// exactly as the next iteration would make them) and for RNC's, at the GNC phase's α and the
-/// next iteration's rate.
+/// The losses of the M models the next iteration would make with GNC's noise (the
+/// checkpoint's g_i - g~) and with RNC's, at the GNC phase's α and the next iteration's rate;
+/// GNC runs only.
 fn perturbed_losses(
     trainer: &Trainer,
     end: &TrainState,
     objective: &dyn Objective,
-) -> Option<Perturbed> {
+) -> Option<PerturbedLosses> {
     let alpha = match trainer.spec().method {
         MethodSpec::Gnc { alpha } => alpha,
         MethodSpec::GncToRnc { alpha_gnc, .. } => alpha_gnc,
         _ => return None,
     };
-    let mean = end.prev_mean.as_deref()?;
-    let saved = saved_gradients(end)?;
+    let prev_mean = end.prev_mean.as_deref()?;
+    let saved = noise::saved_gradients(&end.prev_grads)?;
     // The next iteration's rate; a finished run's last, which a decay to 0 would not give.
     let last = trainer.schedule().total_iterations().saturating_sub(1);
     let lr = trainer.rate(end.iteration.min(last), &end.loss_window);
-    let gnc = Perturbation::gnc(&end.params, alpha, lr, Some(mean));
-    let rnc = Perturbation::rnc(&end.params, alpha, lr, trainer.spec().seed, end.iteration);
-    let losses = |perturbation: &Perturbation| {
-        let losses = saved
-            .iter()
-            .enumerate()
-            .map(|(worker, g)| {
-                let x = perturbation.weights_of(&end.params, worker, Some((*g).clone()));
-                objective.loss(&x)
-            })
-            .collect();
-        Spread::of(losses)
-    };
-    Some(Perturbed {
+    let perturbed = Perturbed {
+        params: &end.params,
+        workers: saved.len(),
+        saved: Some(saved),
+        prev_mean: Some(prev_mean),
         alpha,
         lr,
-        gnc: losses(&gnc),
-        rnc: losses(&rnc),
-    })
+        seed: trainer.spec().seed,
+        iteration: end.iteration,
+    };
+    Some(perturbed.losses(objective))
 }
 
 fn print_analysis(a: &Analysis, file: &Path) {
@@ -337,15 +262,19 @@ fn print_analysis(a: &Analysis, file: &Path) {
             );
         }
     }
-    if let Some(p) = &a.perturbed {
+    if let Some((p, gnc)) = a
+        .perturbed
+        .as_ref()
+        .and_then(|p| Some((p, p.gnc.as_ref()?)))
+    {
         println!(
             "perturbed models (α = {}, η = {}): GNC loss {:.6} ± {:.6} [{:.6}, {:.6}], RNC {:.6} ± {:.6} [{:.6}, {:.6}]",
             p.alpha,
             p.lr,
-            p.gnc.mean,
-            p.gnc.std,
-            p.gnc.min,
-            p.gnc.max,
+            gnc.mean,
+            gnc.std,
+            gnc.min,
+            gnc.max,
             p.rnc.mean,
             p.rnc.std,
             p.rnc.min,

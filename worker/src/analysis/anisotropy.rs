@@ -9,19 +9,7 @@
 /// Eigenvalues at most this fraction of the largest count as zero (the noise is f32).
 pub const RANK_TOLERANCE: f64 = 1e-6;
 
-/// One layer's noise spectrum.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct LayerAnisotropy {
-    pub layer: String,
-    pub kappa: f64,
-    pub lambda_max: f64,
-    pub lambda_min_star: f64,
-    /// Eigenvalues above [`RANK_TOLERANCE`] × λ_max: the directions the noise spans.
-    pub rank: usize,
-    /// The eigenvalues at the 10th, 50th and 90th percentiles (nearest rank, ascending, among
-    /// the nonzero ones).
-    pub percentiles: [f64; 3],
-}
+pub use gnc_proto::LayerAnisotropy;
 
 /// (1/M) ΩᵀΩ for the M columns `noise` (each a worker's ω for one layer), centred on their
 /// mean; accumulated in f64. The centred columns are formed on the fly, pair by pair, rather

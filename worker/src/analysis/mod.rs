@@ -16,6 +16,9 @@
 //! - [`line::losses_along`]: the loss on the line through two points (Keskar's Fig. 3);
 //! - [`anisotropy`]: κ = λ_max / λ_min* of the workers' noise covariance per layer (GNC
 //!   §3.2), for GNC's noise (from a checkpoint's per-worker gradients) and RNC's;
+//! - [`noise`]: the perturbed models' losses (GNC Fig. 4b–c) and the noise's κ per layer;
+//! - [`smoothness`]: Santurkar et al.'s indicators along the gradient (GNC Fig. 5, §A.6) and
+//!   the full gradient's predictiveness (Fig. 3b–c);
 //! - [`noise_scale`]: the gradient noise scale B_simple (McCandlish et al. 2018) from what
 //!   every iteration reduces anyway; the engine records its two estimates per iteration.
 
@@ -23,8 +26,10 @@ pub mod anisotropy;
 pub mod curvature;
 pub mod line;
 pub mod model;
+pub mod noise;
 pub mod noise_scale;
 pub mod sharpness;
+pub mod smoothness;
 
 /// A loss over a flat vector of parameters.
 pub trait Objective {

@@ -54,16 +54,7 @@ impl<'a> ModelObjective<'a> {
 
     /// `x` as the model's parameter tensors.
     fn tensors(&self, x: &[f32]) -> Vec<Tensor> {
-        let mut offset = 0;
-        self.shapes
-            .iter()
-            .map(|shape| {
-                let n = shape.iter().product::<i64>() as usize;
-                let t = Tensor::from_slice(&x[offset..offset + n]).view(shape.as_slice());
-                offset += n;
-                t
-            })
-            .collect()
+        unflatten(x, &self.shapes)
     }
 
     /// Σ over the chunk's examples of the cross-entropy, divided by all the examples.
@@ -117,6 +108,20 @@ impl Objective for ModelObjective<'_> {
         }
         loss
     }
+}
+
+/// A flat vector in canonical order as tensors of `shapes` (on the CPU).
+pub fn unflatten(x: &[f32], shapes: &[Vec<i64>]) -> Vec<Tensor> {
+    let mut offset = 0;
+    shapes
+        .iter()
+        .map(|shape| {
+            let n = shape.iter().product::<i64>() as usize;
+            let t = Tensor::from_slice(&x[offset..offset + n]).view(shape.as_slice());
+            offset += n;
+            t
+        })
+        .collect()
 }
 
 /// The parameters as one flat vector, in canonical order.

@@ -6,6 +6,7 @@ mod font;
 mod runs;
 mod series;
 
+use clap::ValueEnum;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::{BitMapBackend, IntoDrawingArea, SVGBackend};
@@ -63,6 +64,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.metric.clone()
     };
+    for metric in &metrics {
+        if runs.iter().all(|run| metric.points(run, args.x).is_empty()) {
+            anyhow::bail!(
+                "no run has a point of {} ({}){}",
+                metric.title(),
+                metric
+                    .to_possible_value()
+                    .map_or(String::new(), |v| v.get_name().to_string()),
+                if metric.is_diagnostic() {
+                    ": it is measured by a [diagnostics] section in the job spec"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     let size = (draw::WIDTH, draw::PANEL_HEIGHT * metrics.len() as u32);
     let drawn = match format {
         Format::Png => draw::figure(

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gnc_proto::{EvalRecord, IterRecord, MetricRecord};
+use gnc_proto::{DiagnosticsRecord, EvalRecord, IterRecord, MetricRecord};
 
 use crate::run_dir::read_metrics;
 
@@ -13,6 +13,7 @@ pub struct Run {
     pub dir: PathBuf,
     pub iters: Vec<IterRecord>,
     pub evals: Vec<EvalRecord>,
+    pub diagnostics: Vec<DiagnosticsRecord>,
 }
 
 /// The name a run directory records for its job, if any.
@@ -39,10 +40,12 @@ pub fn load(dirs: &[PathBuf]) -> anyhow::Result<Vec<Run>> {
     for dir in dirs {
         let mut iters = Vec::new();
         let mut evals = Vec::new();
+        let mut diagnostics = Vec::new();
         for record in read_metrics(dir)? {
             match record {
                 MetricRecord::Iter(r) => iters.push(r),
                 MetricRecord::Eval(e) => evals.push(e),
+                MetricRecord::Diagnostics(d) => diagnostics.push(*d),
                 MetricRecord::Final(_) => {}
             }
         }
@@ -51,6 +54,7 @@ pub fn load(dirs: &[PathBuf]) -> anyhow::Result<Vec<Run>> {
             dir: dir.clone(),
             iters,
             evals,
+            diagnostics,
         });
     }
     let labels: Vec<String> = runs.iter().map(|r| r.label.clone()).collect();

@@ -1,5 +1,7 @@
 //! What can be plotted: the metrics (y) and the x axis, and each run's points for them.
 
+use gnc_proto::{DiagnosticsRecord, LayerAnisotropy};
+
 use super::runs::Run;
 
 /// A quantity recorded in metrics.jsonl.
@@ -22,6 +24,23 @@ pub enum Metric {
     /// The gradient noise scale B_simple (McCandlish et al. 2018): Σ tr(Σ) / Σ |G|² of the
     /// iteration records' estimates over the last [`NOISE_SCALE_WINDOW`] iterations.
     NoiseScale,
+    /// `[diagnostics]`: cos(full gradient, large-batch gradient) (GNC Fig. 3b–c).
+    Predictiveness,
+    /// `[diagnostics]`: the range of the losses along the gradient (GNC Fig. 5a).
+    LossStability,
+    /// `[diagnostics]`: the largest gradient change along the gradient (GNC Fig. 5b).
+    GradientChange,
+    /// `[diagnostics]`: β-smoothness along the gradient (GNC Fig. 5c).
+    BetaSmoothness,
+    /// `[diagnostics]`: the median over layers of κ of GNC's noise (GNC Fig. 4a).
+    KappaGnc,
+    /// `[diagnostics]`: the median over layers of κ of RNC's noise at the same iteration.
+    KappaRnc,
+    /// `[diagnostics]`: the standard deviation of the M perturbed models' losses with GNC's
+    /// noise (GNC Fig. 4b–c).
+    PerturbedSpreadGnc,
+    /// `[diagnostics]`: the same with RNC's noise.
+    PerturbedSpreadRnc,
 }
 
 /// Iterations whose estimates one point of the noise scale sums (each alone is too noisy).
@@ -57,6 +76,14 @@ impl Metric {
             Metric::GradNorm => "gradient norm",
             Metric::NoiseNorm => "gradient noise norm",
             Metric::NoiseScale => "gradient noise scale B_simple",
+            Metric::Predictiveness => "full-gradient predictiveness (cosine)",
+            Metric::LossStability => "loss range along the gradient",
+            Metric::GradientChange => "largest gradient change along the gradient",
+            Metric::BetaSmoothness => "β-smoothness along the gradient",
+            Metric::KappaGnc => "κ of GNC noise (median over layers)",
+            Metric::KappaRnc => "κ of RNC noise (median over layers)",
+            Metric::PerturbedSpreadGnc => "std of perturbed models' losses, GNC noise",
+            Metric::PerturbedSpreadRnc => "std of perturbed models' losses, RNC noise",
         }
     }
 
@@ -93,11 +120,52 @@ impl Metric {
                     (pick(r.epoch, r.iter), y)
                 })
                 .collect(),
+            // The diagnostics records' metrics.
+            _ => run
+                .diagnostics
+                .iter()
+                .filter_map(|d| Some((pick(d.epoch, d.iter), self.diagnostic(d)?)))
+                .collect(),
         };
         points
             .into_iter()
             .filter(|(x, y)| x.is_finite() && y.is_finite())
             .collect()
+    }
+
+    /// Whether `[diagnostics]` records carry it.
+    pub fn is_diagnostic(self) -> bool {
+        matches!(
+            self,
+            Metric::Predictiveness
+                | Metric::LossStability
+                | Metric::GradientChange
+                | Metric::BetaSmoothness
+                | Metric::KappaGnc
+                | Metric::KappaRnc
+                | Metric::PerturbedSpreadGnc
+                | Metric::PerturbedSpreadRnc
+        )
+    }
+
+    /// This metric's value in a diagnostics record, where it has one.
+    fn diagnostic(self, d: &DiagnosticsRecord) -> Option<f64> {
+        let median_kappa = |layers: &[LayerAnisotropy]| {
+            let mut kappas: Vec<f64> = layers.iter().map(|l| l.kappa).collect();
+            kappas.sort_by(f64::total_cmp);
+            kappas.get(kappas.len() / 2).copied()
+        };
+        match self {
+            Metric::Predictiveness => Some(d.predictiveness),
+            Metric::LossStability => Some(d.smoothness.loss_range),
+            Metric::GradientChange => Some(d.smoothness.gradient_change_range[1]),
+            Metric::BetaSmoothness => Some(d.smoothness.beta),
+            Metric::KappaGnc => median_kappa(&d.anisotropy.as_ref()?.gnc),
+            Metric::KappaRnc => median_kappa(&d.anisotropy.as_ref()?.rnc),
+            Metric::PerturbedSpreadGnc => Some(d.perturbed.as_ref()?.gnc.as_ref()?.std),
+            Metric::PerturbedSpreadRnc => Some(d.perturbed.as_ref()?.rnc.std),
+            _ => None,
+        }
     }
 
     /// B_simple at each iteration that ends a full window of records with both estimates.
@@ -152,6 +220,7 @@ mod tests {
             dir: "r".into(),
             iters,
             evals: Vec::new(),
+            diagnostics: Vec::new(),
         };
         let points = Metric::NoiseScale.points(&run, XAxis::Iteration);
         assert_eq!(points.len(), 150 - NOISE_SCALE_WINDOW + 1);
