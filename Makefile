@@ -11,7 +11,7 @@ CARGO_CONFIG := .cargo/config.toml
 DATA_STAMP := data/fashion-mnist/SOURCE.txt data/mnist/SOURCE.txt
 CARGO := cargo
 
-.PHONY: demo test setup venv data build lint system-packages nspawn-root bench bench-mpi bench-shm bench-control bench-methods clean-runs
+.PHONY: demo test setup venv data build lint system-packages nspawn-root bench bench-mpi bench-shm bench-control bench-methods bench-ne-f1 bench-diagnostics clean-runs
 
 ## The main job: GNC on real Fashion-MNIST (examples/demo.toml); prints the final hash.
 demo: setup build
@@ -73,6 +73,12 @@ bench-mpi: setup build
 ## Method comparison (about 40 minutes): the Fashion-MNIST examples trained to their end.
 bench-methods: setup build
 	$(VENV)/bin/python bench/run_methods.py
+
+bench-diagnostics: setup build
+	$(VENV)/bin/python bench/run_diagnostics.py
+
+bench-ne-f1: setup build
+	$(VENV)/bin/python bench/run_ne_f1.py
 
 ## Debian packages: OpenMPI and libclang (the `mpi` crate's bindings) to build gnc-mpi;
 ## systemd-nspawn and debootstrap for the boot of gncd.service under a real systemd
