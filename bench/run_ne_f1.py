@@ -48,11 +48,20 @@ def train(seed, deadline):
     """Trains (or resumes) `seed` until it converges or `deadline` passes; its row, or None if
     it stopped unfinished."""
     out = OUT / f"seed-{seed}"
+    began = time.time()
+    finished = out / "result.json"
+    if not (finished.exists() and json.loads(finished.read_text())["complete"]):
+        if not run_until(seed, out, deadline):
+            return None
+    return row(seed, out, began)
+
+
+def run_until(seed, out, deadline):
+    """Trains or resumes `seed` in `out`; whether it finished before `deadline`."""
     command = [str(ROOT / "target/release/gncctl"), "run", str(spec_for(seed)), "--json",
                "--out", str(out)]
     if (out / "checkpoints").is_dir():
         command.append("--resume")
-    began = time.time()
     # Its own process group: the stop below reaches gncctl and the trainer, as Ctrl-C would.
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
@@ -62,14 +71,17 @@ def train(seed, deadline):
             os.killpg(proc.pid, signal.SIGINT)
             proc.communicate()
             print(f"seed {seed}: budget spent, stopped with a checkpoint", flush=True)
-            return None
+            return False
         time.sleep(5)
-    stdout, stderr = proc.communicate()
+    _, stderr = proc.communicate()
     if proc.returncode != 0:
         sys.exit(f"seed {seed}: gncctl run failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return json.loads((out / "result.json").read_text())["complete"]
+
+
+def row(seed, out, began):
+    """What bench/ne-f1-runs.json keeps of a finished run."""
     result = json.loads((out / "result.json").read_text())
-    if not result["complete"]:
-        return None
     iters = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     lrs = [(r["iter"], r["lr"]) for r in iters if r["kind"] == "iter"]
     halved = next((t for t, lr in lrs if lr < lrs[0][1]), None)

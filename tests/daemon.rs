@@ -285,7 +285,7 @@ fn every_malformed_message_gets_an_error_and_the_connection_goes_on() {
 }
 
 #[test]
-fn data_outside_the_allowed_roots_and_jobs_across_hosts_are_refused() {
+fn data_outside_the_allowed_roots_jobs_across_hosts_and_diagnostics_are_refused() {
     let home = Home::new("cpu:1", "");
     let _daemon = home.start(&[]);
     let outside = tempfile::tempdir().unwrap();
@@ -343,6 +343,24 @@ fn data_outside_the_allowed_roots_and_jobs_across_hosts_are_refused() {
             );
         }
         other => panic!("hosts: {other:?}"),
+    }
+    // So are diagnostics, which need every worker in one process.
+    let mut spec = JobSpec::from_toml(&gnc_tests::tiny_job("gd_diag", gnc_method()), "t").unwrap();
+    spec.diagnostics = Some(gnc_proto::DiagnosticsSpec {
+        every_iterations: 2,
+        examples: 64,
+        perturbed_examples: 64,
+        smoothness_steps: 8,
+    });
+    match home.client().request(Command::Submit {
+        spec: Box::new(spec),
+        devices: None,
+    }) {
+        Err(ClientError::Daemon { kind, message }) => {
+            assert_eq!(kind, ErrorKind::BadSpec, "{message}");
+            assert!(message.contains("[diagnostics]: gncd"), "{message}");
+        }
+        other => panic!("diagnostics: {other:?}"),
     }
     match home.client().request(Command::List {}) {
         Ok(Reply::Jobs { jobs }) => assert!(jobs.is_empty(), "{jobs:?}"),

@@ -127,6 +127,13 @@ fn submit(shared: &Shared, peer: u32, spec: JobSpec, devices: Option<String>) ->
             hosts.display()
         ));
     }
+    if spec.diagnostics.is_some() {
+        return bad(
+            "[diagnostics]: gncd trains jobs in worker processes, and the diagnostics \
+             need every logical worker in one process; train it with `gncctl run` (in-process)"
+                .into(),
+        );
+    }
     let requested = devices.or_else(|| spec.parallel.devices.clone());
     // What it would run on now; chosen again when it starts (a reload may change the
     // daemon's devices meanwhile).
