@@ -155,9 +155,25 @@ def paired(rows, name, against):
     return diffs, f"{m:+.2f} ± {half:.2f} (95 % t, n = {len(diffs)}): {verdict}"
 
 
+def gap_closed(rows, name):
+    """The method's mean gain over the large-batch baseline as a share of the small batch's
+    gain, over the seeds all three have."""
+    if name in ("baseline", "small_batch_baseline"):
+        return "—"
+    acc = {(r["name"], r["seed"]): r["test_accuracy"] for r in rows}
+    seeds = [s for (n, s) in acc if n == name
+             and ("baseline", s) in acc and ("small_batch_baseline", s) in acc]
+    if not seeds:
+        return "—"
+    gain = sum(acc[(name, s)] - acc[("baseline", s)] for s in seeds)
+    gap = sum(acc[("small_batch_baseline", s)] - acc[("baseline", s)] for s in seeds)
+    return f"{100 * gain / gap:.0f} % (n = {len(seeds)})" if gap > 0 else "—"
+
+
 def table(rows):
     head = ["run", "B", "iterations", "seeds", "test acc. per seed", "mean ± std",
-            "vs large-batch baseline (paired)", "vs small batch (paired)", "minutes per run"]
+            "vs large-batch baseline (paired)", "vs small batch (paired)", "share of the gap closed",
+            "minutes per run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in ORDER:
         mine = sorted((r for r in rows if r["name"] == name), key=lambda r: r["seed"])
@@ -171,6 +187,7 @@ def table(rows):
                  f"{m:.2f} ± {s:.2f} %" if len(accs) > 1 else f"{m:.2f} %",
                  "—" if name == "baseline" else paired(rows, name, "baseline")[1],
                  "—" if name == "small_batch_baseline" else paired(rows, name, "small_batch_baseline")[1],
+                 gap_closed(rows, name),
                  f"{statistics.median(r['minutes'] for r in mine):.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
