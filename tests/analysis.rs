@@ -135,6 +135,27 @@ fn analyze_measures_the_end_point_without_touching_the_run() {
         serde_json::from_slice(&std::fs::read(a.join("analysis.json")).unwrap()).unwrap();
     assert_eq!(written["loss"], first["loss"]);
     assert_eq!(std::fs::read(a.join("result.json")).unwrap(), before);
+    // gncctl plot draws the line against α; a run analysed without --towards has none.
+    let svg = dir.path().join("line.svg");
+    let plot = |run: &Path| {
+        gncctl_output(&[
+            "plot",
+            run.to_str().unwrap(),
+            "-o",
+            svg.to_str().unwrap(),
+            "--metric",
+            "analysis-line",
+        ])
+    };
+    let o = plot(&a);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("loss on the line between two end points"));
+    assert!(text.contains("α (0: this run"), "the x axis is α");
+    let o = plot(&b);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("--towards"), "{stderr}");
 }
 
 #[test]

@@ -72,7 +72,7 @@ where
         .build_cartesian_2d(x_range, y_range)?;
     chart
         .configure_mesh()
-        .x_desc(x.label())
+        .x_desc(metric.x_label(x))
         .y_desc(metric.title())
         .label_style((FAMILY, 13))
         .axis_desc_style((FAMILY, 15))

@@ -72,11 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 metric
                     .to_possible_value()
                     .map_or(String::new(), |v| v.get_name().to_string()),
-                if metric.is_diagnostic() {
-                    ": it is measured by a [diagnostics] section in the job spec"
-                } else {
-                    ""
-                }
+                metric.source().map_or(String::new(), |s| format!(": {s}"))
             );
         }
     }

@@ -14,6 +14,28 @@ pub struct Run {
     pub iters: Vec<IterRecord>,
     pub evals: Vec<EvalRecord>,
     pub diagnostics: Vec<DiagnosticsRecord>,
+    /// (α, loss) on the line towards another run's end point, from the run's
+    /// `analysis.json` (`gncctl analyze --towards`), if it has one.
+    pub line: Vec<(f64, f64)>,
+}
+
+/// The line points of `dir/analysis.json`, if it holds any.
+fn analysed_line(dir: &Path) -> Vec<(f64, f64)> {
+    let Ok(text) = std::fs::read_to_string(dir.join("analysis.json")) else {
+        return Vec::new();
+    };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    value["line"]["points"]
+        .as_array()
+        .map(|points| {
+            points
+                .iter()
+                .filter_map(|p| Some((p["alpha"].as_f64()?, p["loss"].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The name a run directory records for its job, if any.
@@ -55,6 +77,7 @@ pub fn load(dirs: &[PathBuf]) -> anyhow::Result<Vec<Run>> {
             iters,
             evals,
             diagnostics,
+            line: analysed_line(dir),
         });
     }
     let labels: Vec<String> = runs.iter().map(|r| r.label.clone()).collect();

@@ -41,6 +41,9 @@ pub enum Metric {
     PerturbedSpreadGnc,
     /// `[diagnostics]`: the same with RNC's noise.
     PerturbedSpreadRnc,
+    /// The loss on the line from the run's end point (α = 0) to another run's (α = 1), from
+    /// `gncctl analyze RUN --towards OTHER` (Keskar et al. 2017, Fig. 3); x is α.
+    AnalysisLine,
 }
 
 /// Iterations whose estimates one point of the noise scale sums (each alone is too noisy).
@@ -84,6 +87,26 @@ impl Metric {
             Metric::KappaRnc => "κ of RNC noise (median over layers)",
             Metric::PerturbedSpreadGnc => "std of perturbed models' losses, GNC noise",
             Metric::PerturbedSpreadRnc => "std of perturbed models' losses, RNC noise",
+            Metric::AnalysisLine => "loss on the line between two end points",
+        }
+    }
+
+    /// The x axis's description: `x`'s, except for the analysis line's α.
+    pub fn x_label(self, x: XAxis) -> &'static str {
+        match self {
+            Metric::AnalysisLine => "α (0: this run's end point, 1: the other run's)",
+            _ => x.label(),
+        }
+    }
+
+    /// Where a metric no run has comes from, for the error that says so.
+    pub fn source(self) -> Option<&'static str> {
+        match self {
+            Metric::AnalysisLine => Some("`gncctl analyze RUN --towards OTHER` writes it"),
+            _ if self.is_diagnostic() => {
+                Some("it is measured by a [diagnostics] section in the job spec")
+            }
+            _ => None,
         }
     }
 
@@ -95,6 +118,7 @@ impl Metric {
         };
         let points: Vec<(f64, f64)> = match self {
             Metric::NoiseScale => Metric::noise_scale(run, pick),
+            Metric::AnalysisLine => run.line.clone(),
             Metric::TestAccuracy | Metric::TrainAccuracy | Metric::TestLoss => run
                 .evals
                 .iter()
@@ -221,6 +245,7 @@ mod tests {
             iters,
             evals: Vec::new(),
             diagnostics: Vec::new(),
+            line: Vec::new(),
         };
         let points = Metric::NoiseScale.points(&run, XAxis::Iteration);
         assert_eq!(points.len(), 150 - NOISE_SCALE_WINDOW + 1);
