@@ -150,7 +150,7 @@ Each run is bit-reproducible (its final hash above); `bench/ne-f1-runs.json` kee
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", default="1")
+    p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--budget-minutes", type=float, default=85,
                    help="stop (with a checkpoint, to resume later) after this many minutes")
     p.add_argument("--report-only", action="store_true")
