@@ -316,3 +316,31 @@ every_iterations = 5
 "#
     )
 }
+
+/// Replaces `"field":<number>` in the iteration record of `iter` in `run`'s metrics.jsonl with
+/// the next f64 up: the smallest tampering a verify must find.
+pub fn bump_one_ulp(run: &Path, iter: u64, field: &str) {
+    let path = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let marker = format!("\"kind\":\"iter\",\"iter\":{iter},");
+    let key = format!("\"{field}\":");
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if !line.contains(&marker) {
+                return line.to_string();
+            }
+            let start = line.find(&key).expect("the field is in the record") + key.len();
+            let end = start + line[start..].find([',', '}']).unwrap();
+            let value: f64 = line[start..end].parse().unwrap();
+            let bumped = f64::from_bits(value.to_bits() + 1);
+            format!("{}{bumped:?}{}", &line[..start], &line[end..])
+        })
+        .collect();
+    assert_ne!(
+        lines.join("\n") + "\n",
+        text,
+        "no record of iteration {iter}"
+    );
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use gnc_tests::{METHODS, gncctl_output, run_job, tiny_job, write_spec};
+use gnc_tests::{METHODS, bump_one_ulp, gncctl_output, run_job, tiny_job, write_spec};
 
 /// gncctl's exit status for a negative answer.
 const NEGATIVE: i32 = 3;
@@ -74,33 +74,6 @@ fn a_recorded_run_reproduces() {
         "{}",
         stdout(&o)
     );
-}
-
-/// Replaces `"field":<number>` in the iteration record of `iter` with the next f64 up.
-fn bump_one_ulp(run: &Path, iter: u64, field: &str) {
-    let path = run.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let marker = format!("\"kind\":\"iter\",\"iter\":{iter},");
-    let key = format!("\"{field}\":");
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| {
-            if !line.contains(&marker) {
-                return line.to_string();
-            }
-            let start = line.find(&key).expect("the field is in the record") + key.len();
-            let end = start + line[start..].find([',', '}']).unwrap();
-            let value: f64 = line[start..end].parse().unwrap();
-            let bumped = f64::from_bits(value.to_bits() + 1);
-            format!("{}{bumped:?}{}", &line[..start], &line[end..])
-        })
-        .collect();
-    assert_ne!(
-        lines.join("\n") + "\n",
-        text,
-        "no record of iteration {iter}"
-    );
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 }
 
 #[test]
