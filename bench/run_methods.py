@@ -14,7 +14,7 @@ finished (method, seed, spec) lands in bench/methods-runs.json (committed), and 
 invocation trains only what is missing there. So the matrix can be split across invocations
 (`--seeds`, `--only`), each within the 90 minutes one invocation may take here.
 
-Usage: .venv/bin/python bench/run_methods.py [--seeds 1,2,3] [--only gnc,baseline]
+Usage: .venv/bin/python bench/run_methods.py [--seeds 1,2,3,4,5] [--only gnc,baseline]
                                              [--devices cpu:2 | --devices in-process]
                                              [--budget-minutes 85] [--report-only]
 """
@@ -245,7 +245,7 @@ Runs (final parameter hash):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--seeds", default="1,2,3,4,5")
     p.add_argument("--only", help="comma-separated subset of: " + ", ".join(ORDER))
     p.add_argument("--devices", default="cpu:2",
                    help="`cpu:N` worker processes, or `in-process` (one thread)")
