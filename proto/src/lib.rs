@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 pub use devices::{Device, Devices};
 pub use metrics::{
-    DiagnosticsRecord, EvalRecord, FinalRecord, IterRecord, LayerAnisotropy, LossSpread,
-    MetricRecord, NoiseAnisotropy, PerturbedLosses, Smoothness,
+    AnalysisLine, DiagnosticsRecord, EvalRecord, FinalRecord, IterRecord, LayerAnisotropy,
+    LinePoint, LossSpread, MetricRecord, NoiseAnisotropy, PerturbedLosses, Smoothness,
 };
 pub use spec::{
     CheckpointSpec, DataSpec, Dataset, Decay, DiagnosticsSpec, EvalSpec, JobSpec, LossTrigger,

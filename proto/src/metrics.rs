@@ -118,6 +118,30 @@ pub struct Smoothness {
     pub beta: f64,
 }
 
+/// One point of the loss on the line between two end points (Keskar et al. 2017, Fig. 3):
+/// α = 0 is the analysed run's end point, α = 1 the other run's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinePoint {
+    pub alpha: f64,
+    /// JSON has no NaN: serde_json writes a NaN loss as null, read back as NaN.
+    #[serde(deserialize_with = "nan_from_null")]
+    pub loss: f64,
+}
+
+/// The `line` of `analysis.json`, written by `gncctl analyze RUN --towards OTHER` and drawn by
+/// `gncctl plot --metric analysis-line`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisLine {
+    pub towards: std::path::PathBuf,
+    /// The other run's checkpoint: iterations completed.
+    pub towards_iteration: u64,
+    pub points: Vec<LinePoint>,
+}
+
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// κ per layer for GNC's noise and for the noise RNC would draw at the same iteration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoiseAnisotropy {
@@ -175,5 +199,22 @@ impl LossSpread {
             max: losses.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             losses,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_point_with_a_nan_loss_reads_back_as_nan() {
+        let point = LinePoint {
+            alpha: 2.0,
+            loss: f64::NAN,
+        };
+        let text = serde_json::to_string(&point).unwrap();
+        assert_eq!(text, r#"{"alpha":2.0,"loss":null}"#);
+        let back: LinePoint = serde_json::from_str(&text).unwrap();
+        assert!(back.loss.is_nan() && back.alpha == 2.0);
     }
 }

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use gnc_proto::{AnalysisLine, NoiseAnisotropy, PerturbedLosses};
 use gnc_proto::{MethodSpec, ValidSpec};
-use gnc_proto::{NoiseAnisotropy, PerturbedLosses};
 use gnc_worker::analysis::Objective;
 use gnc_worker::analysis::curvature::{TopEigenvalue, top_eigenvalue};
-use gnc_worker::analysis::line::{LinePoint, alphas, losses_along};
+use gnc_worker::analysis::line::{alphas, losses_along};
 use gnc_worker::analysis::model::{ModelObjective, flatten};
 use gnc_worker::analysis::noise::{self, Perturbed};
 use gnc_worker::analysis::sharpness::{EpsilonSharpness, epsilon_sharpness};
@@ -40,7 +40,7 @@ struct Analysis {
     loss: f64,
     top_eigenvalue: Option<TopEigenvalue>,
     epsilon_sharpness: Vec<EpsilonSharpness>,
-    line: Option<Line>,
+    line: Option<AnalysisLine>,
     /// κ per layer of GNC's noise (the checkpoint's g_i(t-1)) and of the noise RNC would
     /// draw at this iteration; absent where the checkpoint keeps no per-worker gradients
     /// (only GNC runs do).
@@ -49,13 +49,6 @@ struct Analysis {
     /// Fig. 4b–c), with GNC's noise and with RNC's at the same α and rate; GNC runs only.
     perturbed: Option<PerturbedLosses>,
     seconds: f64,
-}
-
-#[derive(serde::Serialize)]
-struct Line {
-    towards: PathBuf,
-    towards_iteration: u64,
-    points: Vec<LinePoint>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -149,7 +142,7 @@ fn line_towards(
     objective: &dyn Objective,
     x: &[f32],
     other: &Path,
-) -> anyhow::Result<Line> {
+) -> anyhow::Result<AnalysisLine> {
     let spec = crate::verify::recorded::spec(other)?;
     anyhow::ensure!(
         spec.model == trainer.spec().model,
@@ -160,7 +153,7 @@ fn line_towards(
     );
     let end = end_point(trainer, other, &spec)?;
     let to = flatten(&end.params);
-    Ok(Line {
+    Ok(AnalysisLine {
         towards: other.to_path_buf(),
         towards_iteration: end.iteration,
         points: losses_along(objective, x, &to, &alphas(-1.0, 2.0, 30)),

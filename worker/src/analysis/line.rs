@@ -1,16 +1,11 @@
 //! The loss on the line through two points (Keskar et al.'s Fig. 3: from a small-batch to a
 //! large-batch minimiser and beyond).
 
+use gnc_proto::LinePoint;
+
 use super::Objective;
 
-/// One point of the line: α = 0 is `from`, α = 1 is `to`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct LinePoint {
-    pub alpha: f64,
-    pub loss: f64,
-}
-
-/// f((1 - α) from + α to) for each α.
+/// f((1 - α) from + α to) for each α: α = 0 is `from`, α = 1 is `to`.
 pub fn losses_along(
     obj: &dyn Objective,
     from: &[f32],

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gnc_proto::{DiagnosticsRecord, EvalRecord, IterRecord, MetricRecord};
+use gnc_proto::{AnalysisLine, DiagnosticsRecord, EvalRecord, IterRecord, MetricRecord};
 
 use crate::run_dir::read_metrics;
 
@@ -19,20 +19,22 @@ pub struct Run {
     pub line: Vec<(f64, f64)>,
 }
 
-/// The line points of `dir/analysis.json`, if it holds any.
+/// The line points of `dir/analysis.json`, if it holds any (a NaN loss is no point).
 fn analysed_line(dir: &Path) -> Vec<(f64, f64)> {
-    let Ok(text) = std::fs::read_to_string(dir.join("analysis.json")) else {
-        return Vec::new();
-    };
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Vec::new();
-    };
-    value["line"]["points"]
-        .as_array()
-        .map(|points| {
-            points
+    /// The part of `analysis.json` the plot reads.
+    #[derive(serde::Deserialize)]
+    struct Analysis {
+        line: Option<AnalysisLine>,
+    }
+    std::fs::read_to_string(dir.join("analysis.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Analysis>(&text).ok())
+        .and_then(|analysis| analysis.line)
+        .map(|line| {
+            line.points
                 .iter()
-                .filter_map(|p| Some((p["alpha"].as_f64()?, p["loss"].as_f64()?)))
+                .filter(|p| !p.loss.is_nan())
+                .map(|p| (p.alpha, p.loss))
                 .collect()
         })
         .unwrap_or_default()
