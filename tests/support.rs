@@ -320,6 +320,12 @@ every_iterations = 5
 /// Replaces `"field":<number>` in the iteration record of `iter` in `run`'s metrics.jsonl with
 /// the next f64 up: the smallest tampering a verify must find.
 pub fn bump_one_ulp(run: &Path, iter: u64, field: &str) {
+    rewrite_field(run, iter, field, |v| f64::from_bits(v.to_bits() + 1));
+}
+
+/// Replaces `"field":<number>` in the iteration record of `iter` in `run`'s metrics.jsonl with
+/// `change` of it.
+pub fn rewrite_field(run: &Path, iter: u64, field: &str, change: impl Fn(f64) -> f64) {
     let path = run.join("metrics.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
     let marker = format!("\"kind\":\"iter\",\"iter\":{iter},");
@@ -333,8 +339,8 @@ pub fn bump_one_ulp(run: &Path, iter: u64, field: &str) {
             let start = line.find(&key).expect("the field is in the record") + key.len();
             let end = start + line[start..].find([',', '}']).unwrap();
             let value: f64 = line[start..end].parse().unwrap();
-            let bumped = f64::from_bits(value.to_bits() + 1);
-            format!("{}{bumped:?}{}", &line[..start], &line[end..])
+            let changed = change(value);
+            format!("{}{changed:?}{}", &line[..start], &line[end..])
         })
         .collect();
     assert_ne!(
