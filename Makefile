@@ -11,7 +11,7 @@ CARGO_CONFIG := .cargo/config.toml
 DATA_STAMP := data/fashion-mnist/SOURCE.txt data/mnist/SOURCE.txt
 CARGO := cargo
 
-.PHONY: demo test setup venv data build lint system-packages nspawn-root bench bench-mpi bench-shm bench-control bench-methods bench-ne-f1 bench-diagnostics clean-runs
+.PHONY: demo test setup venv data build lint system-packages nspawn-root bench bench-mpi bench-shm bench-control bench-methods bench-ne-f1 bench-diagnostics bench-regime clean-runs
 
 ## The main job: GNC on real Fashion-MNIST (examples/demo.toml); prints the final hash.
 demo: setup build
@@ -79,6 +79,11 @@ bench-diagnostics: setup build
 
 bench-ne-f1: setup build
 	$(VENV)/bin/python bench/run_ne_f1.py
+
+## GNC in its paper's regime (issue 24's pre-registered designs; hours, resumable: each
+## invocation trains for --budget-minutes and the next continues from the checkpoints).
+bench-regime: setup build
+	$(VENV)/bin/python bench/run_regime.py
 
 ## Debian packages: OpenMPI and libclang (the `mpi` crate's bindings) to build gnc-mpi;
 ## systemd-nspawn and debootstrap for the boot of gncd.service under a real systemd

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""GNC in the regime its paper is about (issue 24, `make bench-regime`).
+
+The designs are pre-registered in issue 24; their arms and α are fixed here before any result
+is seen and are not to be changed after:
+
+- **d2-pilot**: VGG-style [16, 32, 64] × 2 with per-logical-worker BatchNorm on the official
+  Fashion-MNIST split, B = 8,192 (M = 256, b = 32), momentum 0.9, WD 1e-4, 32 epochs, linear
+  warmup from 0.025 over the first 8 epochs (about 56 iterations, as long in iterations as the
+  GNC paper's 10 of 160 epochs at its batch), ÷10 at 50 % and 75 %. The baseline and GNC
+  α = 0.1 at η ∈ {1.6, 3.2, 6.4}, one seed, against B = 256 (M = 8) at η = 0.2 (the linear
+  rule: 6.4 × 256 / 8,192), same epochs.
+
+A run that diverges is an outcome, not an error: its row is flagged `diverged` (with the
+iteration) and its accuracy is that of its last evaluation (none: 10 %, chance on 10 classes,
+flagged). Runs train on one thread each (`--threads 1`), checkpoint every few iterations and
+are resumed from their newest checkpoint by the next invocation, so a design can be finished
+over many invocations (`--budget-minutes`). Finished runs are kept in bench/regime-runs.json
+(keyed by the spec's SHA-256: a changed spec is a new run); runs are bit-reproducible, so a
+finished run is never re-run.
+
+Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot] [--budget-minutes 85]
+                                            [--report-only]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchlib import ROOT, machine, replace_section
+
+OUT = ROOT / "bench" / "out" / "regime"
+STORE = ROOT / "bench" / "regime-runs.json"
+START, END = "<!-- regime:start -->", "<!-- regime:end -->"
+LARGE_WORKERS, SMALL_WORKERS, SMALL_BATCH = 256, 8, 32
+CHANCE = 0.1
+
+VGG = 'kind = "vgg"\nchannels = [16, 32, 64]\nconvs_per_stage = 2'
+
+
+def arm(name, workers, lr, method='kind = "baseline"'):
+    return {"name": name, "workers": workers, "lr": lr, "method": method}
+
+
+GNC = 'kind = "gnc"\nalpha = 0.1'
+SMALL_LR = 6.4 * SMALL_WORKERS / LARGE_WORKERS  # 0.2: the linear rule from 6.4 at B = 8,192
+
+DESIGNS = {
+    "d2-pilot": {
+        "model": VGG, "epochs": 32, "warmup_epochs": 8, "seeds": [1],
+        # The paper's rate first (the most informative pair), the reference last.
+        "arms": [a for lr in (6.4, 3.2, 1.6) for a in (
+            arm(f"baseline-lr{lr:g}", LARGE_WORKERS, lr),
+            arm(f"gnc0.1-lr{lr:g}", LARGE_WORKERS, lr, GNC))]
+        + [arm("small-batch", SMALL_WORKERS, SMALL_LR)],
+    },
+}
+
+
+def spec_text(design, a, seed):
+    """The job of arm `a` of `design` with `seed`: every arm the same but for its fields."""
+    d = DESIGNS[design]
+    epochs = d["epochs"]
+    # The warmup starts at 0.025 at B = 8,192 and scales with the batch as the rate does.
+    warmup_start = 0.025 * a["workers"] / LARGE_WORKERS
+    iters_per_epoch = 60000 // (a["workers"] * SMALL_BATCH)
+    every = max(1, min(200, iters_per_epoch * 2))
+    return f"""# Written by bench/run_regime.py (issue 24, design {design}, arm {a['name']}).
+name = "{design}-{a['name'].replace(".", "_")}-{seed}"
+seed = {seed}
+output_dir = "bench/out/regime/{design}/{a['name']}/seed-{seed}"
+
+[data]
+dataset = "fashion-mnist"
+root = "data/fashion-mnist"
+
+[model]
+{d['model']}
+
+[parallel]
+workers = {a['workers']}
+small_batch = {SMALL_BATCH}
+
+[method]
+{a['method']}
+
+[optimizer]
+kind = "momentum"
+momentum = 0.9
+weight_decay = 1e-4
+
+[schedule]
+epochs = {epochs}
+base_lr = {a['lr']:g}
+warmup_epochs = {d['warmup_epochs']}
+warmup_start_lr = {warmup_start:g}
+decay = {{ kind = "step", milestones = [{epochs // 2}, {epochs * 3 // 4}], factor = 0.1 }}
+
+[eval]
+every_epochs = 2
+
+[checkpoint]
+every_iterations = {every}
+keep = 2
+"""
+
+
+def sha(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load():
+    return json.loads(STORE.read_text()) if STORE.exists() else []
+
+
+def save(row):
+    rows = [r for r in load() if r["spec_sha256"] != row["spec_sha256"]]
+    STORE.write_text(json.dumps(rows + [row], indent=1) + "\n")
+
+
+def run_until(spec, out, deadline):
+    """Trains or resumes `spec` in `out`: 'done', 'diverged' or 'stopped' (budget spent)."""
+    command = [str(ROOT / "target/release/gncctl"), "run", str(spec), "--json", "--threads",
+               "1", "--out", str(out)]
+    if any((out / "checkpoints").glob("ckpt-*.json")):
+        command.append("--resume")
+    # Its own process group: the stop below reaches gncctl and the trainer, as Ctrl-C would.
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    while proc.poll() is None:
+        if time.time() > deadline:
+            # SIGINT: gncctl checkpoints at the next iteration and stops; --resume continues.
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.communicate()
+            return "stopped"
+        time.sleep(5)
+    _, stderr = proc.communicate()
+    if proc.returncode == 0:
+        return "done"
+    if "training diverged at iteration" in stderr:
+        return "diverged"
+    sys.exit(f"{spec}: gncctl run failed ({proc.returncode}):\n{stderr[-3000:]}")
+
+
+def records(out):
+    path = out / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines]
+
+
+def row(design, a, seed, text, out, outcome, minutes):
+    """What bench/regime-runs.json keeps of a finished run (or a diverged one)."""
+    recs = records(out)
+    iters = [r for r in recs if r["kind"] == "iter"]
+    evals = [{"epoch": r["epoch"], "test_accuracy": r["test_accuracy"],
+              "test_loss": r["test_loss"]} for r in recs if r["kind"] == "eval"]
+    result = json.loads((out / "result.json").read_text()) if outcome == "done" else {}
+    last_eval = evals[-1] if evals else None
+    accuracy = result.get("test_accuracy", last_eval["test_accuracy"] if last_eval else CHANCE)
+    tail = iters[-10:]
+    return {
+        "design": design, "arm": a["name"], "seed": seed, "spec_sha256": sha(text),
+        "batch": a["workers"] * SMALL_BATCH, "lr": a["lr"], "method": a["method"],
+        "diverged": outcome == "diverged",
+        "diverged_at": iters[-1]["iter"] + 1 if outcome == "diverged" and iters else None,
+        "no_evaluation": outcome == "diverged" and last_eval is None,
+        "test_accuracy": accuracy,
+        "test_loss": result.get("test_loss", last_eval["test_loss"] if last_eval else None),
+        "last_train_loss": sum(r["loss"] for r in tail) / len(tail) if tail else None,
+        "iterations": len(iters), "evals": evals,
+        "params_sha256": result.get("params_sha256"),
+        "gnc_commit": result.get("reproducibility", {}).get("gnc_commit"),
+        "train_minutes_this_invocation": minutes, "machine": machine(),
+        "date": time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+    }
+
+
+def train(design, a, seed, deadline):
+    """Trains, resumes or adopts arm `a` with `seed`; its row, or None if stopped unfinished."""
+    text = spec_text(design, a, seed)
+    out = OUT / design / a["name"] / f"seed-{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    spec = out.parent / f"seed-{seed}.toml"
+    spec.write_text(text)
+    began = time.time()
+    done = out / "result.json"
+    if done.exists() and json.loads(done.read_text()).get("complete"):
+        outcome = "done"
+    else:
+        outcome = run_until(spec, out, deadline)
+        if outcome == "stopped":
+            return None
+    return row(design, a, seed, text, out, outcome, (time.time() - began) / 60)
+
+
+def cell(r):
+    if r is None:
+        return "—"
+    acc = f"{100 * r['test_accuracy']:.2f} %"
+    if r["diverged"]:
+        acc += f" (diverged at iteration {r['diverged_at']}" + (
+            ", never evaluated: chance)" if r["no_evaluation"] else ", last evaluation)")
+    return acc
+
+
+def section(rows):
+    out = [START, "## GNC in its paper's regime (issue 24, `bench/run_regime.py`)", "",
+           "Pre-registered designs of issue 24; rows are per seed, a diverged run is an "
+           "outcome (flagged), its accuracy that of its last evaluation.", ""]
+    for design, d in DESIGNS.items():
+        mine = {(r["arm"], r["seed"]): r for r in rows if r["design"] == design
+                and r["spec_sha256"] == sha(spec_text(design, next(
+                    a for a in d["arms"] if a["name"] == r["arm"]), r["seed"]))}
+        out += [f"### {design}", "",
+                "| arm | B | η | seed | test accuracy | test loss | train loss (last 10) | "
+                "iterations | minutes | machine |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for a in d["arms"]:
+            for seed in d["seeds"]:
+                r = mine.get((a["name"], seed))
+                if r is None:
+                    out.append(f"| {a['name']} | {a['workers'] * SMALL_BATCH} | {a['lr']:g} | "
+                               f"{seed} | not yet run | | | | | |")
+                    continue
+                loss = "—" if r["test_loss"] is None else f"{r['test_loss']:.4f}"
+                train_loss = "—" if r["last_train_loss"] is None else f"{r['last_train_loss']:.4f}"
+                out.append(f"| {a['name']} | {r['batch']} | {a['lr']:g} | {seed} | {cell(r)} | "
+                           f"{loss} | {train_loss} | {r['iterations']} | "
+                           f"{r['train_minutes_this_invocation']:.0f} | "
+                           f"{r['machine'].split(',')[0]} |")
+        out.append("")
+    out.append(END)
+    return "\n".join(out) + "\n"
+
+
+def train_missing(design, deadline):
+    """Trains the design's runs that bench/regime-runs.json lacks, seed by seed, until the
+    deadline; the run the deadline interrupts keeps its checkpoint for the next invocation."""
+    d = DESIGNS[design]
+    done = {r["spec_sha256"] for r in load()}
+    for seed in d["seeds"]:
+        for a in d["arms"]:
+            if sha(spec_text(design, a, seed)) in done:
+                continue
+            if time.time() > deadline:
+                return
+            r = train(design, a, seed, deadline)
+            if r is None:
+                print(f"{a['name']} seed {seed}: budget spent, stopped with a checkpoint",
+                      flush=True)
+                return
+            save(r)
+            print(f"{a['name']} seed {seed}: {cell(r)}", flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--design", default="d2-pilot", choices=sorted(DESIGNS))
+    p.add_argument("--budget-minutes", type=float, default=85,
+                   help="stop (with a checkpoint, to resume later) after this many minutes")
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args()
+    deadline = time.time() + 60 * args.budget_minutes
+    if not args.report_only:
+        train_missing(args.design, deadline)
+    replace_section(START, END, section(load()))
+    print(f"wrote {ROOT / 'bench/RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
