@@ -3,6 +3,9 @@
 //! by. Parameters are listed in a fixed canonical order that checkpoints, the reduction and the
 //! hash all follow.
 
+use std::sync::Arc;
+
+use gnc_onnx::{Graph, OnnxError, ParamKind};
 use gnc_proto::{ModelSpec, WeightInit};
 
 /// How a parameter tensor starts.
@@ -14,6 +17,18 @@ pub enum Init {
     },
     Zeros,
     Ones,
+    /// The model file's values for this parameter ([`Architecture::onnx`]).
+    File,
+}
+
+/// Why a network cannot be built for a job's data.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    /// The model and the data do not fit together.
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 /// One parameter tensor.
@@ -36,6 +51,7 @@ impl ParamSpec {
         let bound = match scheme {
             WeightInit::He => (6.0 / fan_in as f64).sqrt(),
             WeightInit::Glorot => (6.0 / (fan_in + fan_out) as f64).sqrt(),
+            WeightInit::File => unreachable!("a file's values are Init::File, never drawn"),
         };
         ParamSpec {
             name,
@@ -64,14 +80,25 @@ pub struct Architecture {
     pub bn_channels: Vec<i64>,
     /// How its weights are drawn.
     pub init: WeightInit,
+    /// The graph of a network read from an ONNX file (`kind = "onnx"`), which the worker
+    /// computes and whose values `init = "file"` starts from.
+    pub onnx: Option<Arc<Graph>>,
 }
 
 impl Architecture {
     /// The network `spec` asks for, for examples of `input_shape` and `classes` outputs.
-    pub fn of(spec: &ModelSpec, input_shape: &[usize], classes: usize) -> Architecture {
+    pub fn of(
+        spec: &ModelSpec,
+        input_shape: &[usize],
+        classes: usize,
+    ) -> Result<Architecture, ModelError> {
         let classes = classes as i64;
         let mut arch = Architecture::empty(spec.init());
         match spec {
+            ModelSpec::Onnx { path, .. } => {
+                let graph = Graph::load(path)?;
+                arch.onnx_graph(Arc::new(graph), input_shape, classes)?;
+            }
             ModelSpec::Mlp { hidden, .. } => arch.mlp(
                 input_shape.iter().product::<usize>() as i64,
                 hidden,
@@ -84,7 +111,52 @@ impl Architecture {
             } => arch.vgg(input_shape[0] as i64, channels, *convs_per_stage, classes),
             ModelSpec::Resnet { depth, .. } => arch.resnet(input_shape[0] as i64, *depth, classes),
         }
-        arch
+        Ok(arch)
+    }
+
+    /// The parameters and BatchNorm layers of `graph`, for examples of `input_shape` (the same
+    /// number of values as the graph's input; the worker reshapes) and `classes` outputs.
+    fn onnx_graph(
+        &mut self,
+        graph: Arc<Graph>,
+        input_shape: &[usize],
+        classes: i64,
+    ) -> Result<(), ModelError> {
+        let data: i64 = input_shape.iter().product::<usize>() as i64;
+        let model: i64 = graph.example_shape.iter().product();
+        if data != model {
+            return Err(ModelError::Mismatch(format!(
+                "the model's input takes examples of shape {:?} ({model} values); the data's \
+                 are {input_shape:?} ({data} values)",
+                graph.example_shape
+            )));
+        }
+        if graph.outputs != classes {
+            return Err(ModelError::Mismatch(format!(
+                "the model's output has {} classes; the data set has {classes}",
+                graph.outputs
+            )));
+        }
+        for p in &graph.params {
+            let param = match (self.init, p.kind) {
+                (WeightInit::File, _) => {
+                    ParamSpec::constant(p.name.clone(), p.shape.clone(), Init::File)
+                }
+                (scheme, ParamKind::Weight { fan_in, fan_out }) => {
+                    ParamSpec::weight(p.name.clone(), p.shape.clone(), (fan_in, fan_out), scheme)
+                }
+                (_, ParamKind::Zero) => {
+                    ParamSpec::constant(p.name.clone(), p.shape.clone(), Init::Zeros)
+                }
+                (_, ParamKind::One) => {
+                    ParamSpec::constant(p.name.clone(), p.shape.clone(), Init::Ones)
+                }
+            };
+            self.params.push(param);
+        }
+        self.bn_channels = graph.batch_norms.iter().map(|b| b.channels).collect();
+        self.onnx = Some(graph);
+        Ok(())
     }
 
     /// Fully connected layers `fc<l>` of the given widths, then the classifier.
@@ -141,6 +213,7 @@ impl Architecture {
             params: Vec::new(),
             bn_channels: Vec::new(),
             init,
+            onnx: None,
         }
     }
 
@@ -211,7 +284,8 @@ mod tests {
             },
             &[3, 32, 32],
             10,
-        );
+        )
+        .unwrap();
         assert_eq!(arch.bn_channels.len(), 19);
         assert_eq!(arch.parameter_count(), 269_722);
     }
@@ -223,7 +297,7 @@ mod tests {
             convs_per_stage: 1,
             init: WeightInit::He,
         };
-        let arch = Architecture::of(&vgg, &[1, 8, 8], 3);
+        let arch = Architecture::of(&vgg, &[1, 8, 8], 3).unwrap();
         let shapes = arch.bundle_shapes();
         assert_eq!(
             shapes,
@@ -248,7 +322,7 @@ mod tests {
                 hidden: vec![500],
                 init,
             };
-            let arch = Architecture::of(&mlp, &[784], 10);
+            let arch = Architecture::of(&mlp, &[784], 10).unwrap();
             let bounds: Vec<f64> = arch
                 .params
                 .iter()
@@ -273,7 +347,7 @@ mod tests {
             convs_per_stage: 1,
             init: WeightInit::Glorot,
         };
-        let conv = &Architecture::of(&vgg, &[3, 8, 8], 10).params[0];
+        let conv = &Architecture::of(&vgg, &[3, 8, 8], 10).unwrap().params[0];
         assert_eq!(
             conv.init,
             Init::Uniform {

@@ -6,7 +6,7 @@
 use gnc_proto::{JobSpec, SpecError, ValidSpec};
 
 use crate::DataError;
-use crate::architecture::Architecture;
+use crate::architecture::{Architecture, ModelError};
 use crate::data_files::DataShape;
 
 /// Why a run cannot be planned.
@@ -16,6 +16,8 @@ pub enum PlanError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error("model.path: {0}")]
+    Model(#[from] ModelError),
 }
 
 /// A job's shapes and iteration counts.
@@ -53,7 +55,7 @@ impl RunPlan {
             .into());
         }
         Ok(RunPlan {
-            architecture: Architecture::of(&spec.model, &data.example, data.classes),
+            architecture: Architecture::of(&spec.model, &data.example, data.classes)?,
             data,
             iterations_per_epoch,
             total_iterations: spec.schedule.epochs as u64 * iterations_per_epoch,

@@ -6,6 +6,7 @@ pub mod client;
 pub mod devices;
 pub mod framing;
 mod metrics;
+mod model_file;
 pub mod repro;
 pub mod socket;
 mod spec;

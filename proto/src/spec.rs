@@ -123,6 +123,19 @@ pub enum ModelSpec {
         #[serde(default, skip_serializing_if = "WeightInit::is_he")]
         init: WeightInit,
     },
+    /// The user's network, from an ONNX file (e.g. exported by `torch.onnx.export`), built
+    /// from gnc's layers (`gnc_onnx`). `path` is relative to the working directory, as
+    /// `data.root` is. `init = "file"` starts from the file's weights.
+    Onnx {
+        path: PathBuf,
+        /// SHA-256 of the file, filled in when the spec is loaded ([`JobSpec::load`]) and
+        /// checked at every later validation: the job's identity is the file's content (the
+        /// spec hash holds it, not the path), and a file that changed is refused by name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        #[serde(default, skip_serializing_if = "WeightInit::is_he")]
+        init: WeightInit,
+    },
 }
 
 /// How the weights of linear and convolution layers are drawn: uniform on ±bound, with
@@ -136,6 +149,8 @@ pub enum WeightInit {
     #[default]
     He,
     Glorot,
+    /// The values stored in the model file (`kind = "onnx"` only).
+    File,
 }
 
 impl WeightInit {
@@ -149,7 +164,8 @@ impl ModelSpec {
         match self {
             ModelSpec::Mlp { init, .. }
             | ModelSpec::Vgg { init, .. }
-            | ModelSpec::Resnet { init, .. } => *init,
+            | ModelSpec::Resnet { init, .. }
+            | ModelSpec::Onnx { init, .. } => *init,
         }
     }
 }
@@ -425,6 +441,15 @@ impl JobSpec {
         spec.parallel.hosts = None;
         // Diagnostics measure copies of the state and never change a bit either.
         spec.diagnostics = None;
+        // A model file is its content: the same file elsewhere is the same job.
+        if let ModelSpec::Onnx {
+            path,
+            sha256: Some(_),
+            ..
+        } = &mut spec.model
+        {
+            *path = PathBuf::new();
+        }
         serde_json::to_string(&spec).expect("a JobSpec always serialises")
     }
 

@@ -24,13 +24,15 @@ impl JobSpec {
         Ok(ValidSpec(self))
     }
 
-    /// Reads, parses and validates a spec file (TOML).
+    /// Reads, parses and validates a spec file (TOML), pinning its model file's SHA-256.
     pub fn load(path: &Path) -> Result<ValidSpec, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        JobSpec::from_toml(&text, &path.display().to_string())?.validated()
+        let mut spec = JobSpec::from_toml(&text, &path.display().to_string())?;
+        crate::model_file::pin(&mut spec)?;
+        spec.validated()
     }
 }
 

@@ -119,7 +119,14 @@ fn validate_data(spec: &JobSpec) -> Result<(), SpecError> {
 }
 
 fn validate_model(model: &ModelSpec) -> Result<(), SpecError> {
+    if model.init() == crate::WeightInit::File && !matches!(model, ModelSpec::Onnx { .. }) {
+        return Err(bad(
+            "model.init",
+            "\"file\" needs a model file (kind = \"onnx\")",
+        ));
+    }
     match model {
+        ModelSpec::Onnx { .. } => crate::model_file::check(model)?,
         ModelSpec::Mlp { hidden, .. } => {
             if hidden.contains(&0) {
                 return Err(bad("model.hidden", "every hidden width must be >= 1"));

@@ -133,6 +133,7 @@ impl Trainer {
         let plan = RunPlan::new(spec, shape).map_err(|e| match e {
             PlanError::Spec(e) => EngineError::Spec(e),
             PlanError::Data(e) => EngineError::Data(e),
+            e @ PlanError::Model(_) => EngineError::Config(e.to_string()),
         })?;
         let model = model::build(&spec.model, plan.architecture.clone());
         let layout = BundleLayout {

@@ -7,7 +7,7 @@ use gnc_worker::model::{self, BatchNorm};
 use tch::{Kind, Tensor};
 
 fn forward(spec: &ModelSpec, shape: &[usize], batch: i64) -> (usize, Vec<i64>, usize) {
-    let m = model::build(spec, Architecture::of(spec, shape, 10));
+    let m = model::build(spec, Architecture::of(spec, shape, 10).unwrap());
     let params = model::init_params(m.as_ref(), 1, gnc_worker::device::Device::CPU);
     let mut dims = vec![batch];
     dims.extend(shape.iter().map(|&d| d as i64));

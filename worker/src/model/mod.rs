@@ -6,6 +6,7 @@
 //! reduction and the hash all follow.
 
 mod mlp;
+mod onnx;
 mod resnet;
 mod vgg;
 
@@ -21,6 +22,7 @@ use crate::rng::{Purpose, Stream};
 use crate::state::SavedGradient;
 
 pub use mlp::Mlp;
+pub use onnx::OnnxNet;
 pub use resnet::Resnet;
 pub use vgg::Vgg;
 
@@ -48,6 +50,17 @@ impl BatchNorm<'_> {
 
     /// Applies one BatchNorm layer with affine parameters `weight`, `bias`.
     pub fn apply(&mut self, x: &Tensor, weight: &Tensor, bias: &Tensor) -> Tensor {
+        self.apply_with_eps(x, weight, bias, BN_EPS)
+    }
+
+    /// [`BatchNorm::apply`] with `eps` added to the variance (a model file's own).
+    pub fn apply_with_eps(
+        &mut self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f64,
+    ) -> Tensor {
         match self {
             BatchNorm::Train { stats } => {
                 // Momentum 1 makes libtorch write exactly this batch's mean and unbiased
@@ -63,7 +76,7 @@ impl BatchNorm<'_> {
                     Some(&var),
                     true,
                     1.0,
-                    BN_EPS,
+                    eps,
                     false,
                 );
                 stats.push((mean, var));
@@ -79,7 +92,7 @@ impl BatchNorm<'_> {
                     Some(var),
                     false,
                     0.0,
-                    BN_EPS,
+                    eps,
                     false,
                 )
             }
@@ -261,6 +274,7 @@ pub fn build(spec: &ModelSpec, architecture: Architecture) -> Box<dyn Model> {
             ..
         } => Box::new(Vgg::new(architecture, channels.len(), *convs_per_stage)),
         ModelSpec::Resnet { depth, .. } => Box::new(Resnet::new(architecture, (depth - 2) / 6)),
+        ModelSpec::Onnx { .. } => Box::new(OnnxNet::new(architecture)),
     }
 }
 
@@ -283,17 +297,41 @@ pub fn init_params(model: &dyn Model, seed: u64, device: Device) -> Vec<Tensor> 
                 }
                 Init::Zeros => {}
                 Init::Ones => values.fill(1.0),
+                Init::File => values.copy_from_slice(&file_graph(model).params[i].values),
             }
             device.floats(&values, &p.shape)
         })
         .collect()
 }
 
-/// Initial running statistics: mean 0, variance 1 per BatchNorm layer.
+/// Initial running statistics: mean 0, variance 1 per BatchNorm layer, or the model file's
+/// when the run starts from its values.
 pub fn init_running_stats(model: &dyn Model, device: Device) -> Vec<(Tensor, Tensor)> {
+    if model.architecture().init == gnc_proto::WeightInit::File {
+        return file_graph(model)
+            .batch_norms
+            .iter()
+            .map(|b| {
+                let shape = [b.channels];
+                (
+                    device.floats(&b.running_mean, &shape),
+                    device.floats(&b.running_var, &shape),
+                )
+            })
+            .collect();
+    }
     model
         .bn_channels()
         .iter()
         .map(|&c| (device.zeros(&[c]), device.ones(&[c])))
         .collect()
+}
+
+/// The graph whose values a model with `init = "file"` starts from.
+fn file_graph(model: &dyn Model) -> &gnc_onnx::Graph {
+    model
+        .architecture()
+        .onnx
+        .as_deref()
+        .expect("init = \"file\" is valid for ONNX models only, which hold their graph")
 }
