@@ -29,7 +29,15 @@ test: setup lint
 
 setup: system-packages venv $(CARGO_CONFIG) data
 
-venv: $(VENV_STAMP)
+## PyTorch-side tools: `onnx`, which torch.onnx.export needs (examples/byo/export.py,
+## tests/onnx.rs). A stamp of its own, so a venv made before it gains it.
+ONNX_VERSION := 1.23.2
+VENV_TOOLS := $(VENV)/.onnx-$(ONNX_VERSION)
+venv: $(VENV_STAMP) $(VENV_TOOLS)
+
+$(VENV_TOOLS): $(VENV_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check onnx==$(ONNX_VERSION)
+	touch $@
 
 $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)

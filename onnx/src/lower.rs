@@ -788,3 +788,166 @@ fn string_attr(n: &NodeProto, name: &str) -> Option<String> {
             .map(|s| String::from_utf8_lossy(s).into_owned())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use prost::Message;
+
+    use crate::proto::tensor_shape_proto::{Dimension, dimension};
+    use crate::proto::type_proto::{Tensor, Value};
+    use crate::proto::{
+        AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, TensorShapeProto,
+        TypeProto, ValueInfoProto,
+    };
+    use crate::{Graph, OnnxError, Op, ParamKind};
+
+    fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|&d| Dimension {
+                value: Some(dimension::Value::DimValue(d)),
+                ..Default::default()
+            })
+            .collect();
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(Value::TensorType(Tensor {
+                    elem_type: Some(super::FLOAT),
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn floats(name: &str, dims: &[i64], values: Vec<f32>) -> TensorProto {
+        TensorProto {
+            name: Some(name.into()),
+            dims: dims.to_vec(),
+            data_type: Some(1),
+            float_data: values,
+            ..Default::default()
+        }
+    }
+
+    fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            name: Some(format!("the {op}")),
+            op_type: Some(op.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute,
+            ..Default::default()
+        }
+    }
+
+    fn int(name: &str, i: i64) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            i: Some(i),
+            ..Default::default()
+        }
+    }
+
+    /// x [n, 3] → Gemm(W [2, 3] or [3, 2], b [2]) → then `extra` nodes → `out` [n, 2].
+    fn model(trans_b: i64, extra: Vec<NodeProto>, out: &str, outputs: usize) -> Vec<u8> {
+        let w = if trans_b == 1 {
+            floats("w", &[2, 3], vec![1., 2., 3., 4., 5., 6.])
+        } else {
+            floats("w", &[3, 2], vec![1., 4., 2., 5., 3., 6.])
+        };
+        let mut nodes = vec![node(
+            "Gemm",
+            &["x", "w", "b"],
+            "y",
+            vec![int("transB", trans_b)],
+        )];
+        nodes.extend(extra);
+        ModelProto {
+            graph: Some(GraphProto {
+                node: nodes,
+                initializer: vec![w, floats("b", &[2], vec![0.5, -0.5])],
+                input: vec![value("x", &[1, 3])],
+                output: (0..outputs).map(|_| value(out, &[1, 2])).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn load(bytes: &[u8]) -> Result<Graph, OnnxError> {
+        Graph::from_bytes(bytes, Path::new("net.onnx"))
+    }
+
+    #[test]
+    fn a_fully_connected_weight_is_out_by_in_whichever_way_the_file_stores_it() {
+        for trans_b in [0, 1] {
+            let g = load(&model(trans_b, vec![], "y", 1)).unwrap();
+            assert_eq!(g.nodes.len(), 1);
+            assert_eq!(g.nodes[0].op, Op::Linear);
+            assert_eq!(g.params[0].shape, [2, 3]);
+            assert_eq!(g.params[0].values, [1., 2., 3., 4., 5., 6.]);
+            assert_eq!(
+                g.params[0].kind,
+                ParamKind::Weight {
+                    fan_in: 3,
+                    fan_out: 2
+                }
+            );
+            assert_eq!((g.example_shape.as_slice(), g.outputs), (&[3i64][..], 2));
+        }
+    }
+
+    #[test]
+    fn an_unsupported_op_is_refused_with_its_node_and_the_supported_list() {
+        let e = load(&model(
+            1,
+            vec![node("Softplus", &["y"], "z", vec![])],
+            "z",
+            1,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("net.onnx: node \"the Softplus\" has op type Softplus"),
+            "{e}"
+        );
+        assert!(e.contains("supported: Gemm, MatMul"), "{e}");
+    }
+
+    #[test]
+    fn two_outputs_are_refused() {
+        let e = load(&model(1, vec![], "y", 2)).unwrap_err().to_string();
+        assert!(e.contains("one output") && e.contains("has 2"), "{e}");
+    }
+
+    #[test]
+    fn shared_weights_and_undefined_inputs_are_refused() {
+        let shared = node("Gemm", &["y", "w", "b"], "z", vec![int("transB", 1)]);
+        let e = load(&model(1, vec![shared], "z", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"w\" is used by two layers"), "{e}");
+        let e = load(&model(
+            1,
+            vec![node("Relu", &["nowhere"], "z", vec![])],
+            "z",
+            1,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("input \"nowhere\" is not defined"), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_file_is_not_an_onnx_model() {
+        let bytes = model(1, vec![], "y", 1);
+        let e = load(&bytes[..bytes.len() / 2]).unwrap_err().to_string();
+        assert!(e.contains("net.onnx is not an ONNX model"), "{e}");
+    }
+}

@@ -25,14 +25,18 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The spec with `data.root` made absolute against the working directory: the daemon runs
-/// elsewhere.
+/// The spec with `data.root` and `model.path` made absolute against the working directory: the
+/// daemon runs elsewhere.
 pub fn absolute_spec(path: &Path) -> anyhow::Result<JobSpec> {
     let mut spec = JobSpec::load(path)?.into_inner();
     if let Some(root) = &spec.data.root {
         let absolute = std::path::absolute(root)
             .with_context(|| format!("cannot make data.root {} absolute", root.display()))?;
         spec.data.root = Some(absolute);
+    }
+    if let gnc_proto::ModelSpec::Onnx { path, .. } = &mut spec.model {
+        *path = std::path::absolute(&*path)
+            .with_context(|| format!("cannot make model.path {} absolute", path.display()))?;
     }
     Ok(spec)
 }

@@ -110,7 +110,12 @@ fn submit(shared: &Shared, peer: u32, spec: JobSpec, devices: Option<String>) ->
     // The root is checked before the spec is validated, since validation reads the data
     // directory, and it must not be probed outside the allowed roots.
     if let Some(root) = &spec.data.root
-        && let Err(message) = super::roots::check(root, &config.allowed_data_roots)
+        && let Err(message) = super::roots::check("data.root", root, &config.allowed_data_roots)
+    {
+        return bad(message);
+    }
+    if let gnc_proto::ModelSpec::Onnx { path, .. } = &spec.model
+        && let Err(message) = super::roots::check("model.path", path, &config.allowed_data_roots)
     {
         return bad(message);
     }

@@ -1,26 +1,26 @@
-//! Which data a job may read: its `data.root` must resolve (symlinks and `..` included) to a
-//! directory under one of the daemon's allowed roots, since the workers read it with the
-//! daemon's rights rather than the submitter's.
+//! Which files a job may read: its `data.root` and its model file (`model.path`) must resolve
+//! (symlinks and `..` included) to paths under one of the daemon's allowed roots, since the
+//! workers read them with the daemon's rights rather than the submitter's.
 
 use std::path::{Path, PathBuf};
 
-/// Checks `root` (from a spec) against `allowed` (canonical directories).
-pub fn check(root: &Path, allowed: &[PathBuf]) -> Result<(), String> {
+/// Checks `root`, the spec's value of `key`, against `allowed` (canonical directories).
+pub fn check(key: &str, root: &Path, allowed: &[PathBuf]) -> Result<(), String> {
     if !root.is_absolute() {
         return Err(format!(
-            "data.root {} must be an absolute path (gncctl resolves it against its working directory)",
+            "{key} {} must be an absolute path (gncctl resolves it against its working directory)",
             root.display()
         ));
     }
     let canonical = root
         .canonicalize()
-        .map_err(|e| format!("data.root {} cannot be resolved: {e}", root.display()))?;
+        .map_err(|e| format!("{key} {} cannot be resolved: {e}", root.display()))?;
     if allowed.iter().any(|a| canonical.starts_with(a)) {
         return Ok(());
     }
     let list: Vec<String> = allowed.iter().map(|a| a.display().to_string()).collect();
     Err(format!(
-        "data.root {} (resolved to {}) is not under an allowed data root of this daemon ({})",
+        "{key} {} (resolved to {}) is not under an allowed data root of this daemon ({})",
         root.display(),
         canonical.display(),
         if list.is_empty() {
@@ -45,20 +45,20 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, allowed.join("link")).unwrap();
         let roots = vec![allowed.canonicalize().unwrap()];
-        assert!(check(&inside, &roots).is_ok());
-        assert!(check(&allowed.join("mnist/../mnist"), &roots).is_ok());
+        assert!(check("data.root", &inside, &roots).is_ok());
+        assert!(check("data.root", &allowed.join("mnist/../mnist"), &roots).is_ok());
         for escape in [allowed.join("../secret"), allowed.join("link"), outside] {
-            let e = check(&escape, &roots).unwrap_err();
+            let e = check("data.root", &escape, &roots).unwrap_err();
             assert!(e.contains("not under an allowed data root"), "{e}");
         }
         assert!(
-            check(Path::new("data/mnist"), &roots)
+            check("data.root", Path::new("data/mnist"), &roots)
                 .unwrap_err()
                 .contains("absolute")
         );
         // A sibling whose name starts with the allowed root's is not inside it.
         let sibling = dir.path().join("data2");
         std::fs::create_dir_all(&sibling).unwrap();
-        assert!(check(&sibling, &roots).is_err());
+        assert!(check("data.root", &sibling, &roots).is_err());
     }
 }

@@ -1,0 +1,224 @@
+//! The user's own network (`[model] kind = "onnx"`): PyTorch modules exported by
+//! examples/byo/export.py with the venv's torch (as a user would), trained by gncctl on a real
+//! Fashion-MNIST subset.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use gnc_tests::{gncctl_output, hash, repo_root, run_job, write_spec};
+
+/// The exported models (mlp.onnx, resnet.onnx), once per test binary.
+fn exported() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = repo_root();
+        let o = std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("examples/byo/export.py"))
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .expect("the venv's python runs (make setup makes it)");
+        assert!(
+            o.status.success(),
+            "export.py failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        dir
+    })
+    .path()
+}
+
+/// A GNC job of 8 iterations on 512 Fashion-MNIST images with `model` (a `[model]` table's
+/// lines).
+fn job(name: &str, model: &str) -> String {
+    format!(
+        r#"name = "{name}"
+seed = 5
+output_dir = "runs/{name}"
+
+[data]
+dataset = "fashion-mnist"
+root = "{root}"
+train_subset = 512
+test_subset = 256
+
+[model]
+{model}
+
+[parallel]
+workers = 4
+small_batch = 32
+
+[method]
+kind = "gnc"
+alpha = 0.1
+
+[optimizer]
+kind = "momentum"
+momentum = 0.9
+weight_decay = 1e-4
+
+[schedule]
+epochs = 2
+base_lr = 0.1
+
+[checkpoint]
+every_iterations = 4
+keep = 4
+"#,
+        root = repo_root().join("data/fashion-mnist").display()
+    )
+}
+
+fn onnx(file: &Path, init: &str) -> String {
+    format!(
+        "kind = \"onnx\"\npath = \"{}\"\ninit = \"{init}\"",
+        file.display()
+    )
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn an_onnx_mlp_trains_to_the_built_in_mlps_bits() {
+    // One construction, two descriptions: the demo's MLP written in PyTorch and the built-in
+    // `kind = "mlp"`, with the same seed's He draws, give the same hash.
+    let dir = tempfile::tempdir().unwrap();
+    let builtin = write_spec(
+        dir.path(),
+        "builtin",
+        &job("byo-builtin", "kind = \"mlp\"\nhidden = [512, 256]"),
+    );
+    let from_file = write_spec(
+        dir.path(),
+        "onnx",
+        &job("byo-onnx", &onnx(&exported().join("mlp.onnx"), "he")),
+    );
+    let a = run_job(&builtin, &dir.path().join("a"), &["--threads", "1"]);
+    let b = run_job(&from_file, &dir.path().join("b"), &["--threads", "2"]);
+    assert_eq!(
+        hash(&a),
+        hash(&b),
+        "the ONNX MLP trains as the built-in one"
+    );
+    assert_eq!(b["iterations"], 8);
+}
+
+#[test]
+fn an_onnx_cnn_gives_one_hash_on_threads_processes_and_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "cnn",
+        &job("byo-cnn", &onnx(&exported().join("resnet.onnx"), "file")),
+    );
+    let one = hash(&run_job(
+        &spec,
+        &dir.path().join("one"),
+        &["--threads", "1"],
+    ));
+    let two = hash(&run_job(
+        &spec,
+        &dir.path().join("two"),
+        &["--threads", "2"],
+    ));
+    let procs = hash(&run_job(
+        &spec,
+        &dir.path().join("procs"),
+        &["--devices", "cpu:2"],
+    ));
+    assert_eq!(one, two);
+    assert_eq!(one, procs);
+    let out = dir.path().join("resumed");
+    let paused = run_job(&spec, &out, &["--stop-after", "4"]);
+    assert_eq!(paused["complete"], false);
+    let resumed = run_job(&spec, &out, &["--resume"]);
+    assert_eq!(hash(&resumed), one);
+}
+
+#[test]
+fn a_model_file_changed_after_the_run_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let model: PathBuf = dir.path().join("net.onnx");
+    std::fs::copy(exported().join("mlp.onnx"), &model).unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "changed",
+        &job("byo-changed", &onnx(&model, "file")),
+    );
+    let run = dir.path().join("run");
+    run_job(&spec, &run, &[]);
+    let verify = || gncctl_output(&["verify", run.to_str().unwrap(), "--iterations", "2"]);
+    let o = verify();
+    assert!(o.status.success(), "{}", text(&o));
+    // A retrained file under the same name: same shapes, other weights.
+    let mut bytes = std::fs::read(&model).unwrap();
+    let last = bytes.len() - 40;
+    bytes[last] ^= 1;
+    std::fs::write(&model, &bytes).unwrap();
+    let o = verify();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains(&format!(
+            "{} changed since the job was given it",
+            model.display()
+        )),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_model_that_does_not_fit_the_data_or_is_not_onnx_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    // The residual CNN takes 1x28x28 images with 10 classes; a teacher-student set of 3 classes
+    // over 784 inputs has the values but not the classes.
+    let mismatch = job("byo-classes", &onnx(&exported().join("resnet.onnx"), "he")).replace(
+        "dataset = \"fashion-mnist\"",
+        "dataset = \"teacher-student\"\nteacher_student = { train_examples = 512, \
+         test_examples = 256, input_dim = 784, classes = 3, teacher_hidden = 8 }",
+    );
+    let spec = write_spec(dir.path(), "classes", &mismatch);
+    let out = dir.path().join("classes-out");
+    let o = gncctl_output(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("the model's output has 10 classes; the data set has 3"),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.join("metrics.jsonl").exists());
+
+    let truncated = dir.path().join("truncated.onnx");
+    let bytes = std::fs::read(exported().join("mlp.onnx")).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "truncated",
+        &job("byo-truncated", &onnx(&truncated, "he")),
+    );
+    let o = gncctl_output(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains(&format!("{} is not an ONNX model", truncated.display())),
+        "{}",
+        text(&o)
+    );
+}
