@@ -3,9 +3,11 @@
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,3 +136,21 @@ def replace_section(start, end, section):
     else:
         new = old.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(new)
+
+
+def run_until_deadline(command, deadline):
+    """Runs a `gncctl run` command until it ends or `deadline` (a time.time()) passes, then
+    stops it as Ctrl-C would (SIGINT to its process group: gncctl checkpoints at the next
+    iteration and exits; `--resume` continues). Its exit code and stderr, or (None, stderr)
+    when the deadline stopped it."""
+    # Its own process group: the stop reaches gncctl and the trainer, as Ctrl-C would.
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    while proc.poll() is None:
+        if time.time() > deadline:
+            os.killpg(proc.pid, signal.SIGINT)
+            _, stderr = proc.communicate()
+            return None, stderr
+        time.sleep(5)
+    _, stderr = proc.communicate()
+    return proc.returncode, stderr

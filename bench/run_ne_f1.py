@@ -16,15 +16,12 @@ Usage: .venv/bin/python bench/run_ne_f1.py [--seeds 1,2,3] [--budget-minutes 85]
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchlib import ROOT, machine, replace_section
+from benchlib import ROOT, machine, replace_section, run_until_deadline
 
 SPEC = ROOT / "bench" / "ne-f1-table2.toml"
 OUT = ROOT / "bench" / "out" / "ne-f1"
@@ -62,20 +59,12 @@ def run_until(seed, out, deadline):
                "--out", str(out)]
     if (out / "checkpoints").is_dir():
         command.append("--resume")
-    # Its own process group: the stop below reaches gncctl and the trainer, as Ctrl-C would.
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    while proc.poll() is None:
-        if time.time() > deadline:
-            # SIGINT: gncctl checkpoints at the next iteration and stops; --resume continues.
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.communicate()
-            print(f"seed {seed}: budget spent, stopped with a checkpoint", flush=True)
-            return False
-        time.sleep(5)
-    _, stderr = proc.communicate()
-    if proc.returncode != 0:
-        sys.exit(f"seed {seed}: gncctl run failed ({proc.returncode}):\n{stderr[-3000:]}")
+    code, stderr = run_until_deadline(command, deadline)
+    if code is None:
+        print(f"seed {seed}: budget spent, stopped with a checkpoint", flush=True)
+        return False
+    if code != 0:
+        sys.exit(f"seed {seed}: gncctl run failed ({code}):\n{stderr[-3000:]}")
     return json.loads((out / "result.json").read_text())["complete"]
 
 

@@ -26,14 +26,11 @@ Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot] [--budget-minute
 import argparse
 import hashlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchlib import ROOT, machine, replace_section
+from benchlib import ROOT, machine, replace_section, run_until_deadline
 
 OUT = ROOT / "bench" / "out" / "regime"
 STORE = ROOT / "bench" / "regime-runs.json"
@@ -130,22 +127,14 @@ def run_until(spec, out, deadline):
                "1", "--out", str(out)]
     if any((out / "checkpoints").glob("ckpt-*.json")):
         command.append("--resume")
-    # Its own process group: the stop below reaches gncctl and the trainer, as Ctrl-C would.
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    while proc.poll() is None:
-        if time.time() > deadline:
-            # SIGINT: gncctl checkpoints at the next iteration and stops; --resume continues.
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.communicate()
-            return "stopped"
-        time.sleep(5)
-    _, stderr = proc.communicate()
-    if proc.returncode == 0:
+    code, stderr = run_until_deadline(command, deadline)
+    if code is None:
+        return "stopped"
+    if code == 0:
         return "done"
     if "training diverged at iteration" in stderr:
         return "diverged"
-    sys.exit(f"{spec}: gncctl run failed ({proc.returncode}):\n{stderr[-3000:]}")
+    sys.exit(f"{spec}: gncctl run failed ({code}):\n{stderr[-3000:]}")
 
 
 def records(out):
