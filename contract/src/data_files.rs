@@ -6,7 +6,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use gnc_proto::{DataSpec, Dataset};
+use gnc_proto::{DataSpec, Dataset, TensorsSpec};
+
+use crate::tensor_files::Split;
 
 use crate::DataError;
 
@@ -47,6 +49,31 @@ impl DataShape {
                     variant.classes(),
                 )
             }
+            Dataset::Tensors => {
+                let (t, root) = tensors(spec)?;
+                let train = Split::read(root, &t.train)?;
+                let (train_n, test_n) = match (&t.test, t.test_fraction) {
+                    (Some(files), _) => {
+                        let test = Split::read(root, files)?;
+                        if test.example_shape() != train.example_shape() {
+                            return Err(DataError::Format(
+                                test.inputs.origin.clone(),
+                                format!(
+                                    "test examples of shape {:?}, training examples of {:?}",
+                                    test.example_shape(),
+                                    train.example_shape()
+                                ),
+                            ));
+                        }
+                        (train.examples(), test.examples())
+                    }
+                    (None, fraction) => {
+                        let test = held_out(train.examples(), fraction.unwrap_or(0.0));
+                        (train.examples() - test, test)
+                    }
+                };
+                (train_n, test_n, train.example_shape(), t.classes)
+            }
             Dataset::TeacherStudent => {
                 let ts = spec
                     .teacher_student
@@ -81,6 +108,20 @@ pub fn subset(key: &str, subset: Option<usize>, len: usize) -> Result<usize, Dat
         Some(n) => Ok(n),
         None => Ok(len),
     }
+}
+
+/// The examples `test_fraction` holds out of `n` for the test split: round(n × fraction).
+pub fn held_out(n: usize, fraction: f64) -> usize {
+    ((n as f64 * fraction).round() as usize).min(n)
+}
+
+/// `data.tensors` and `data.root` of a `dataset = "tensors"` spec.
+pub fn tensors(spec: &DataSpec) -> Result<(&TensorsSpec, &Path), DataError> {
+    let t = spec
+        .tensors
+        .as_ref()
+        .ok_or_else(|| DataError::Spec("data.tensors is missing".into()))?;
+    Ok((t, root(spec)?))
 }
 
 /// `data.root`, which every data set read from files needs.

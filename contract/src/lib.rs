@@ -18,6 +18,7 @@ pub mod plan;
 pub mod protocol;
 pub mod request;
 pub mod summary;
+pub mod tensor_files;
 
 use std::path::PathBuf;
 

@@ -23,7 +23,7 @@ pub use metrics::{
 pub use spec::{
     CheckpointSpec, DataSpec, Dataset, Decay, DiagnosticsSpec, EvalSpec, JobSpec, LossTrigger,
     MethodSpec, ModelSpec, OptimizerSpec, ParallelSpec, ScheduleSpec, TeacherStudentSpec,
-    WeightInit,
+    TensorFiles, TensorsSpec, WeightInit,
 };
 pub use valid_spec::ValidSpec;
 
@@ -57,6 +57,7 @@ pub fn dataset_files(dataset: Dataset) -> &'static [&'static str] {
             "test_batch.bin",
         ],
         Dataset::Cifar100 => &["train.bin", "test.bin"],
-        Dataset::TeacherStudent => &[],
+        // Named by the spec (`data.tensors`), checked by validation.
+        Dataset::TeacherStudent | Dataset::Tensors => &[],
     }
 }

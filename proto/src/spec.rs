@@ -70,6 +70,50 @@ pub struct DataSpec {
     /// Shape of the synthetic teacher-student set; required when `dataset = "teacher-student"`.
     #[serde(default)]
     pub teacher_student: Option<TeacherStudentSpec>,
+    /// The user's arrays; required when `dataset = "tensors"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors: Option<TensorsSpec>,
+}
+
+/// A data set of the user's arrays (`dataset = "tensors"`): inputs `(N, ...)` of uint8 (scaled
+/// to [0, 1] as the image sets are) or float32, channel-major for images (`(N, C, H, W)`;
+/// `(N, H, W)` is one channel), labels `(N,)` of integers in `0..classes`. Files are relative
+/// to `data.root`. NumPy `.npy` files and `.safetensors` files are read in place (memory-mapped,
+/// so a set larger than memory is never read whole); a `.npz` archive is read whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorsSpec {
+    /// The training split.
+    pub train: TensorFiles,
+    /// The test split; or else `test_fraction`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<TensorFiles>,
+    /// This fraction of the training files is the test split instead, the same examples for
+    /// every job on those files (a permutation drawn from a fixed seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_fraction: Option<f64>,
+    /// The number of classes; every label must lie in `0..classes`.
+    pub classes: usize,
+}
+
+/// Where a split's inputs and labels are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum TensorFiles {
+    /// Two `.npy` files.
+    Npy { inputs: PathBuf, labels: PathBuf },
+    /// One `.npz` or `.safetensors` file holding arrays named `inputs` and `labels`.
+    File(PathBuf),
+}
+
+impl TensorFiles {
+    /// The files, relative to `data.root`.
+    pub fn paths(&self) -> Vec<&PathBuf> {
+        match self {
+            TensorFiles::Npy { inputs, labels } => vec![inputs, labels],
+            TensorFiles::File(path) => vec![path],
+        }
+    }
 }
 
 fn default_crop_padding() -> usize {
@@ -84,6 +128,8 @@ pub enum Dataset {
     Cifar10,
     Cifar100,
     TeacherStudent,
+    /// The user's arrays (`data.tensors`).
+    Tensors,
 }
 
 /// A random ReLU teacher network labels Gaussian inputs; students learn it. Fast and needs no

@@ -94,6 +94,14 @@ fn validate_data(spec: &JobSpec) -> Result<(), SpecError> {
         }
         return Ok(());
     }
+    if data.dataset == Dataset::Tensors {
+        return validate_tensors(data);
+    } else if data.tensors.is_some() {
+        return Err(bad(
+            "data.tensors",
+            "applies to data.dataset = \"tensors\" only",
+        ));
+    }
     let root = data.root.as_ref().ok_or_else(|| {
         bad(
             "data.root",
@@ -110,6 +118,55 @@ fn validate_data(spec: &JobSpec) -> Result<(), SpecError> {
                     candidates[0].display()
                 ),
             ));
+        }
+    }
+    if data.augment && data.crop_padding > 16 {
+        return Err(bad("data.crop_padding", "must be at most 16 pixels"));
+    }
+    Ok(())
+}
+
+fn validate_tensors(data: &crate::DataSpec) -> Result<(), SpecError> {
+    let t = data.tensors.as_ref().ok_or_else(|| {
+        bad(
+            "data.tensors",
+            "is required when data.dataset = \"tensors\" (train, test or test_fraction, classes)",
+        )
+    })?;
+    let root = data
+        .root
+        .as_ref()
+        .ok_or_else(|| bad("data.root", "is required for data.dataset = \"tensors\""))?;
+    if t.classes < 2 {
+        return Err(bad("data.tensors.classes", "must be at least 2"));
+    }
+    match (&t.test, t.test_fraction) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(bad(
+                "data.tensors",
+                "needs exactly one of `test` (the test split's files) and `test_fraction`",
+            ));
+        }
+        (None, Some(f)) if !(f > 0.0 && f < 1.0) => {
+            return Err(bad(
+                "data.tensors.test_fraction",
+                "must lie strictly between 0 and 1",
+            ));
+        }
+        _ => {}
+    }
+    for (key, files) in [
+        ("data.tensors.train", Some(&t.train)),
+        ("data.tensors.test", t.test.as_ref()),
+    ] {
+        for path in files.into_iter().flat_map(|f| f.paths()) {
+            let full = root.join(path);
+            if !full.is_file() {
+                return Err(bad(
+                    key,
+                    format!("names {}, which is not a file", full.display()),
+                ));
+            }
         }
     }
     if data.augment && data.crop_padding > 16 {

@@ -10,6 +10,7 @@
 //! * [`reduce`]: the sharded cross-process all-reduce built from the two.
 //! * [`cleaner`]: removes segments whose creator died.
 //! * [`control`]: a block of single-writer `u64` words (progress, checkpoint marks).
+//! * [`file_map`]: a read-only mapping of a whole file (data sets read in place).
 //! * [`heap`]: glibc malloc settings that keep freed memory for reuse (training processes).
 //!
 //! All unsafe code of the workspace lives in this crate, behind these safe types; each unsafe
@@ -19,6 +20,7 @@
 mod backoff;
 pub mod cleaner;
 pub mod control;
+pub mod file_map;
 pub mod geometry;
 pub mod header;
 pub mod heap;
@@ -31,6 +33,7 @@ pub mod stamp;
 pub mod tree;
 
 pub use control::ControlBlock;
+pub use file_map::MappedFile;
 pub use geometry::Geometry;
 pub use header::SegmentSpec;
 pub use naming::{SegmentName, job_id, parse_segment_name, segment_name};

@@ -24,6 +24,8 @@ pub enum Purpose {
     RncNoise,
     /// The synthetic teacher network and its inputs: coordinates (what, index).
     Synthetic,
+    /// Which examples of a tensors file are held out for testing: coordinates (examples).
+    HeldOut,
 }
 
 impl Purpose {
@@ -35,6 +37,7 @@ impl Purpose {
             Purpose::Augment => b"augment",
             Purpose::RncNoise => b"rnc-noise",
             Purpose::Synthetic => b"synthetic",
+            Purpose::HeldOut => b"held-out",
         }
     }
 }

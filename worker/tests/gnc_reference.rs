@@ -187,9 +187,9 @@ fn run_both(method: &str, noise: Noise, iterations: u64) -> (Params, Params) {
     let mut x: Params = state.params.iter().map(Mat::from_tensor).collect();
     let mut v: Params = x.iter().map(Mat::zeros_like).collect();
     let set = data::load(&spec.data, spec.seed).unwrap();
-    let dim = set.train.example_len();
     let example = |i: u32| -> Vec<f64> {
-        set.train.features[i as usize * dim..(i as usize + 1) * dim]
+        set.train
+            .example(i as usize)
             .iter()
             .map(|&f| f as f64)
             .collect()

@@ -7,11 +7,13 @@ pub mod cifar;
 pub mod idx;
 pub mod order;
 pub mod synthetic;
+mod tensors;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use gnc_contract::data_files::{self, CifarVariant, root};
+use gnc_contract::tensor_files::{self, Elem};
 use gnc_proto::{DataSpec, Dataset};
 use tch::Tensor;
 
@@ -22,11 +24,24 @@ use crate::rng::{Purpose, Stream};
 /// One split (train or test) of a data set.
 #[derive(Clone)]
 pub struct Examples {
-    /// Normalised features, `example_len` per example, channel-major for images.
-    pub features: Arc<Vec<f32>>,
+    features: Features,
     pub labels: Arc<Vec<i64>>,
     /// Per-example shape: `[C, H, W]` for images, `[D]` for vectors.
     pub shape: Vec<usize>,
+}
+
+/// Where the examples' values are.
+#[derive(Clone)]
+enum Features {
+    /// In memory, normalised, `example_len` per example, channel-major for images.
+    Memory(Arc<Vec<f32>>),
+    /// In a file, as stored (uint8 or float32; memory-mapped where the format allows), example
+    /// `i` at row `rows[i]`; normalised with `stats` as each example is copied out.
+    Stored {
+        array: tensor_files::Array,
+        rows: Arc<Vec<u32>>,
+        stats: Arc<Vec<(f64, f64)>>,
+    },
 }
 
 impl Examples {
@@ -46,10 +61,69 @@ impl Examples {
     fn truncate(&mut self, n: usize) {
         if n < self.len() {
             let len = self.example_len();
-            self.features = Arc::new(self.features[..n * len].to_vec());
+            self.features = match &self.features {
+                Features::Memory(f) => Features::Memory(Arc::new(f[..n * len].to_vec())),
+                Features::Stored { array, rows, stats } => Features::Stored {
+                    array: array.clone(),
+                    rows: Arc::new(rows[..n].to_vec()),
+                    stats: Arc::clone(stats),
+                },
+            };
             self.labels = Arc::new(self.labels[..n].to_vec());
         }
     }
+
+    /// Writes example `i`'s normalised values into `dst` (`example_len` of them).
+    pub fn example_into(&self, i: usize, dst: &mut [f32]) {
+        let len = self.example_len();
+        match &self.features {
+            Features::Memory(f) => dst.copy_from_slice(&f[i * len..(i + 1) * len]),
+            Features::Stored { array, rows, stats } => {
+                let row = rows[i] as usize;
+                let plane = len / stats.len();
+                stored_values(array, row * len, dst);
+                for (c, &(mean, std)) in stats.iter().enumerate() {
+                    for v in &mut dst[c * plane..(c + 1) * plane] {
+                        *v = normalised(*v, mean, std);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Example `i`'s normalised values.
+    pub fn example(&self, i: usize) -> Vec<f32> {
+        let mut v = vec![0f32; self.example_len()];
+        self.example_into(i, &mut v);
+        v
+    }
+}
+
+/// `dst.len()` values of `array` from element `start`, as the image sets' values are: uint8
+/// scaled to [0, 1] by the same f32 division, float32 as stored.
+fn stored_values(array: &tensor_files::Array, start: usize, dst: &mut [f32]) {
+    let data = array.data();
+    let n = dst.len();
+    match array.elem {
+        Elem::U8 => {
+            for (v, &b) in dst.iter_mut().zip(&data[start..start + n]) {
+                *v = b as f32 / 255.0;
+            }
+        }
+        Elem::F32 => {
+            let bytes = &data[start * 4..(start + n) * 4];
+            for (v, b) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
+                *v = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+            }
+        }
+        other => unreachable!("inputs of {other:?} are refused when the files are read"),
+    }
+}
+
+/// One value normalised by its channel's mean and standard deviation (the same arithmetic for
+/// every data set, so a set read from a tensors file has the bits of the same set in IDX).
+fn normalised(v: f32, mean: f64, std: f64) -> f32 {
+    ((v as f64 - mean) / std) as f32
 }
 
 /// A loaded data set.
@@ -68,6 +142,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<DataSet, DataError> {
         Dataset::Cifar10 | Dataset::Cifar100 => {
             load_cifar(root(spec)?, CifarVariant::of(spec.dataset))?
         }
+        Dataset::Tensors => tensors::load(spec)?,
         Dataset::TeacherStudent => {
             let ts = spec
                 .teacher_student
@@ -76,7 +151,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<DataSet, DataError> {
             let make = |split, n| {
                 let g = synthetic::generate(ts, seed, split, n);
                 Examples {
-                    features: Arc::new(g.features),
+                    features: Features::Memory(Arc::new(g.features)),
                     labels: Arc::new(g.labels.into_iter().map(i64::from).collect()),
                     shape: vec![ts.input_dim],
                 }
@@ -101,7 +176,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<DataSet, DataError> {
 
 fn bytes_to_examples(pixels: &[u8], labels: Vec<u8>, shape: Vec<usize>) -> Examples {
     Examples {
-        features: Arc::new(pixels.iter().map(|&p| p as f32 / 255.0).collect()),
+        features: Features::Memory(Arc::new(pixels.iter().map(|&p| p as f32 / 255.0).collect())),
         labels: Arc::new(labels.into_iter().map(i64::from).collect()),
         shape,
     }
@@ -153,12 +228,21 @@ fn load_cifar(dir: &Path, variant: CifarVariant) -> Result<DataSet, DataError> {
     })
 }
 
-/// Per-channel mean and standard deviation of the training split, in f64.
+/// Per-channel mean and standard deviation of the training split, in f64, over the values as
+/// stored (before normalisation), in example order.
 fn channel_stats(ex: &Examples) -> Vec<(f64, f64)> {
     let channels = if ex.shape.len() == 3 { ex.shape[0] } else { 1 };
     let plane = ex.example_len() / channels;
     let mut sums = vec![(0f64, 0f64); channels];
-    for example in ex.features.chunks_exact(ex.example_len()) {
+    let mut buffer = vec![0f32; ex.example_len()];
+    for i in 0..ex.len() {
+        let example: &[f32] = match &ex.features {
+            Features::Memory(f) => &f[i * buffer.len()..(i + 1) * buffer.len()],
+            Features::Stored { array, rows, .. } => {
+                stored_values(array, rows[i] as usize * buffer.len(), &mut buffer);
+                &buffer
+            }
+        };
         for (c, s) in sums.iter_mut().enumerate() {
             for &v in &example[c * plane..(c + 1) * plane] {
                 s.0 += v as f64;
@@ -182,14 +266,19 @@ fn normalise(set: &mut DataSet) {
         let channels = stats.len();
         let plane = ex.example_len() / channels;
         let len = ex.example_len();
-        // Just loaded, so this is the only reference: normalise in place, no copy.
-        let features = Arc::make_mut(&mut ex.features);
-        for example in features.chunks_exact_mut(len) {
-            for (c, (mean, std)) in stats.iter().enumerate() {
-                for v in &mut example[c * plane..(c + 1) * plane] {
-                    *v = ((*v as f64 - mean) / std) as f32;
+        match &mut ex.features {
+            // Just loaded, so this is the only reference: normalise in place, no copy.
+            Features::Memory(features) => {
+                for example in Arc::make_mut(features).chunks_exact_mut(len) {
+                    for (c, &(mean, std)) in stats.iter().enumerate() {
+                        for v in &mut example[c * plane..(c + 1) * plane] {
+                            *v = normalised(*v, mean, std);
+                        }
+                    }
                 }
             }
+            // Stored examples stay as they are; each is normalised as it is copied out.
+            Features::Stored { stats: s, .. } => *s = Arc::new(stats.clone()),
         }
     }
 }
@@ -212,11 +301,15 @@ pub fn gather(
 ) -> (Tensor, Tensor) {
     let len = ex.example_len();
     let mut features = vec![0f32; indices.len() * len];
+    let mut src = Vec::new();
     for (dst, &i) in features.chunks_exact_mut(len).zip(indices) {
-        let src = &ex.features[i as usize * len..(i as usize + 1) * len];
         match augment {
-            Some(a) if ex.shape.len() == 3 => crop_and_flip(src, dst, &ex.shape, a, i),
-            _ => dst.copy_from_slice(src),
+            Some(a) if ex.shape.len() == 3 => {
+                src.resize(len, 0.0);
+                ex.example_into(i as usize, &mut src);
+                crop_and_flip(&src, dst, &ex.shape, a, i);
+            }
+            _ => ex.example_into(i as usize, dst),
         }
     }
     let mut shape: Vec<i64> = vec![indices.len() as i64];
@@ -270,6 +363,7 @@ mod tests {
             }),
             train_subset,
             test_subset,
+            tensors: None,
         };
         let set = load(&spec(Some(32), Some(8)), 1).unwrap();
         assert_eq!((set.train.len(), set.test.len()), (32, 8));
