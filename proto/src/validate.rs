@@ -160,6 +160,20 @@ fn validate_tensors(data: &crate::DataSpec) -> Result<(), SpecError> {
         ("data.tensors.test", t.test.as_ref()),
     ] {
         for path in files.into_iter().flat_map(|f| f.paths()) {
+            // Under data.root, so gncd's allowed roots, which it checks data.root against,
+            // cover them.
+            let inside = path
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return Err(bad(
+                    key,
+                    format!(
+                        "names {}, which is not a path inside data.root",
+                        path.display()
+                    ),
+                ));
+            }
             let full = root.join(path);
             if !full.is_file() {
                 return Err(bad(
