@@ -222,3 +222,64 @@ fn a_model_that_does_not_fit_the_data_or_is_not_onnx_is_refused_before_training(
         text(&o)
     );
 }
+
+#[test]
+fn gnc_computes_the_first_loss_and_gradients_as_pytorch_does() {
+    // One batch (M = 1, b = 32, the first 32 training images), the file's weights: gnc's loss
+    // and gradient (kept in the checkpoint after iteration 1, as GNC keeps every worker's
+    // previous gradient; GNC's noise is zero at iteration 0) against PyTorch's forward and
+    // backward of the same module with the same weights.
+    for (kind, file) in [("mlp", "mlp.onnx"), ("resnet", "resnet.onnx")] {
+        let dir = tempfile::tempdir().unwrap();
+        let model = exported().join(file);
+        let toml = job(&format!("byo-eq-{kind}"), &onnx(&model, "file"))
+            .replace("train_subset = 512", "train_subset = 32")
+            .replace("workers = 4", "workers = 1");
+        let spec = write_spec(dir.path(), kind, &toml);
+        let run = dir.path().join("run");
+        run_job(&spec, &run, &["--stop-after", "1"]);
+        let root = repo_root();
+        let o = std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("tests/assets/onnx_reference.py"))
+            .args([model.as_os_str(), std::ffi::OsStr::new(kind)])
+            .arg(root.join("data/fashion-mnist"))
+            .arg("32")
+            .arg(&run)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let loss_error = report["loss_error"].as_f64().unwrap();
+        assert!(loss_error <= 1e-5, "{kind}: loss {report}");
+        let errors = report["gradient_errors"].as_object().unwrap();
+        assert!(errors.len() >= 6, "{kind}: {report}");
+        for (name, e) in errors {
+            assert!(
+                e.as_f64().unwrap() <= 1e-4,
+                "{kind}: gradient of {name}: {report}"
+            );
+        }
+    }
+}
+
+/// The final hash of a small job of the residual CNN's graph with weights drawn by gnc, at the
+/// portable level: it runs only kernels the portable fingerprint covers (convolution, batch
+/// norm, ReLU, average pooling, gnc's own product), so it is the same on Intel and AMD, as the
+/// built-in CNN's golden hash is (tests/golden_hashes.rs says what to do when it changes;
+/// `GNC_PRINT_GOLDEN=1 cargo test --release -p gnc-tests --test onnx -- --nocapture` prints it).
+const ONNX_CNN_GOLDEN: &str = "e080c6b29adefe8d3de33391b5896041254874886c65d4c42fdf4d8ec5957110";
+
+#[test]
+fn an_onnx_cnns_final_hash_is_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "golden",
+        &job("byo-golden", &onnx(&exported().join("resnet.onnx"), "he")),
+    );
+    let h = hash(&run_job(&spec, &dir.path().join("out"), &[]));
+    if std::env::var_os("GNC_PRINT_GOLDEN").is_some() {
+        println!("onnx cnn: {h}");
+    }
+    assert_eq!(h, ONNX_CNN_GOLDEN);
+}
