@@ -11,7 +11,7 @@ CARGO_CONFIG := .cargo/config.toml
 DATA_STAMP := data/fashion-mnist/SOURCE.txt data/mnist/SOURCE.txt
 CARGO := cargo
 
-.PHONY: demo test setup venv data build lint system-packages nspawn-root bench bench-mpi bench-shm bench-control bench-methods bench-ne-f1 bench-diagnostics bench-regime clean-runs
+.PHONY: demo test setup venv data build lint system-packages nspawn-root bench bench-mpi bench-shm bench-control bench-methods bench-ne-f1 bench-diagnostics bench-regime bench-byo clean-runs
 
 ## The main job: GNC on real Fashion-MNIST (examples/demo.toml); prints the final hash.
 demo: setup build
@@ -87,6 +87,10 @@ bench-diagnostics: setup build
 
 bench-ne-f1: setup build
 	$(VENV)/bin/python bench/run_ne_f1.py
+
+## The user's own network and data against the built-in ones (minutes).
+bench-byo: setup build
+	$(VENV)/bin/python bench/run_byo_bench.py
 
 ## GNC in its paper's regime (issue 24's pre-registered designs; hours, resumable: each
 ## invocation trains for --budget-minutes and the next continues from the checkpoints).

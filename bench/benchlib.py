@@ -154,3 +154,30 @@ def run_until_deadline(command, deadline):
         time.sleep(5)
     _, stderr = proc.communicate()
     return proc.returncode, stderr
+
+
+def callgrind_step(spec, out, log, stop_after):
+    """Starts `gnc-run run spec` (one thread, portable level, `stop_after` iterations) under
+    valgrind's callgrind, counting only inside an iteration's three phases as the run loop
+    calls them — `Trainer::prepare`, `Trainer::compute_blocks` (the logical workers' forward
+    and backward passes and their sum) and `Trainer::finish` (the update) — so start-up, data
+    loading, evaluation and the checkpoint are not counted; the counts to `out`; the Popen."""
+    toggles = [f"--toggle-collect=gnc_worker::engine::Trainer::{f}*"
+               for f in ("prepare", "compute_blocks", "finish")]
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+           "--collect-atstart=no", *toggles,
+           str(ROOT / "target/release/gnc-run"), "run", str(spec),
+           "--stop-after", str(stop_after), "--threads", "1", "--json"]
+    # gnc-run checks that it starts with its level's environment (gncctl, its usual launcher,
+    # sets it).
+    return subprocess.Popen(cmd, cwd=ROOT, env=level_environment("portable"),
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+
+def callgrind_total(path):
+    """The instructions a callgrind output file counted."""
+    text = Path(path).read_text(errors="replace")
+    m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
+    if not m:
+        sys.exit(f"{path}: no instruction total")
+    return int(m.group(1))

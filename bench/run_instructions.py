@@ -3,8 +3,8 @@
 machine noise moves.
 
 Runs `gnc-run run` on a shortened F1 job (M = 8 logical workers of b = 32, 3 iterations) under
-valgrind's callgrind, counting only inside `Trainer::step` (start-up, data loading and the
-checkpoint are not counted), once per method. Iteration 0 of GNC has no previous gradients (it
+valgrind's callgrind, counting only inside an iteration's phases (`benchlib.callgrind_step`:
+start-up, data loading and the checkpoint are not counted), once per method. Iteration 0 of GNC has no previous gradients (it
 computes as the baseline does); iterations 1 and 2 are full GNC iterations, so the difference
 of the two totals is what two GNC iterations add. Slow (valgrind runs the whole process, about
 6 minutes per method on an AMD EPYC); both methods run at once.
@@ -18,12 +18,10 @@ Usage (from the repository root): python3 bench/run_instructions.py [--workers 8
 import argparse
 import datetime
 import json
-import re
 import shutil
-import subprocess
 import sys
 
-from benchlib import ROOT, fashion_mnist_job, level_environment, machine, replace_section
+from benchlib import ROOT, callgrind_step, callgrind_total, fashion_mnist_job, machine, replace_section
 
 OUT = ROOT / "bench" / "out" / "instructions"
 START = "<!-- instructions:start -->"
@@ -42,23 +40,8 @@ def spec(method, workers):
 
 def start(method, workers):
     out = OUT / f"callgrind.{method}"
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-           "--collect-atstart=no", "--toggle-collect=gnc_worker::engine::Trainer::step*",
-           str(ROOT / "target/release/gnc-run"), "run", str(spec(method, workers)),
-           "--stop-after", str(ITERATIONS), "--threads", "1", "--json"]
-    log = open(OUT / f"valgrind.{method}.log", "w")
-    # gnc-run checks that it starts with its level's environment (gncctl, its usual launcher,
-    # sets it).
-    env = level_environment("portable")
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log), out
-
-
-def collected(path):
-    text = path.read_text(errors="replace")
-    m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
-    if not m:
-        sys.exit(f"{path}: no instruction total")
-    return int(m.group(1))
+    proc = callgrind_step(spec(method, workers), out, OUT / f"valgrind.{method}.log", ITERATIONS)
+    return proc, out
 
 
 def main():
@@ -74,7 +57,7 @@ def main():
     for method, (proc, out) in runs.items():
         if proc.wait() != 0:
             sys.exit(f"valgrind on {method} failed; see {OUT / f'valgrind.{method}.log'}")
-        counts[method] = collected(out)
+        counts[method] = callgrind_total(out)
     (ROOT / "bench/out/instructions.json").write_text(json.dumps(counts) + "\n")
     g, b = counts["gnc"], counts["baseline"]
     per_worker_iter = {m: c / (ITERATIONS * args.workers) for m, c in counts.items()}
@@ -88,9 +71,10 @@ def main():
 
 Measured {today} by `bench/run_instructions.py` on {machine()}: `gnc-run run` of F1 with
 M = {args.workers}, b = 32, {ITERATIONS} iterations, one thread, portable level, under
-`valgrind --tool=callgrind`, counting only inside `Trainer::step`.
+`valgrind --tool=callgrind`, counting only inside an iteration's phases (`Trainer::prepare`,
+`compute_blocks`, `finish`).
 
-| method | instructions in `Trainer::step` ({ITERATIONS} iterations) | per worker-iteration |
+| method | instructions in the iterations ({ITERATIONS} of them) | per worker-iteration |
 |---|---|---|
 | baseline | {b:,} | {per_worker_iter['baseline']:,.0f} |
 | GNC | {g:,} | {per_worker_iter['gnc']:,.0f} |

@@ -627,3 +627,70 @@ fn systemd_is_told_ready_status_and_watchdog() {
         seen.push(message);
     }
 }
+
+#[test]
+fn an_onnx_job_runs_under_gncd_with_gncctl_runs_hash_and_its_model_must_be_allowed() {
+    let _serial = mp_support::serial();
+    let home = Home::new("cpu:2", "");
+    // The model under the allowed root (the repository's data/), as an operator would put it.
+    let allowed = gnc_tests::repo_root()
+        .join("data")
+        .join(format!("byo-gncd-test-{}", std::process::id()));
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _removed = Removed(allowed.clone());
+    let outside = home.dir.path().join("models");
+    for dir in [&allowed, &outside] {
+        let o = std::process::Command::new(gnc_tests::repo_root().join(".venv/bin/python"))
+            .arg(gnc_tests::repo_root().join("examples/byo/export.py"))
+            .arg("--out")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let toml = |dir: &std::path::Path| {
+        gnc_tests::tiny_cnn_job("gd_onnx", gnc_method())
+            .replace(
+                "kind = \"vgg\"\nchannels = [4, 8]",
+                &format!(
+                    "kind = \"onnx\"\npath = \"{}\"",
+                    dir.join("resnet.onnx").display()
+                ),
+            )
+            .replace(
+                "root = \"data/fashion-mnist\"",
+                &format!(
+                    "root = \"{}\"",
+                    gnc_tests::repo_root().join("data/fashion-mnist").display()
+                ),
+            )
+    };
+    let expected = reference_hash(home.dir.path(), "gd_onnx", &toml(&allowed));
+    let _daemon = home.start(&[]);
+    let job = home.submit(&toml(&allowed));
+    let done = home.wait_done(job.id);
+    assert_eq!(done.params_sha256.as_deref(), Some(expected.as_str()));
+    // gncd pinned the file it was given (this client sent no SHA-256): the job's record names it.
+    let recorded = std::fs::read_to_string(done.output_dir.join("spec.json")).unwrap();
+    let model = std::fs::read(allowed.join("resnet.onnx")).unwrap();
+    assert!(
+        recorded.contains(&gnc_onnx::sha256_hex(&model)),
+        "{recorded}"
+    );
+    let spec = JobSpec::from_toml(&toml(&outside), "test").unwrap();
+    match home.client().request(Command::Submit {
+        spec: Box::new(spec),
+        devices: None,
+    }) {
+        Err(ClientError::Daemon { message, .. }) => assert!(
+            message.contains("model.path") && message.contains("is not under an allowed data root"),
+            "{message}"
+        ),
+        other => panic!("a model outside the allowed roots was accepted: {other:?}"),
+    }
+}

@@ -283,3 +283,45 @@ fn an_onnx_cnns_final_hash_is_pinned() {
     }
     assert_eq!(h, ONNX_CNN_GOLDEN);
 }
+
+#[test]
+fn an_onnx_job_on_the_users_arrays_gives_one_hash_across_hosts() {
+    // The user's network and the user's data together, in-process and under mpirun on two
+    // "hosts" (this machine, twice, as tests/mpi.rs runs them).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = std::process::Command::new(repo_root().join(".venv/bin/python"))
+        .args([
+            "-c",
+            &format!(
+                "import numpy as np\nr = np.random.default_rng(7)\n\
+                 np.save('{d}/x.npy', r.integers(0, 256, (640, 1, 28, 28), dtype=np.uint8))\n\
+                 np.save('{d}/y.npy', r.integers(0, 10, 640))"
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let data = format!(
+        "dataset = \"tensors\"\nroot = \"{d}\"\ntensors = {{ train = {{ inputs = \"x.npy\", \
+         labels = \"y.npy\" }}, test_fraction = 0.2, classes = 10 }}"
+    );
+    let toml = job("byo-hosts", &onnx(&exported().join("resnet.onnx"), "file")).replace(
+        &format!(
+            "dataset = \"fashion-mnist\"\nroot = \"{}\"\ntrain_subset = 512\ntest_subset = 256",
+            repo_root().join("data/fashion-mnist").display()
+        ),
+        &data,
+    );
+    assert!(toml.contains("tensors"), "{toml}");
+    let spec = write_spec(dir.path(), "hosts", &toml);
+    let here = hash(&run_job(&spec, &dir.path().join("here"), &[]));
+    let hostfile = dir.path().join("hostfile");
+    std::fs::write(&hostfile, "localhost slots=2\n").unwrap();
+    let across = run_job(
+        &spec,
+        &dir.path().join("across"),
+        &["--hosts", hostfile.to_str().unwrap(), "--devices", "cpu:2"],
+    );
+    assert_eq!(hash(&across), here);
+}

@@ -31,8 +31,15 @@ impl JobSpec {
             message: e.to_string(),
         })?;
         let mut spec = JobSpec::from_toml(&text, &path.display().to_string())?;
-        crate::model_file::pin(&mut spec)?;
+        spec.pin_model_file()?;
         spec.validated()
+    }
+
+    /// Fills in the SHA-256 of the model file (`kind = "onnx"`) where the spec has none, so
+    /// that every later validation refuses a file that changed (`crate::model_file`). Done
+    /// where a spec enters from a user: [`JobSpec::load`], gncd's submit.
+    pub fn pin_model_file(&mut self) -> Result<(), SpecError> {
+        crate::model_file::pin(self)
     }
 }
 

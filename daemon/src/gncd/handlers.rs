@@ -119,8 +119,13 @@ fn submit(shared: &Shared, peer: u32, spec: JobSpec, devices: Option<String>) ->
     {
         return bad(message);
     }
+    // A client other than gncctl may send a spec whose model file is not pinned yet.
+    let mut spec = spec;
+    if let Err(e) = spec.pin_model_file() {
+        return bad(e.to_string());
+    }
     // Checked now so the user hears at once; checked again when the job starts, since its
-    // data may change while it waits in the queue.
+    // data may change while it waits in the queue (and its model file must not).
     let mut spec = match spec.validated() {
         Ok(valid) => valid.into_inner(),
         Err(e) => return bad(e.to_string()),
