@@ -112,7 +112,7 @@ fn an_onnx_mlp_trains_to_the_built_in_mlps_bits() {
 }
 
 #[test]
-fn an_onnx_cnn_gives_one_hash_on_threads_processes_and_a_resume() {
+fn an_onnx_cnn_gives_one_hash_on_threads_processes_a_killed_worker_and_a_resume() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(
         dir.path(),
@@ -124,18 +124,36 @@ fn an_onnx_cnn_gives_one_hash_on_threads_processes_and_a_resume() {
         &dir.path().join("one"),
         &["--threads", "1"],
     ));
-    let two = hash(&run_job(
-        &spec,
-        &dir.path().join("two"),
-        &["--threads", "2"],
-    ));
-    let procs = hash(&run_job(
-        &spec,
-        &dir.path().join("procs"),
+    for placement in [
+        &["--threads", "2"][..],
+        &["--threads", "4"],
+        &["--devices", "cpu:1"],
         &["--devices", "cpu:2"],
-    ));
-    assert_eq!(one, two);
-    assert_eq!(one, procs);
+        &["--devices", "cpu:4"],
+    ] {
+        let out = dir.path().join(placement.join("-").replace(':', "_"));
+        assert_eq!(hash(&run_job(&spec, &out, placement)), one, "{placement:?}");
+    }
+    // A worker process killed at iteration 5 (the fault-injection hook of `make test`'s
+    // build): the supervisor restarts the group from the checkpoint of iteration 4.
+    let out = dir.path().join("killed");
+    let o = gnc_tests::gncctl()
+        .args([
+            "run",
+            spec.to_str().unwrap(),
+            "--json",
+            "--devices",
+            "cpu:2",
+            "--out",
+        ])
+        .arg(&out)
+        .env("GNC_TEST_KILL_AT", "1:5")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("restart 1 of"), "{}", text(&o));
+    let killed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(hash(&killed), one);
     let out = dir.path().join("resumed");
     let paused = run_job(&spec, &out, &["--stop-after", "4"]);
     assert_eq!(paused["complete"], false);

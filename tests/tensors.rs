@@ -258,3 +258,35 @@ raw = open(d + "/x.npy", "rb").read(); open(d + "/x_cut.npy", "wb").write(raw[:-
         ),
     );
 }
+
+#[test]
+fn a_set_larger_than_memory_is_never_read_whole() {
+    // 64 GiB of inputs (a sparse file: no disk, and more than this machine's memory) with
+    // small test files: training on a subset touches only the pages its batches read. A loader
+    // that read the file whole could not run here.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    python(&[
+        "-c",
+        &format!(
+            r#"
+import numpy as np
+n = (64 << 30) // 784
+x = np.lib.format.open_memmap("{d}/x.npy", mode="w+", dtype=np.uint8, shape=(n, 28, 28))
+x[:4096] = np.arange(4096 * 784, dtype=np.uint64).reshape(4096, 28, 28) % 251
+x.flush()
+np.save("{d}/y.npy", (np.arange(n) % 10).astype(np.uint8))
+np.save("{d}/tx.npy", np.zeros((64, 28, 28), np.uint8))
+np.save("{d}/ty.npy", np.arange(64) % 10)
+"#
+        ),
+    ]);
+    let size = std::fs::metadata(dir.path().join("x.npy")).unwrap().len();
+    assert!(size > 63 << 30, "{size}");
+    let files = "train = { inputs = \"x.npy\", labels = \"y.npy\" }, \
+                 test = { inputs = \"tx.npy\", labels = \"ty.npy\" }";
+    let toml = job("tensors-huge", &tensors(dir.path(), files)).replace("test_subset = 512\n", "");
+    let spec = write_spec(dir.path(), "huge", &toml);
+    let summary = run_job(&spec, &dir.path().join("out"), &[]);
+    assert_eq!(summary["iterations"], 8);
+}
