@@ -247,7 +247,11 @@ fn gnc_computes_the_first_loss_and_gradients_as_pytorch_does() {
     // and gradient (kept in the checkpoint after iteration 1, as GNC keeps every worker's
     // previous gradient; GNC's noise is zero at iteration 0) against PyTorch's forward and
     // backward of the same module with the same weights.
-    for (kind, file) in [("mlp", "mlp.onnx"), ("resnet", "resnet.onnx")] {
+    for (kind, file) in [
+        ("mlp", "mlp.onnx"),
+        ("resnet", "resnet.onnx"),
+        ("zoo", "zoo.onnx"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let model = exported().join(file);
         let toml = job(&format!("byo-eq-{kind}"), &onnx(&model, "file"))
@@ -342,4 +346,23 @@ fn an_onnx_job_on_the_users_arrays_gives_one_hash_across_hosts() {
         &["--hosts", hostfile.to_str().unwrap(), "--devices", "cpu:2"],
     );
     assert_eq!(hash(&across), here);
+}
+
+#[test]
+fn a_network_exported_with_batch_norm_folded_trains_too() {
+    // PyTorch's default export folds BatchNorm into the convolutions (biases appear, the
+    // BatchNormalization nodes go): the same CNN then trains without BatchNorm, on one hash.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "folded",
+        &job(
+            "byo-folded",
+            &onnx(&exported().join("resnet-folded.onnx"), "file"),
+        ),
+    );
+    let a = run_job(&spec, &dir.path().join("a"), &["--threads", "1"]);
+    let b = run_job(&spec, &dir.path().join("b"), &["--devices", "cpu:2"]);
+    assert_eq!(hash(&a), hash(&b));
+    assert_eq!(a["iterations"], 8);
 }

@@ -5,8 +5,9 @@ network").
     .venv/bin/python examples/byo/export.py [--out examples/byo]
 
 writes `mlp.onnx` (the demo's MLP, 784 → 512 → 256 → 10, written as a user would; with
-gnc's `init = "he"` it trains bit for bit as the built-in `kind = "mlp"`) and `resnet.onnx`
-(a small residual CNN with BatchNorm). Both are exported the way gnc reads BatchNorm as a
+gnc's `init = "he"` it trains bit for bit as the built-in `kind = "mlp"`), `resnet.onnx`
+(a small residual CNN with BatchNorm), `zoo.onnx` (every other kind of layer gnc trains) and
+`resnet-folded.onnx` (the CNN exported as PyTorch does by default, BatchNorm folded). Both are exported the way gnc reads BatchNorm as a
 layer of its own: with the TorchScript exporter (`dynamo=False`) in training mode without
 constant folding; an eval-mode export folds BatchNorm into the convolutions, which gnc accepts
 too (the network then trains without BatchNorm).
@@ -75,12 +76,45 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(h), 1))
 
 
+class Zoo(nn.Module):
+    """Every other kind of layer gnc trains, in one network (tests/onnx.rs compares its
+    gradients with PyTorch's): grouped and dilated convolutions, LeakyReLU, max and average
+    pooling, BatchNorm, Sigmoid, Tanh, concatenation, arithmetic with constants, a reshape, a
+    MatMul + Add layer, GELU and Dropout."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=4, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.w = nn.Parameter(torch.randn(16 * 7 * 7, 32) / 28)
+        self.b = nn.Parameter(torch.zeros(32))
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(32, classes)
+
+    def forward(self, x):
+        h = nn.functional.max_pool2d(nn.functional.leaky_relu(self.conv(x), 0.1), 2)
+        g = torch.sigmoid(self.bn(self.grouped(h)))
+        h = nn.functional.avg_pool2d(torch.cat([h, g], dim=1), 2)
+        h = (torch.tanh(h) - 0.5) / 2.0
+        h = nn.functional.gelu(h.reshape(-1, 16 * 7 * 7) @ self.w + self.b)
+        return self.fc(self.drop(h))
+
+
 def export(model, path, batch=2):
     """The export gnc reads BatchNorm from: TorchScript exporter, training mode, no folding."""
     example = torch.zeros(batch, 1, 28, 28)
     torch.onnx.export(model, (example,), str(path), dynamo=False,
                       training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False,
                       input_names=["images"], output_names=["logits"])
+    print(f"wrote {path}")
+
+
+def export_folded(model, path, batch=2):
+    """PyTorch's default export (eval mode, constants folded): BatchNorm folded into the
+    convolutions, which gnc then trains as a network without BatchNorm."""
+    model.eval()
+    torch.onnx.export(model, (torch.zeros(batch, 1, 28, 28),), str(path), dynamo=False)
     print(f"wrote {path}")
 
 
@@ -93,6 +127,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     export(Mlp(), out / "mlp.onnx")
     export(ResNet(), out / "resnet.onnx")
+    export(Zoo(), out / "zoo.onnx")
+    export_folded(ResNet(), out / "resnet-folded.onnx")
 
 
 if __name__ == "__main__":

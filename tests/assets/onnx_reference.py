@@ -4,7 +4,7 @@ examples/byo/export.py, with the ONNX file's weights, on the batch a gnc run com
 gradient on, compared with that run's loss (metrics.jsonl) and gradient (the checkpoint after
 iteration 1: GNC keeps each logical worker's gradient of the previous iteration).
 
-    onnx_reference.py MODEL.onnx {mlp,resnet} FASHION_MNIST_DIR EXAMPLES RUN_DIR
+    onnx_reference.py MODEL.onnx {mlp,resnet,zoo} FASHION_MNIST_DIR EXAMPLES RUN_DIR
 
 Prints one JSON line: the loss's relative error and each gradient's (‖g_gnc − g_torch‖ /
 ‖g_torch‖), by parameter name.
@@ -21,7 +21,7 @@ import onnx.numpy_helper
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "byo"))
-from export import Mlp, ResNet  # noqa: E402
+from export import Mlp, ResNet, Zoo  # noqa: E402
 from write_data import read_idx  # noqa: E402
 
 
@@ -44,12 +44,16 @@ def main():
     model_path, kind, data, examples, run = sys.argv[1:6]
     torch.set_num_threads(1)
     examples = int(examples)
-    model = {"mlp": Mlp, "resnet": ResNet}[kind]()
+    model = {"mlp": Mlp, "resnet": ResNet, "zoo": Zoo}[kind]()
     weights = {t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy())
                for t in onnx.load(model_path).graph.initializer}
     missing, _ = model.load_state_dict(weights, strict=False)
     assert all(m.endswith("num_batches_tracked") for m in missing), missing
     model.train()
+    # gnc's Dropout is the identity (its randomness is its own): PyTorch's is switched off.
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.eval()
 
     # gnc's inputs: uint8 / 255 in float32, normalised by the training split's mean and
     # standard deviation (one channel), computed in float64 (worker/src/data/mod.rs).
@@ -70,6 +74,9 @@ def main():
     for name, p in model.named_parameters():
         g = p.grad.double().numpy()
         mine = saved[f"prev_grad/0/{name}"].astype(np.float64)
+        if mine.shape != g.shape:
+            # A MatMul weight: gnc keeps it as [out, in], the file (and PyTorch) as [in, out].
+            mine = mine.T
         errors[name] = float(np.linalg.norm(mine - g) / max(np.linalg.norm(g), 1e-30))
     print(json.dumps({
         "loss": loss.item(), "gnc_loss": record["loss"],
