@@ -153,7 +153,10 @@ def row(design, a, seed, text, out, outcome, minutes):
     last_eval = evals[-1] if evals else None
     accuracy = result.get("test_accuracy", last_eval["test_accuracy"] if last_eval else CHANCE)
     tail = iters[-10:]
+    peak = max(iters, key=lambda r: r["loss"] if r["loss"] == r["loss"] else float("inf"),
+               default=None)
     return {
+        "peak_train_loss": peak and [peak["loss"], peak["iter"]],
         "design": design, "arm": a["name"], "seed": seed, "spec_sha256": sha(text),
         "batch": a["workers"] * SMALL_BATCH, "lr": a["lr"], "method": a["method"],
         "diverged": outcome == "diverged",
@@ -208,18 +211,25 @@ def section(rows):
                     a for a in d["arms"] if a["name"] == r["arm"]), r["seed"]))}
         out += [f"### {design}", "",
                 "| arm | B | η | seed | test accuracy | test loss | train loss (last 10) | "
-                "iterations | minutes | machine |", "|---|---|---|---|---|---|---|---|---|---|"]
+                "largest train loss (iteration) | test accuracy at epochs 4, 8, 16, 24 | "
+                "iterations | minutes | machine |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for a in d["arms"]:
             for seed in d["seeds"]:
                 r = mine.get((a["name"], seed))
                 if r is None:
                     out.append(f"| {a['name']} | {a['workers'] * SMALL_BATCH} | {a['lr']:g} | "
-                               f"{seed} | not yet run | | | | | |")
+                               f"{seed} | not yet run | | | | | | | |")
                     continue
                 loss = "—" if r["test_loss"] is None else f"{r['test_loss']:.4f}"
                 train_loss = "—" if r["last_train_loss"] is None else f"{r['last_train_loss']:.4f}"
+                peak = r.get("peak_train_loss")
+                peak = "—" if not peak else f"{peak[0]:.3g} ({peak[1]})"
+                by_epoch = {round(e["epoch"]): e["test_accuracy"] for e in r["evals"]}
+                curve = ", ".join(f"{100 * by_epoch[e]:.1f}" if e in by_epoch else "—"
+                                  for e in (4, 8, 16, 24))
                 out.append(f"| {a['name']} | {r['batch']} | {a['lr']:g} | {seed} | {cell(r)} | "
-                           f"{loss} | {train_loss} | {r['iterations']} | "
+                           f"{loss} | {train_loss} | {peak} | {curve} | {r['iterations']} | "
                            f"{r['train_minutes_this_invocation']:.0f} | "
                            f"{r['machine'].split(',')[0]} |")
         out.append("")
