@@ -645,7 +645,7 @@ fn an_onnx_job_runs_under_gncd_with_gncctl_runs_hash_and_its_model_must_be_allow
     let _removed = Removed(allowed.clone());
     let outside = home.dir.path().join("models");
     for dir in [&allowed, &outside] {
-        let o = std::process::Command::new(gnc_tests::repo_root().join(".venv/bin/python"))
+        let o = gnc_tests::venv_python()
             .arg(gnc_tests::repo_root().join("examples/byo/export.py"))
             .arg("--out")
             .arg(dir)

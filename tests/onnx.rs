@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use gnc_tests::{gncctl_output, hash, repo_root, run_job, write_spec};
+use gnc_tests::{gncctl_output, hash, repo_root, run_job, text, venv_python, write_spec};
 
 /// The exported models (mlp.onnx, resnet.onnx), once per test binary.
 fn exported() -> &'static Path {
@@ -13,7 +13,7 @@ fn exported() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let root = repo_root();
-        let o = std::process::Command::new(root.join(".venv/bin/python"))
+        let o = venv_python()
             .arg(root.join("examples/byo/export.py"))
             .arg("--out")
             .arg(dir.path())
@@ -75,14 +75,6 @@ fn onnx(file: &Path, init: &str) -> String {
     format!(
         "kind = \"onnx\"\npath = \"{}\"\ninit = \"{init}\"",
         file.display()
-    )
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
     )
 }
 
@@ -261,7 +253,7 @@ fn gnc_computes_the_first_loss_and_gradients_as_pytorch_does() {
         let run = dir.path().join("run");
         run_job(&spec, &run, &["--stop-after", "1"]);
         let root = repo_root();
-        let o = std::process::Command::new(root.join(".venv/bin/python"))
+        let o = venv_python()
             .arg(root.join("tests/assets/onnx_reference.py"))
             .args([model.as_os_str(), std::ffi::OsStr::new(kind)])
             .arg(root.join("data/fashion-mnist"))
@@ -312,7 +304,7 @@ fn an_onnx_job_on_the_users_arrays_gives_one_hash_across_hosts() {
     // "hosts" (this machine, twice, as tests/mpi.rs runs them).
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let o = std::process::Command::new(repo_root().join(".venv/bin/python"))
+    let o = venv_python()
         .args([
             "-c",
             &format!(

@@ -3,9 +3,8 @@
 //! a native run from another CPU model), not only that a hash differs.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use gnc_tests::{METHODS, gncctl_output, rewrite_field, run_job, tiny_job, write_spec};
+use gnc_tests::{METHODS, gncctl_output, rewrite_field, run_job, text, tiny_job, write_spec};
 
 /// gncctl's exit status for a negative answer.
 const NEGATIVE: i32 = 3;
@@ -35,14 +34,6 @@ fn move_to_another_cpu(run: &Path) {
         "name": "Hygon C86 7185 32-core Processor", "isa": "avx2"
     });
     std::fs::write(&path, serde_json::to_vec_pretty(&result).unwrap()).unwrap();
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 const OTHER_CPU: &str = "recorded in native mode on Hygon C86 7185 32-core Processor (HygonGenuine family 24 model 2); this machine is ";

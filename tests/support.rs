@@ -108,6 +108,20 @@ pub fn hash(summary: &serde_json::Value) -> String {
     summary["params_sha256"].as_str().unwrap().to_string()
 }
 
+/// A finished command's stdout and stderr, for assertions and their messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The project venv's Python (torch, numpy, onnx: `make setup`), for a test's PyTorch side.
+pub fn venv_python() -> Command {
+    Command::new(repo_root().join(".venv/bin/python"))
+}
+
 /// Runs `gncctl` with `args`, returning its output (whatever its status).
 pub fn gncctl_output(args: &[&str]) -> Output {
     gncctl().args(args).output().expect("gncctl runs")

@@ -3,10 +3,9 @@
 //! trained by gncctl; and bad files refused by name.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-use gnc_tests::{gncctl_output, hash, repo_root, run_job, write_spec};
+use gnc_tests::{gncctl_output, hash, repo_root, run_job, text, venv_python, write_spec};
 
 /// The arrays of write_data.py, and a .safetensors file of the training split, once.
 fn arrays() -> &'static Path {
@@ -52,7 +51,7 @@ fn arrays() -> &'static Path {
 }
 
 fn python(args: &[&str]) {
-    let o = Command::new(repo_root().join(".venv/bin/python"))
+    let o = venv_python()
         .args(args)
         .output()
         .expect("the venv's python runs (make setup makes it)");
@@ -109,14 +108,6 @@ fn tensors(root: &Path, tensors: &str) -> String {
 
 const NPY_SPLITS: &str = "train = { inputs = \"train_inputs.npy\", labels = \"train_labels.npy\" }, \
      test = { inputs = \"test_inputs.npy\", labels = \"test_labels.npy\" }";
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn npy_files_train_to_the_idx_files_bits_in_process_and_in_worker_processes() {
