@@ -39,6 +39,7 @@ pub struct Window {
     pub dilation: [i64; 2],
 }
 
+/// (Identity and Dropout need no op: their output names their input's value.)
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// `h Wᵀ + b` with the next two parameters, W as `[out, in]` (Gemm, or MatMul + Add).
@@ -95,5 +96,4 @@ pub enum Op {
     Concat {
         axis: i64,
     },
-    Identity,
 }

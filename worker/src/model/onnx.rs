@@ -132,7 +132,6 @@ impl Model for OnnxNet {
                     let parts: Vec<Tensor> = node.inputs.iter().map(operand).collect();
                     Tensor::cat(&parts, *axis)
                 }
-                Op::Identity => h,
             };
             slots[node.output] = Some(y);
         }
