@@ -355,7 +355,8 @@ impl Lowering<'_> {
             return Err(self.bad(n, "a fully connected layer needs a bias (C)".into()));
         }
         let transposed = int_attr(n, "transB").unwrap_or(0) != 0;
-        self.linear(n, 1, 2, transposed)?;
+        let (weight, bias) = (n.input[1].clone(), n.input[2].clone());
+        self.linear_params(n, &weight, &bias, transposed)?;
         Ok(Op::Linear)
     }
 
@@ -378,19 +379,8 @@ impl Lowering<'_> {
         Ok(())
     }
 
-    /// A fully connected layer's parameters from inputs `w` and `b` of `n`: W as `[out, in]`
-    /// (transposed from `[in, out]` unless `transposed`), b as `[out]`.
-    fn linear(
-        &mut self,
-        n: &NodeProto,
-        w: usize,
-        b: usize,
-        transposed: bool,
-    ) -> Result<(), OnnxError> {
-        let (weight, bias) = (n.input[w].clone(), n.input[b].clone());
-        self.linear_params(n, &weight, &bias, transposed)
-    }
-
+    /// A fully connected layer's parameters, named `weight` and `bias` in the file: W as
+    /// `[out, in]` (transposed from `[in, out]` unless `transposed`), b as `[out]`.
     fn linear_params(
         &mut self,
         n: &NodeProto,
