@@ -1,5 +1,9 @@
-"""Helpers shared by gnc's benchmark runners (run_step_bench.py, run_shm_bench.py)."""
+"""Helpers shared by gnc's benchmark runners: the pinned environment, the results file, runs
+stopped at a deadline, training outcomes (divergence), Student's t and interval estimates, and
+the gradient noise scale from iteration records."""
 
+import json
+import math
 import os
 import platform
 import re
@@ -181,3 +185,167 @@ def callgrind_total(path):
     if not m:
         sys.exit(f"{path}: no instruction total")
     return int(m.group(1))
+
+
+# --- Training outcomes ----------------------------------------------------------------------
+
+# gncctl's message when a run's loss or gradient stops being finite (EngineError::Diverged,
+# worker/src/lib.rs): the run exits non-zero, keeps its newest checkpoint, and writes no
+# result.json.
+DIVERGED = "training diverged at iteration"
+# A diverged run never evaluated: chance on 10 classes.
+CHANCE = 0.1
+
+
+def outcome(code, stderr):
+    """A finished `gncctl run`'s outcome from its exit code and stderr: 'done', 'diverged' (an
+    outcome of the experiment, not an error), or None (it failed: an error)."""
+    if code == 0:
+        return "done"
+    if DIVERGED in stderr:
+        return "diverged"
+    return None
+
+
+def metric_records(out):
+    """The records of a run's metrics.jsonl (none if it has none)."""
+    path = Path(out) / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines]
+
+
+def diverged_fields(iters, evals):
+    """What a row keeps of a diverged run: flagged, the iteration it diverged at (the one after
+    the last finite record), and its accuracy and loss those of its last evaluation (none:
+    chance, flagged `no_evaluation`)."""
+    last = evals[-1] if evals else None
+    return {
+        "diverged": True,
+        "diverged_at": iters[-1]["iter"] + 1 if iters else 0,
+        "no_evaluation": last is None,
+        "test_accuracy": last["test_accuracy"] if last else CHANCE,
+        "test_loss": last["test_loss"] if last else None,
+    }
+
+
+# --- Student's t and intervals ----------------------------------------------------------------
+
+def _beta_fraction(a, b, x):
+    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny, eps = 1e-300, 1e-15
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 10000):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < eps:
+            return f
+    raise ArithmeticError("incomplete beta: no convergence")
+
+
+def regularized_beta(x, a, b):
+    """I_x(a, b), the regularized incomplete beta function, for 0 ≤ x ≤ 1 and a, b > 0."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def t_cdf(t, df):
+    """P(T ≤ t) for Student's t with `df` > 0 degrees of freedom (any real df, as Welch's)."""
+    tail = 0.5 * regularized_beta(df / (df + t * t), df / 2.0, 0.5)
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p, df):
+    """The p-quantile of Student's t with `df` > 0 degrees of freedom, by bisection on t_cdf
+    (exact to about 1e-12; no large-sample fallback)."""
+    if not 0.0 < p < 1.0 or not df > 0:
+        raise ValueError(f"t_quantile({p}, {df})")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+def t95(df):
+    """The two-sided 95 % quantile of Student's t, t(0.975, df)."""
+    return t_quantile(0.975, df)
+
+
+def mean_interval(values):
+    """(mean, half-width of its two-sided 95 % t interval with n − 1 degrees of freedom) of
+    `values` (n ≥ 2)."""
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, t95(n - 1) * sd / math.sqrt(n)
+
+
+def welch(mean_a, sd_a, n_a, mean_b, sd_b, n_b):
+    """Welch's two-sided 95 % interval of mean_a − mean_b from two samples' means, standard
+    deviations and sizes: (difference, half-width, Welch–Satterthwaite degrees of freedom)."""
+    va, vb = sd_a ** 2 / n_a, sd_b ** 2 / n_b
+    df = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1))
+    return mean_a - mean_b, t95(df) * math.sqrt(va + vb), df
+
+
+def fieller(num, den):
+    """Fieller's two-sided 95 % interval for the ratio of means mean(num) / mean(den) of paired
+    samples (num[i] and den[i] from the same seed; t with n − 1 degrees of freedom, the sample
+    covariance of the pair): (ratio, low, high). low/high are None where the set is not a
+    bounded interval (the denominator's mean is not resolved from zero)."""
+    n = len(num)
+    a, b = sum(num) / n, sum(den) / n
+    v11 = sum((x - a) ** 2 for x in num) / (n - 1) / n
+    v22 = sum((y - b) ** 2 for y in den) / (n - 1) / n
+    v12 = sum((x - a) * (y - b) for x, y in zip(num, den)) / (n - 1) / n
+    t2 = t95(n - 1) ** 2
+    # (a − R b)² ≤ t² (v11 − 2 R v12 + R² v22), i.e. qa R² − 2 qb R + qc ≤ 0:
+    qa, qb, qc = b * b - t2 * v22, a * b - t2 * v12, a * a - t2 * v11
+    ratio = a / b if b else float("nan")
+    if qa <= 0:
+        return ratio, None, None
+    # R = a / b always satisfies it, so with qa > 0 the discriminant is ≥ 0 but for rounding.
+    root = math.sqrt(max(qb * qb - qa * qc, 0.0))
+    return ratio, (qb - root) / qa, (qb + root) / qa
+
+
+# --- The gradient noise scale ------------------------------------------------------------------
+
+def b_simple_by_phase(iters, bounds):
+    """McCandlish et al.'s (2018) gradient noise scale B_simple = Σ tr(Σ) / Σ |G|² over the
+    iteration records (their `trace_estimate` and `grad_sq_estimate`, the unbiased estimates
+    from the M workers' gradients; worker/src/analysis/noise_scale.rs) whose epoch lies in each
+    [bounds[k], bounds[k+1]): a list of {"epochs", "iterations", "b_simple"} (b_simple None
+    where no record there has the estimates or their |G|² sum is not positive)."""
+    phases = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        inside = [r for r in iters if lo <= r["epoch"] < hi
+                  and r.get("grad_sq_estimate") is not None and r.get("trace_estimate") is not None]
+        grad_sq = sum(r["grad_sq_estimate"] for r in inside)
+        trace = sum(r["trace_estimate"] for r in inside)
+        phases.append({"epochs": [lo, hi], "iterations": len(inside),
+                       "b_simple": trace / grad_sq if inside and grad_sq > 0 else None})
+    return phases
