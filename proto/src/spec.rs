@@ -332,7 +332,7 @@ pub struct ScheduleSpec {
     pub warmup_start_lr: f64,
     #[serde(default)]
     pub decay: Decay,
-    /// The noise-enhancement paper's protocol (NE §4): halve the rate once the training loss
+    /// The noise-enhancement paper's protocol (NE §3): halve the rate once the training loss
     /// falls below `halve_below` (L*), end the run once it falls below `stop_below` (L**; the
     /// iterations it took are the run's "convergence time"). Absent: the schedule alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -114,7 +114,7 @@ pub fn run<T: Transport>(
     // A resumed run starts from a checkpoint on disk; a fresh one has none yet.
     let mut last_checkpoint = (state.iteration > 0).then_some(state.iteration);
     let mut last_eval: Option<EvalRecord> = None;
-    // A loss trigger may end the run before `stop` (it converged: NE §4).
+    // A loss trigger may end the run before `stop` (it converged: NE §3).
     while state.iteration < stop && state.loss_window.converged_at.is_none() {
         let t = state.iteration;
         if let Some(action) = transport.boundary(t)? {

@@ -71,7 +71,7 @@ pub fn trigger_factor(window: &LossWindow) -> f64 {
     if window.halved_at.is_some() { 0.5 } else { 1.0 }
 }
 
-/// Iteration `iteration`'s loss into the trigger's window (NE §4): once the mean of the last
+/// Iteration `iteration`'s loss into the trigger's window (NE §3): once the mean of the last
 /// `trigger.window` losses is at most `halve_below` the rate is halved from the next iteration
 /// on, and once it is below `stop_below` the run ends after this iteration. Each happens once.
 pub fn observe_loss(window: &mut LossWindow, trigger: &LossTrigger, iteration: u64, loss: f64) {
