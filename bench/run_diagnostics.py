@@ -7,9 +7,20 @@ full-gradient predictiveness (GNC Fig. 3b–c), κ of GNC's and RNC's noise (Fig
 perturbed models' losses (Fig. 4b–c) and the smoothness indicators along the gradient (Fig. 5).
 
 The diagnostics never change a run's bits (tests/diagnostics.rs), so each run's hash is its
-diagnostics-free run's. About 5 minutes per run on one core.
+diagnostics-free run's. About 5 minutes per run on one core. The runs' diagnostics records are
+kept in bench/diagnostics-runs.json (committed), so `--report-only` rewrites the table from them.
 
-Usage: .venv/bin/python bench/run_diagnostics.py [--every 39]
+κ is summarised over the weight layers only (the matrices and convolution kernels; bias vectors
+and BatchNorm's affine vectors are left out: RNC's κ of a vector layer follows from its
+dimension and M alone), as their median (the mean of the two middle values for an even count),
+with each weight layer's κ(GNC) / κ(RNC) beside it. The figure leaves κ out: `gncctl plot`'s
+kappa-gnc / kappa-rnc take the upper middle of all layers, biases included (a different number).
+The perturbed losses' spreads with GNC's and RNC's noise are at the same α but not at the same
+perturbation size (GNC's noise is in gradient units, RNC's a unit direction); their ratio is not a
+measure of the noise's effect unless the records carry the perturbation's relative size
+(`relative_norms` of each spread, where gnc writes it).
+
+Usage: .venv/bin/python bench/run_diagnostics.py [--every 39] [--report-only]
 """
 
 import argparse
@@ -24,6 +35,7 @@ from benchlib import ROOT, machine, replace_section
 
 DEMO = ROOT / "examples" / "demo.toml"
 OUT = ROOT / "bench" / "out" / "diagnostics"
+STORE = ROOT / "bench" / "diagnostics-runs.json"
 START, END = "<!-- diagnostics:start -->", "<!-- diagnostics:end -->"
 METHODS = {
     "gnc": 'kind = "gnc"\nalpha = 0.1',
@@ -32,8 +44,9 @@ METHODS = {
 }
 FIGURES = {
     "diagnostics-predictiveness.png": ["predictiveness", "test-accuracy"],
-    "diagnostics-noise.png": ["kappa-gnc", "kappa-rnc", "perturbed-spread-gnc",
-                              "perturbed-spread-rnc"],
+    # κ is not drawn: gncctl plot's kappa-gnc/kappa-rnc are the upper middle over all layers,
+    # biases included, not the table's median over weight layers.
+    "diagnostics-noise.png": ["perturbed-spread-gnc", "perturbed-spread-rnc"],
     "diagnostics-smoothness.png": ["loss-stability", "gradient-change", "beta-smoothness"],
 }
 
@@ -65,8 +78,34 @@ def train(name, path):
             "diagnostics": [r for r in records if r["kind"] == "diagnostics"]}
 
 
+def is_weight_layer(name):
+    """A weight matrix or convolution kernel (contract/src/architecture.rs names them
+    `<layer>.weight`); not a bias vector nor BatchNorm's affine `<layer>.bn.weight`."""
+    return name.endswith(".weight") and ".bn." not in name
+
+
 def median_kappa(layers):
-    return statistics.median(l["kappa"] for l in layers)
+    """The median κ over the weight layers (the mean of the two middle values for an even
+    count), the one definition of the table and the reading."""
+    kappas = [l["kappa"] for l in layers if is_weight_layer(l["layer"])]
+    return statistics.median(kappas) if kappas else float("nan")
+
+
+def kappa_ratios(anisotropy):
+    """Each weight layer's κ(GNC noise) / κ(RNC noise) at one measurement."""
+    rnc = {l["layer"]: l["kappa"] for l in anisotropy["rnc"]}
+    return {l["layer"]: l["kappa"] / rnc[l["layer"]] for l in anisotropy["gnc"]
+            if is_weight_layer(l["layer"]) and rnc.get(l["layer"])}
+
+
+def spread(spreads):
+    """The mean std of the perturbed losses over a phase's measurements, with the mean relative
+    size of the perturbations ‖x_i − x‖ / ‖x‖ where the records carry it."""
+    if not spreads:
+        return "—"
+    text = f"{mean(s['std'] for s in spreads):.2e}"
+    sizes = [mean(s["relative_norms"]) for s in spreads if s.get("relative_norms")]
+    return text + (f" (size {mean(sizes):.1e})" if sizes else "")
 
 
 def mean(values):
@@ -79,17 +118,22 @@ def table(runs, per_epoch):
     [8, 10): the rate's three levels)."""
     phases = [(0, 6), (6, 8), (8, 10)]
     head = ["run", "epochs", "measurements", "predictiveness cos(∇L, g̃)", "loss range",
-            "largest ‖Δg̃‖", "β-smoothness", "median κ GNC noise", "median κ RNC noise",
-            "std of perturbed losses (GNC / RNC noise)", "test acc."]
+            "largest ‖Δg̃‖", "β-smoothness", "median κ over weight layers, GNC noise",
+            "median κ over weight layers, RNC noise", "κ(GNC) / κ(RNC) per weight layer",
+            "std of perturbed losses, GNC noise / RNC noise (different sizes)", "test acc."]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run in runs:
         for lo, hi in phases:
             ds = [d for d in run["diagnostics"] if lo * per_epoch <= d["iter"] < hi * per_epoch]
             kg = [median_kappa(d["anisotropy"]["gnc"]) for d in ds if "anisotropy" in d]
             kr = [median_kappa(d["anisotropy"]["rnc"]) for d in ds if "anisotropy" in d]
-            pg = [d["perturbed"]["gnc"]["std"] for d in ds
+            ratios = {}
+            for d in ds:
+                for layer, r in (kappa_ratios(d["anisotropy"]) if "anisotropy" in d else {}).items():
+                    ratios.setdefault(layer, []).append(r)
+            pg = [d["perturbed"]["gnc"] for d in ds
                   if "perturbed" in d and "gnc" in d["perturbed"]]
-            pr = [d["perturbed"]["rnc"]["std"] for d in ds if "perturbed" in d]
+            pr = [d["perturbed"]["rnc"] for d in ds if "perturbed" in d]
             fmt = lambda v, f: "—" if v != v else f.format(v)
             cells = [run["name"], f"{lo}–{hi}", str(len(ds)),
                      fmt(mean(d["predictiveness"] for d in ds), "{:.3f}"),
@@ -97,7 +141,9 @@ def table(runs, per_epoch):
                      fmt(mean(d["smoothness"]["gradient_change_range"][1] for d in ds), "{:.3f}"),
                      fmt(mean(d["smoothness"]["beta"] for d in ds), "{:.2f}"),
                      fmt(mean(kg), "{:.1f}"), fmt(mean(kr), "{:.2f}"),
-                     f"{fmt(mean(pg), '{:.2e}')} / {fmt(mean(pr), '{:.2e}')}",
+                     ", ".join(f"{layer.removesuffix('.weight')} {mean(rs):.1f}"
+                               for layer, rs in ratios.items()) or "—",
+                     f"{spread(pg)} / {spread(pr)}",
                      f"{100 * run['result']['test_accuracy']:.2f} %" if (lo, hi) == (8, 10) else ""]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -106,32 +152,51 @@ def table(runs, per_epoch):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--every", type=int, default=39, help="measure every N iterations")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing; rewrite the RESULTS.md section from bench/diagnostics-runs.json")
     args = p.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for name, method in METHODS.items():
-        run = train(name, spec(name, method, args.every))
-        print(f"{name}: {len(run['diagnostics'])} measurements, {run['minutes']:.1f} min",
-              flush=True)
-        runs.append(run)
-    for figure, metrics in FIGURES.items():
-        command = [str(ROOT / "target/release/gncctl"), "plot",
-                   *[str(OUT / r["name"]) for r in runs], "-o", str(ROOT / "bench" / figure),
-                   "--x", "epoch"]
-        for m in metrics:
-            command += ["--metric", m]
-        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    if args.report_only:
+        if not STORE.exists():
+            sys.exit(f"{STORE} does not exist: run without --report-only first")
+        stored = json.loads(STORE.read_text())
+        runs, args.every, date = stored["runs"], stored["every"], stored["date"]
+        machine_text = stored["machine"]
+    else:
+        OUT.mkdir(parents=True, exist_ok=True)
+        runs = []
+        for name, method in METHODS.items():
+            run = train(name, spec(name, method, args.every))
+            print(f"{name}: {len(run['diagnostics'])} measurements, {run['minutes']:.1f} min",
+                  flush=True)
+            runs.append(run)
+        date, machine_text = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), machine()
+        STORE.write_text(json.dumps({"date": date, "machine": machine_text, "every": args.every,
+                                     "runs": runs}) + "\n")
+        for figure, metrics in FIGURES.items():
+            command = [str(ROOT / "target/release/gncctl"), "plot",
+                       *[str(OUT / r["name"]) for r in runs], "-o", str(ROOT / "bench" / figure),
+                       "--x", "epoch"]
+            for m in metrics:
+                command += ["--metric", m]
+            subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     per_epoch = 117  # 60,000 / 512
+    sizes = ("" if any(d["perturbed"]["rnc"].get("relative_norms") for r in runs
+                       for d in r["diagnostics"] if "perturbed" in d)
+             else " (the records do not carry the perturbations' sizes)")
     figures = "\n".join(f"![{', '.join(m)}]({f})" for f, m in FIGURES.items())
     section = f"""{START}
 ## The GNC paper's diagnostics through training (`make bench-diagnostics`)
 
-{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}. The demo job
+{date}; {machine_text}. The demo job
 (`examples/demo.toml`: MLP 784 → 512 → 256 → 10, Fashion-MNIST, M = 16, b = 32, B = 512,
 10 epochs, ÷10 at epochs 6 and 8) with GNC (α = 0.1), RNC (α = 0.01) and the baseline, each
 with `[diagnostics] every_iterations = {args.every}` (full gradient over 10,000 training
 examples, perturbed losses over 512, eight smoothness steps in [η/2, 2η]). Means over the
-measurements within each of the schedule's three rates:
+measurements within each of the schedule's three rates. κ over the weight layers only (bias
+vectors left out: RNC's κ of a vector follows from its dimension and M alone), their median and
+each weight layer's κ(GNC) / κ(RNC) at the same iteration. The perturbed losses' spreads are at
+the same α but not the same perturbation size (GNC's noise is in gradient units, RNC's a unit
+direction per filter), so their ratio does not compare the noises' effect{sizes}:
 
 {table(runs, per_epoch)}
 
