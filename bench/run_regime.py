@@ -13,7 +13,8 @@ is seen and are not to be changed after:
 
 A run that diverges is an outcome, not an error: its row is flagged `diverged` (with the
 iteration) and its accuracy is that of its last evaluation (none: 10 %, chance on 10 classes,
-flagged). Runs train on one thread each (`--threads 1`), checkpoint every few iterations and
+flagged). Each row also keeps the gradient noise scale B_simple (McCandlish et al. 2018) by phase of
+the schedule (warmup, then the three rates), from the iteration records. Runs train on one thread each (`--threads 1`), checkpoint every few iterations and
 are resumed from their newest checkpoint by the next invocation, so a design can be finished
 over many invocations (`--budget-minutes`). Finished runs are kept in bench/regime-runs.json
 (keyed by the spec's SHA-256: a changed spec is a new run); runs are bit-reproducible, so a
@@ -30,13 +31,13 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import ROOT, machine, replace_section, run_until_deadline
+from benchlib import (CHANCE, ROOT, b_simple_by_phase, machine, metric_records, outcome,
+                      replace_section, run_until_deadline)
 
 OUT = ROOT / "bench" / "out" / "regime"
 STORE = ROOT / "bench" / "regime-runs.json"
 START, END = "<!-- regime:start -->", "<!-- regime:end -->"
 LARGE_WORKERS, SMALL_WORKERS, SMALL_BATCH = 256, 8, 32
-CHANCE = 0.1
 
 VGG = 'kind = "vgg"\nchannels = [16, 32, 64]\nconvs_per_stage = 2'
 
@@ -130,22 +131,21 @@ def run_until(spec, out, deadline):
     code, stderr = run_until_deadline(command, deadline)
     if code is None:
         return "stopped"
-    if code == 0:
-        return "done"
-    if "training diverged at iteration" in stderr:
-        return "diverged"
-    sys.exit(f"{spec}: gncctl run failed ({code}):\n{stderr[-3000:]}")
+    ended = outcome(code, stderr)  # 'done', 'diverged' (an outcome), or None (an error)
+    if ended is None:
+        sys.exit(f"{spec}: gncctl run failed ({code}):\n{stderr[-3000:]}")
+    return ended
 
 
-def records(out):
-    path = out / "metrics.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [json.loads(line) for line in lines]
+def phases(design):
+    """The design's schedule phases in epochs: warmup, then the three rates."""
+    d = DESIGNS[design]
+    return [0, d["warmup_epochs"], d["epochs"] // 2, d["epochs"] * 3 // 4, d["epochs"]]
 
 
 def row(design, a, seed, text, out, outcome, minutes):
     """What bench/regime-runs.json keeps of a finished run (or a diverged one)."""
-    recs = records(out)
+    recs = metric_records(out)
     iters = [r for r in recs if r["kind"] == "iter"]
     evals = [{"epoch": r["epoch"], "test_accuracy": r["test_accuracy"],
               "test_loss": r["test_loss"]} for r in recs if r["kind"] == "eval"]
@@ -166,6 +166,7 @@ def row(design, a, seed, text, out, outcome, minutes):
         "test_loss": result.get("test_loss", last_eval["test_loss"] if last_eval else None),
         "last_train_loss": sum(r["loss"] for r in tail) / len(tail) if tail else None,
         "iterations": len(iters), "evals": evals,
+        "b_simple": b_simple_by_phase(iters, phases(design)),
         "params_sha256": result.get("params_sha256"),
         "gnc_commit": result.get("reproducibility", {}).get("gnc_commit"),
         "train_minutes_this_invocation": minutes, "machine": machine(),
@@ -201,6 +202,18 @@ def cell(r):
     return acc
 
 
+def b_simple_cell(design, a, seed, r):
+    """B_simple by phase: the row's, or for a row stored before rows kept it, from the run's
+    metrics.jsonl where it is still on disk."""
+    by_phase = r.get("b_simple")
+    if by_phase is None:
+        recs = metric_records(OUT / design / a["name"] / f"seed-{seed}")
+        if not recs:
+            return "—"
+        by_phase = b_simple_by_phase([x for x in recs if x["kind"] == "iter"], phases(design))
+    return ", ".join("—" if p["b_simple"] is None else f"{p['b_simple']:,.0f}" for p in by_phase)
+
+
 def section(rows):
     out = [START, "## GNC in its paper's regime (issue 24, `bench/run_regime.py`)", "",
            "Pre-registered designs of issue 24; rows are per seed, a diverged run is an "
@@ -212,14 +225,16 @@ def section(rows):
         out += [f"### {design}", "",
                 "| arm | B | η | seed | test accuracy | test loss | train loss (last 10) | "
                 "largest train loss (iteration) | test accuracy at epochs 4, 8, 16, 24 | "
+                "B_simple by phase (epochs " + ", ".join(
+                    f"{lo}–{hi}" for lo, hi in zip(phases(design), phases(design)[1:])) + ") | "
                 "iterations | minutes | machine |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for a in d["arms"]:
             for seed in d["seeds"]:
                 r = mine.get((a["name"], seed))
                 if r is None:
                     out.append(f"| {a['name']} | {a['workers'] * SMALL_BATCH} | {a['lr']:g} | "
-                               f"{seed} | not yet run | | | | | | | |")
+                               f"{seed} | not yet run | | | | | | | | |")
                     continue
                 loss = "—" if r["test_loss"] is None else f"{r['test_loss']:.4f}"
                 train_loss = "—" if r["last_train_loss"] is None else f"{r['last_train_loss']:.4f}"
@@ -228,8 +243,9 @@ def section(rows):
                 by_epoch = {round(e["epoch"]): e["test_accuracy"] for e in r["evals"]}
                 curve = ", ".join(f"{100 * by_epoch[e]:.1f}" if e in by_epoch else "—"
                                   for e in (4, 8, 16, 24))
+                noise = b_simple_cell(design, a, seed, r)
                 out.append(f"| {a['name']} | {r['batch']} | {a['lr']:g} | {seed} | {cell(r)} | "
-                           f"{loss} | {train_loss} | {peak} | {curve} | {r['iterations']} | "
+                           f"{loss} | {train_loss} | {peak} | {curve} | {noise} | {r['iterations']} | "
                            f"{r['train_minutes_this_invocation']:.0f} | "
                            f"{r['machine'].split(',')[0]} |")
         out.append("")
