@@ -200,7 +200,7 @@ fn bad_hostfiles_and_rank_counts_are_refused_by_name() {
         (
             "a\n",
             "cuda:0",
-            "cuda:0 with --hosts: jobs across hosts run CPU worker processes",
+            "--hosts with --devices cuda:0: gnc computes on the CPU only",
         ),
     ] {
         std::fs::write(&hostfile, text).unwrap();
@@ -235,6 +235,13 @@ fn an_unreachable_host_is_an_error_without_restarts() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(stderr.contains("before all 2 ranks"), "{stderr}");
+    // gnc's own line names the host, with ssh's reason.
+    assert!(
+        stderr.contains(
+            "cannot reach nosuchhost.invalid (ssh: Could not resolve hostname nosuchhost.invalid"
+        ),
+        "{stderr}"
+    );
     assert!(!stderr.contains("restart 1 of"), "{stderr}");
 }
 

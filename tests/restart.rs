@@ -317,7 +317,7 @@ fn worker_of_a_generation_without_segments_exits_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("--device cuda:0: this gnc-worker computes on the CPU only"),
+        stderr.contains("--device cuda:0: gnc computes on the CPU only"),
         "{stderr}"
     );
 }

@@ -2,18 +2,21 @@
 //! supervisor (`gncd`, `gncctl`) links none: the worker command line ([`args`]), the segment
 //! names, control words and exit codes ([`protocol`]), checkpoint and stop requests
 //! ([`request`]) and requests from outside a run ([`interrupts`]), what a run reports to its
-//! watcher ([`observer`]), the result file ([`summary`]), checkpoint manifests ([`manifest`]), and the
-//! run plan — parameter shapes from the model spec, example counts from the data files'
-//! headers, iteration counts ([`plan`], [`architecture`], [`data_files`]). Both sides build
-//! these only here, so they cannot drift apart.
+//! watcher ([`observer`]), the result file ([`summary`]), checkpoint manifests ([`manifest`]),
+//! the output directory's lock ([`output_lock`]), the progress files of ranks across hosts
+//! ([`heartbeat`]), and the run plan — parameter shapes from the model spec, example counts
+//! from the data files' headers, iteration counts ([`plan`], [`architecture`],
+//! [`data_files`]). Both sides build these only here, so they cannot drift apart.
 
 pub mod architecture;
 pub mod args;
 pub mod atomic;
 pub mod data_files;
+pub mod heartbeat;
 pub mod interrupts;
 pub mod manifest;
 pub mod observer;
+pub mod output_lock;
 pub mod plan;
 pub mod protocol;
 pub mod request;

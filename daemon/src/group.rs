@@ -3,64 +3,11 @@
 //! process still running, so no error path leaves workers behind.
 
 use std::ffi::OsString;
-use std::fmt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::Duration;
 
 use gnc_proto::repro::Level;
-
-/// Why a worker was declared dead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FailureCause {
-    /// It exited with this non-zero code.
-    Exited(i32),
-    /// A signal killed it.
-    Signaled(String),
-    /// Its control words did not move for this long.
-    Hung(Duration),
-}
-
-/// A dead worker, for restart decisions and error messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerFailure {
-    pub process: usize,
-    pub pid: u32,
-    pub generation: u64,
-    pub cause: FailureCause,
-    /// Iterations this worker had completed.
-    pub iteration: u64,
-}
-
-impl fmt::Display for WorkerFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "worker {} (pid {}, generation {}) ",
-            self.process, self.pid, self.generation
-        )?;
-        match &self.cause {
-            FailureCause::Exited(code) => write!(f, "exited with status {code}")?,
-            FailureCause::Signaled(signal) => write!(f, "was killed by {signal}")?,
-            FailureCause::Hung(waited) => write!(f, "made no progress for {waited:?}")?,
-        }
-        write!(f, " in iteration {}", self.iteration)
-    }
-}
-
-impl FailureCause {
-    pub fn from_status(status: ExitStatus) -> FailureCause {
-        match (status.code(), status.signal()) {
-            (Some(code), _) => FailureCause::Exited(code),
-            (None, Some(signal)) => FailureCause::Signaled(
-                nix::sys::signal::Signal::try_from(signal)
-                    .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string()),
-            ),
-            (None, None) => FailureCause::Exited(-1),
-        }
-    }
-}
 
 /// What polling the group found.
 pub enum Poll {
@@ -154,6 +101,17 @@ impl Group {
     }
 }
 
+/// Whether process `pid` is stopped (SIGSTOP, a debugger): it cannot reach an iteration
+/// boundary until someone continues it.
+pub fn stopped(pid: u32) -> bool {
+    // /proc/PID/stat: "PID (COMM) STATE …"; COMM may hold spaces and parentheses.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "T" || state == "t")
+    })
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
         self.kill_all();
@@ -163,21 +121,7 @@ impl Drop for Group {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failures_read_well() {
-        let failure = WorkerFailure {
-            process: 2,
-            pid: 4242,
-            generation: 1,
-            cause: FailureCause::Signaled("SIGKILL".into()),
-            iteration: 7,
-        };
-        assert_eq!(
-            failure.to_string(),
-            "worker 2 (pid 4242, generation 1) was killed by SIGKILL in iteration 7"
-        );
-    }
+    use std::time::Duration;
 
     #[test]
     fn a_dying_process_is_reported_and_the_rest_killed() {
@@ -197,8 +141,8 @@ mod tests {
         };
         assert_eq!(died.0, 1);
         assert_eq!(
-            FailureCause::from_status(died.1),
-            FailureCause::Signaled("SIGKILL".into())
+            crate::launch::FailureCause::from_status(died.1),
+            crate::launch::FailureCause::Signaled("SIGKILL".into())
         );
         let sleeper = group.pids()[2];
         group.kill_all();

@@ -6,21 +6,22 @@
 //! - [`segments`]: one generation's shared-memory segments, unlinked on drop;
 //! - [`channel`]: the supervisor's side of a generation's in-band control (progress,
 //!   checkpoints, requests), whatever transport carries it;
-//! - [`group`]: spawning, watching and killing the worker processes;
-//! - [`supervisor`]: the run loop — on any worker death or hang, stop the group, bump the
-//!   generation, recreate the segments and restart everyone from the last checkpoint;
-//! - [`hostfile`], [`across_hosts`]: a job across hosts, started by `mpirun` and restarted
-//!   from its checkpoint when a rank dies;
+//! - [`group`]: spawning, watching and killing the worker processes on this machine;
+//! - [`launch`]: the seam between the loop and the placements — a process group over shared
+//!   memory on this machine, or `mpirun` across the hosts of a [`hostfile`];
+//! - [`supervisor`]: the one run loop — on any death or hang, end the generation everywhere,
+//!   and start the next from the last checkpoint; one restart rule, one exit-code policy,
+//!   one hang watchdog for every placement;
 //! - [`metrics_tail`]: following a job's `metrics.jsonl` (gncd's progress and metrics, and
 //!   the progress of a job across hosts, whose ranks have no control block to read);
 //! - [`gncd`]: the daemon (queue, socket server, signals, sd_notify) around it.
 
-pub mod across_hosts;
 pub mod channel;
 mod forward;
 pub mod gncd;
 pub mod group;
 pub mod hostfile;
+pub mod launch;
 pub mod layout;
 pub mod metrics_tail;
 pub mod segments;
@@ -29,5 +30,5 @@ pub mod worker_bin;
 
 pub use gnc_contract::interrupts::Interrupts;
 pub use gnc_contract::observer::Observer;
-pub use group::{FailureCause, WorkerFailure};
-pub use supervisor::{SupervisorError, SupervisorOptions, supervise};
+pub use launch::{Failure, FailureCause};
+pub use supervisor::{SupervisorError, SupervisorOptions, supervise, supervise_across_hosts};

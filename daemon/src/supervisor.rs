@@ -1,30 +1,29 @@
-//! Running a job as a group of worker processes, torchrun-style: any worker death (or hang)
-//! stops the whole group, the generation is bumped, the segments are recreated and every
-//! worker restarts from the last complete checkpoint. Because checkpoints and the reduction
-//! are layout-independent, the restarted run produces the same bits as one that never
-//! stopped.
+//! The supervisor's one loop, for every placement (DESIGN.md §2, §5): start a generation of
+//! the job's processes through a [`Launch`], watch it, and on any death or hang end the whole
+//! generation and start the next one from the last complete checkpoint — torchrun's rule.
+//! Because checkpoints and the reduction are layout-independent, the restarted run produces
+//! the same bits as one that never stopped. A job error that would recur ends the run, as
+//! do too many restarts, a cancel, and a stop that the processes cannot reach.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gnc_contract::args::{BlockList, WorkerArgs};
+use gnc_contract::interrupts::Interrupts;
 use gnc_contract::manifest;
 use gnc_contract::observer::Observer;
+use gnc_contract::output_lock::{LockError, OutputLock};
 use gnc_contract::plan::{PlanError, RunPlan};
-use gnc_contract::protocol;
 use gnc_contract::{CheckpointError, RunSummary};
-use gnc_proto::{Device, Devices, JobSpec, SpecError, ValidSpec};
+use gnc_proto::{Devices, JobSpec, SpecError, ValidSpec};
 use gnc_shm::SegmentError;
 use gnc_shm::cleaner::{StaleReason, clean_stale_segments};
-use gnc_shm::tree::{Block, LayoutError};
+use gnc_shm::tree::LayoutError;
 
-use crate::channel::GroupChannel;
 use crate::forward::Forwarder;
-use crate::group::{FailureCause, Group, Poll, WorkerFailure};
-use crate::segments::GenerationSegments;
-use gnc_contract::interrupts::Interrupts;
+use crate::launch::mpirun::{HostsError, Mpirun};
+use crate::launch::shm::ProcessGroup;
+use crate::launch::{Failure, Generation, Launch, Poll};
 
 /// How to supervise a run (nothing here changes its result).
 #[derive(Debug, Clone)]
@@ -36,14 +35,14 @@ pub struct SupervisorOptions {
     pub resume: bool,
     /// Stop (with a checkpoint) once this many iterations are complete.
     pub stop_after: Option<u64>,
-    /// A worker group whose control words do not move for this long is treated as dead
+    /// A job whose processes all make no progress for this long is ended and restarted
     /// (covers start-up, evaluation and checkpoints too, so keep it generous).
     pub hang_timeout: Duration,
-    /// Group restarts allowed within the run before giving up.
+    /// Restarts allowed within the run before giving up.
     pub max_restarts: u32,
     /// The `gnc-worker` binary; default [`crate::worker_bin::locate`].
     pub worker_bin: Option<PathBuf>,
-    /// Checkpoint / stop / cancel requests from outside (the daemon).
+    /// Checkpoint / stop / cancel requests from outside (the daemon, signals).
     pub interrupts: Option<Arc<Interrupts>>,
     /// Append the workers' stderr to this file instead of inheriting ours.
     pub worker_log: Option<PathBuf>,
@@ -81,6 +80,10 @@ pub enum SupervisorError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Hosts(#[from] HostsError),
     #[error("the worker binary {path} does not exist (build it with `cargo build --release`, or set {env})", env = crate::worker_bin::ENV)]
     WorkerBinary { path: PathBuf },
     #[error("{0}")]
@@ -95,133 +98,146 @@ pub enum SupervisorError {
     #[error("{0}: {1}")]
     Io(PathBuf, String),
     #[error("{failure}; not restarting, since the job would fail the same way again")]
-    JobFailed { failure: WorkerFailure },
+    JobFailed { failure: Failure },
     #[error("{failure}; giving up after {restarts} restart(s) (the limit)")]
-    TooManyRestarts {
-        failure: WorkerFailure,
-        restarts: u32,
-    },
+    TooManyRestarts { failure: Failure, restarts: u32 },
+    #[error(
+        "{failure}; not restarting, since a stop was asked for (resume from the last checkpoint \
+         with --resume)"
+    )]
+    Interrupted { failure: Failure },
+    #[error(
+        "stopped without a checkpoint: {stalled} not computing, so the job cannot reach an \
+         iteration boundary; every process was ended (resume from the last checkpoint with \
+         --resume)"
+    )]
+    StoppedStalled { stalled: String },
     #[error("cancelled")]
     Cancelled,
     #[error("the workers finished but {path} is unreadable: {message}")]
     Result { path: PathBuf, message: String },
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> SupervisorError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> SupervisorError + '_ {
     move |e| SupervisorError::Io(path.to_path_buf(), e.to_string())
 }
 
-/// Everything fixed for the whole run.
-struct Plan {
-    out: PathBuf,
-    spec_file: PathBuf,
-    shm_job: String,
-    blocks: Vec<Block>,
-    /// The device of each worker process.
-    devices: Vec<Device>,
-    len: usize,
-    total: u64,
-    bin: PathBuf,
-    /// The reproducibility level, whose environment the workers start with.
-    level: gnc_proto::repro::Level,
-}
-
-/// Trains `spec` with one `gnc-worker` process per device, restarting the group on failure.
+/// Trains `spec` with one `gnc-worker` process per device on this machine.
 pub fn supervise(
     spec: &ValidSpec,
     options: &SupervisorOptions,
     events: &mut dyn Observer,
 ) -> Result<RunSummary, SupervisorError> {
-    let plan = prepare(spec, options, events)?;
-    let mut resume_from = if options.resume {
-        latest_checkpoint(spec, &plan.out, events)?
-    } else {
-        None
-    };
-    let mut generation = 0;
-    let mut restarts = 0;
-    loop {
-        let failure = match run_generation(&plan, options, generation, resume_from, events)? {
-            None => break,
-            Some(failure) => failure,
-        };
-        let exit_code = match failure.cause {
-            FailureCause::Exited(code) => Some(code),
-            _ => None,
-        };
-        if exit_code.is_some_and(|c| {
-            c == i32::from(protocol::EXIT_JOB_FAILED) || c == i32::from(protocol::EXIT_USAGE)
-        }) {
-            return Err(SupervisorError::JobFailed { failure });
-        }
-        if restarts >= options.max_restarts {
-            return Err(SupervisorError::TooManyRestarts { failure, restarts });
-        }
-        restarts += 1;
-        events.restarting(&failure, restarts, options.max_restarts);
-        generation += 1;
-        resume_from = latest_checkpoint(spec, &plan.out, events)?;
-    }
-    read_result(&plan.out)
+    let run = Run::prepare(spec, options)?;
+    remove_stale_segments(events);
+    let mut launch = ProcessGroup::new(spec, options, &run.out, &run.spec_file, run.bundle_len)?;
+    run.supervise(spec, options, &mut launch, events)
 }
 
-/// Checks and prepares everything that does not depend on the generation.
-fn prepare(
+/// Trains `spec` on the hosts of `hostfile` through `mpirun`, with `devices` (`cpu:N`)
+/// processes on each host, or as many as each host has slots.
+pub fn supervise_across_hosts(
     spec: &ValidSpec,
+    hostfile: &Path,
+    devices: Option<&Devices>,
     options: &SupervisorOptions,
     events: &mut dyn Observer,
-) -> Result<Plan, SupervisorError> {
-    // The bundle's length and the iteration count, from the spec and the data files' headers
-    // (no data set is loaded here, and no tensor made).
-    let run = RunPlan::read(spec)?;
-    let devices = options
-        .devices
-        .resolve(&gnc_proto::devices::cuda_devices())
-        .map_err(SupervisorError::Devices)?;
-    if devices.iter().any(|d| *d != Device::Cpu) {
-        return Err(SupervisorError::Devices(format!(
-            "{}: gnc-worker computes on the CPU only so far (GPU workers are not built yet); \
-             use cpu:N",
-            options.devices
-        )));
-    }
-    let blocks = crate::layout::plan(spec.parallel.workers, devices.len())
-        .map_err(SupervisorError::Layout)?;
-    let bin = match &options.worker_bin {
-        Some(path) => path.clone(),
-        None => crate::worker_bin::locate().map_err(SupervisorError::Locate)?,
-    };
-    if !bin.is_file() {
-        return Err(SupervisorError::WorkerBinary { path: bin });
-    }
-    let out = options
-        .output_dir
-        .clone()
-        .unwrap_or_else(|| spec.output_dir.clone());
-    std::fs::create_dir_all(&out).map_err(io_err(&out))?;
-    // The workers read the spec from here; also a record of what ran.
-    let spec_file = out.join("spec.json");
-    let json = serde_json::to_vec_pretty(spec).expect("specs serialise");
-    gnc_contract::atomic::write_atomic(&spec_file, &json).map_err(io_err(&spec_file))?;
-    if !options.resume {
-        // A result of an earlier run must not pass for this one's.
-        let result = out.join("result.json");
-        if result.exists() {
-            std::fs::remove_file(&result).map_err(io_err(&result))?;
+) -> Result<RunSummary, SupervisorError> {
+    // The hosts and the layout are checked before anything is written.
+    let mut launch = Mpirun::new(spec, hostfile, devices, options)?;
+    let run = Run::prepare(spec, options)?;
+    launch.set_out(&run.out, &run.spec_file);
+    run.supervise(spec, options, &mut launch, events)
+}
+
+/// What every placement prepares the same way before its first generation.
+struct Run {
+    out: PathBuf,
+    spec_file: PathBuf,
+    total: u64,
+    bundle_len: usize,
+    /// Held for the whole run: no second launcher trains into the same directory.
+    _lock: OutputLock,
+}
+
+impl Run {
+    fn prepare(spec: &ValidSpec, options: &SupervisorOptions) -> Result<Run, SupervisorError> {
+        // The bundle's length and the iteration count, from the spec and the data files'
+        // headers (no data set is loaded here, and no tensor made).
+        let plan = RunPlan::read(spec)?;
+        let out = options
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| spec.output_dir.clone());
+        let lock = OutputLock::acquire(&out, &spec.name)?;
+        // The workers read the spec from here; also a record of what ran.
+        let spec_file = out.join("spec.json");
+        let json = serde_json::to_vec_pretty(&**spec).expect("specs serialise");
+        gnc_contract::atomic::write_atomic(&spec_file, &json).map_err(io_err(&spec_file))?;
+        if !options.resume {
+            // A result of an earlier run must not pass for this one's.
+            let result = out.join("result.json");
+            if result.exists() {
+                std::fs::remove_file(&result).map_err(io_err(&result))?;
+            }
         }
+        Ok(Run {
+            out,
+            spec_file,
+            total: plan.total_iterations,
+            bundle_len: plan.bundle_len(),
+            _lock: lock,
+        })
     }
-    remove_stale_segments(events);
-    Ok(Plan {
-        shm_job: protocol::shm_job(&spec.name, &out),
-        spec_file,
-        out,
-        blocks,
-        devices,
-        len: run.bundle_len(),
-        total: run.total_iterations,
-        bin,
-        level: spec.reproducibility,
-    })
+
+    /// The loop: generations until one finishes, restarting from the last checkpoint.
+    fn supervise(
+        &self,
+        spec: &ValidSpec,
+        options: &SupervisorOptions,
+        launch: &mut dyn Launch,
+        events: &mut dyn Observer,
+    ) -> Result<RunSummary, SupervisorError> {
+        let mut resume_from = if options.resume {
+            latest_checkpoint(spec, &self.out, events)?
+        } else {
+            None
+        };
+        let mut restarts = 0;
+        for generation in 0.. {
+            let mut running = launch.start(generation, resume_from, events)?;
+            let processes = running.channel().processes();
+            events.started(resume_from.unwrap_or(0), self.total, processes);
+            let watched = watch(&mut *running, options, events);
+            // End (if needed) and reap every process before anything else happens.
+            running.end();
+            let failure = match watched? {
+                None => break,
+                Some(failure) => failure,
+            };
+            if failure.cause.recurs() {
+                return Err(SupervisorError::JobFailed { failure });
+            }
+            if let Some(fatal) = running.fatal(&failure) {
+                return Err(fatal);
+            }
+            drop(running);
+            if options
+                .interrupts
+                .as_deref()
+                .is_some_and(Interrupts::stop_requested)
+            {
+                return Err(SupervisorError::Interrupted { failure });
+            }
+            if restarts >= options.max_restarts {
+                return Err(SupervisorError::TooManyRestarts { failure, restarts });
+            }
+            restarts += 1;
+            events.restarting(&failure, restarts, options.max_restarts);
+            resume_from = latest_checkpoint(spec, &self.out, events)?;
+        }
+        read_result(&self.out)
+    }
 }
 
 /// Unlinks segments left by dead runs (a killed supervisor cannot unlink its own).
@@ -268,119 +284,48 @@ pub(crate) fn latest_checkpoint(
     Ok(latest.map(|manifest| manifest.iteration))
 }
 
-/// Runs one generation to the end; `Some(failure)` if a worker died or hung (the group is
-/// then killed and the segments unlinked).
-fn run_generation(
-    plan: &Plan,
-    options: &SupervisorOptions,
-    generation: u64,
-    resume_from: Option<u64>,
-    events: &mut dyn Observer,
-) -> Result<Option<WorkerFailure>, SupervisorError> {
-    let segments =
-        GenerationSegments::create(&plan.shm_job, generation, plan.blocks.len(), plan.len)
-            .map_err(|e| match e {
-                SegmentError::AlreadyExists { name } => SupervisorError::Busy {
-                    name: name.to_string(),
-                    out: plan.out.clone(),
-                },
-                e => SupervisorError::Segment(e),
-            })?;
-    let peer_timeout = options.hang_timeout.saturating_mul(2);
-    let args = (0..plan.blocks.len()).map(|process| {
-        WorkerArgs {
-            spec: plan.spec_file.clone(),
-            out: plan.out.clone(),
-            shm_job: plan.shm_job.clone(),
-            generation,
-            process,
-            device: plan.devices[process],
-            blocks: BlockList(plan.blocks.clone()),
-            resume_from,
-            stop_after: options.stop_after,
-            peer_timeout_ms: peer_timeout.as_millis() as u64,
-            parent_pid: std::process::id(),
-        }
-        .to_args()
-    });
-    let args: Vec<Vec<OsString>> = args.collect();
-    let log = match &options.worker_log {
-        Some(path) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(io_err(path))?,
-        ),
-        None => None,
-    };
-    let mut group =
-        Group::spawn(&plan.bin, args, plan.level, log.as_ref()).map_err(io_err(&plan.bin))?;
-    events.spawned(generation, group.pids());
-    events.started(resume_from.unwrap_or(0), plan.total, group.pids().len());
-    let failure = watch(&mut group, &segments, options, generation, events)?;
-    // Kill (if needed) and reap every worker before the segments go.
-    group.kill_all();
-    drop(segments);
-    Ok(failure)
-}
-
-/// Polls the group until it finishes or a worker fails.
+/// Polls a generation until it finishes or fails; the caller ends it either way.
 fn watch(
-    group: &mut Group,
-    channel: &dyn GroupChannel,
+    running: &mut dyn Generation,
     options: &SupervisorOptions,
-    generation: u64,
     events: &mut dyn Observer,
-) -> Result<Option<WorkerFailure>, SupervisorError> {
-    let hang_timeout = options.hang_timeout;
+) -> Result<Option<Failure>, SupervisorError> {
     let interrupts = options.interrupts.as_deref();
     let mut forwarder = Forwarder::default();
-    let pids = group.pids().to_vec();
-    let mut seen = channel.pulse();
+    let mut seen = running.channel().pulse();
     let mut last_change = Instant::now();
     loop {
-        let failure = |process: usize, cause| WorkerFailure {
-            process,
-            pid: pids[process],
-            generation,
-            cause,
-            iteration: channel.progress(process).done,
-        };
-        match group
+        match running
             .poll()
             .map_err(|e| SupervisorError::Io("waitpid".into(), e.to_string()))?
         {
-            Poll::AllSucceeded => return Ok(None),
-            Poll::Died { process, status } => {
-                return Ok(Some(failure(process, FailureCause::from_status(status))));
-            }
+            Poll::Succeeded => return Ok(None),
+            Poll::Failed(failure) => return Ok(Some(failure)),
             Poll::Running => {}
         }
         if interrupts.is_some_and(Interrupts::cancelled) {
-            group.kill_all();
             return Err(SupervisorError::Cancelled);
         }
+        if interrupts.is_some_and(Interrupts::stop_requested) {
+            // A stop waits for an iteration boundary, which a stopped process never reaches:
+            // end the job now rather than at the hang timeout.
+            let stalled = running.stalled();
+            if !stalled.is_empty() {
+                let verb = if stalled.len() == 1 { "is" } else { "are" };
+                return Err(SupervisorError::StoppedStalled {
+                    stalled: format!("{} {verb}", stalled.join(", ")),
+                });
+            }
+        }
+        let channel = running.channel();
         forwarder.poll(interrupts, channel, events);
         let now = channel.pulse();
         if now != seen {
             seen = now;
             last_change = Instant::now();
             events.progress(channel.completed());
-        } else if last_change.elapsed() > hang_timeout {
-            // The laggard: the running worker that began the fewest iterations (the others
-            // wait for it in the reduction).
-            let laggard = (0..channel.processes())
-                .filter(|&p| !group.finished(p))
-                .min_by_key(|&p| {
-                    let progress = channel.progress(p);
-                    (progress.begun, progress.done)
-                })
-                .unwrap_or(0);
-            return Ok(Some(failure(
-                laggard,
-                FailureCause::Hung(last_change.elapsed()),
-            )));
+        } else if last_change.elapsed() > options.hang_timeout {
+            return Ok(Some(running.hung(last_change.elapsed())));
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -70,6 +70,41 @@ impl Devices {
     }
 }
 
+/// A device this build of gnc cannot compute on: GPU workers are not built yet (DESIGN.md
+/// §8). The one refusal every launcher and worker gives, whatever the placement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{device}: gnc computes on the CPU only so far (GPU workers are not built yet); use cpu:N")]
+pub struct DeviceUnavailable {
+    pub device: String,
+}
+
+impl Device {
+    /// `Ok` where this build computes on the device.
+    pub fn available(self) -> Result<(), DeviceUnavailable> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Cuda(_) => Err(DeviceUnavailable {
+                device: self.to_string(),
+            }),
+        }
+    }
+}
+
+impl Devices {
+    /// The device of each worker process, each one this build computes on (`resolve`, then
+    /// [`Device::available`]); the error names the devices as given.
+    pub fn resolve_available(&self, cuda: &[u32]) -> Result<Vec<Device>, String> {
+        let devices = self.resolve(cuda)?;
+        match devices.iter().find_map(|d| d.available().err()) {
+            None => Ok(devices),
+            Some(_) => Err(DeviceUnavailable {
+                device: self.to_string(),
+            }
+            .to_string()),
+        }
+    }
+}
+
 fn list(ids: &[u32]) -> String {
     ids.iter()
         .map(|id| format!("cuda:{id}"))

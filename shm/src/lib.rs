@@ -12,6 +12,7 @@
 //! * [`control`]: a block of single-writer `u64` words (progress, checkpoint marks).
 //! * [`file_map`]: a read-only mapping of a whole file (data sets read in place).
 //! * [`heap`]: glibc malloc settings that keep freed memory for reuse (training processes).
+//! * [`lifeline`]: a child process that dies with the thread that launched it.
 //!
 //! All unsafe code of the workspace lives in this crate, behind these safe types; each unsafe
 //! block states why it is sound in a `// SAFETY:` comment (the workspace's lints forbid unsafe
@@ -24,6 +25,7 @@ pub mod file_map;
 pub mod geometry;
 pub mod header;
 pub mod heap;
+pub mod lifeline;
 mod mapping;
 pub mod naming;
 pub mod reduce;

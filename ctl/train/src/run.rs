@@ -116,6 +116,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(devices) = devices {
         return crate::supervised::run(&spec, &args, devices);
     }
+    // One job at a time in an output directory (the supervised placements lock it too).
+    let out = args.out.clone().unwrap_or_else(|| spec.output_dir.clone());
+    let _lock = gnc_contract::output_lock::OutputLock::acquire(&out, &spec.name)?;
     let interrupts = interrupts_from_signals()?;
     let options = RunOptions {
         output_dir: args.out,

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use std::path::Path;
 
-use gnc_daemon::across_hosts::supervise_across_hosts;
-use gnc_daemon::{Observer, SupervisorOptions, supervise};
+use gnc_daemon::{Observer, SupervisorOptions, supervise, supervise_across_hosts};
 use gnc_proto::{Devices, ValidSpec};
 use indicatif::ProgressBar;
 
@@ -61,6 +60,23 @@ impl Observer for Report {
     }
 }
 
+/// The options every supervised placement takes from `gncctl run`'s arguments.
+fn options(args: &RunArgs, devices: Devices) -> anyhow::Result<SupervisorOptions> {
+    anyhow::ensure!(
+        args.hang_timeout.is_finite() && args.hang_timeout > 0.0,
+        "--hang-timeout must be a positive number of seconds"
+    );
+    Ok(SupervisorOptions {
+        output_dir: args.out.clone(),
+        resume: args.resume,
+        stop_after: args.stop_after,
+        hang_timeout: Duration::from_secs_f64(args.hang_timeout),
+        max_restarts: args.max_restarts,
+        interrupts: Some(crate::run::interrupts_from_signals()?),
+        ..SupervisorOptions::new(devices)
+    })
+}
+
 /// `gncctl run --hosts HOSTFILE [--devices cpu:N]`: the job across hosts through `mpirun`.
 pub fn run_across_hosts(
     spec: &ValidSpec,
@@ -73,13 +89,8 @@ pub fn run_across_hosts(
         "--join-timeout must be a positive number of seconds"
     );
     let options = SupervisorOptions {
-        output_dir: args.out.clone(),
-        resume: args.resume,
-        stop_after: args.stop_after,
-        max_restarts: args.max_restarts,
         join_timeout: Duration::from_secs_f64(args.join_timeout),
-        interrupts: Some(crate::run::interrupts_from_signals()?),
-        ..SupervisorOptions::new(Devices::Cpu(1))
+        ..options(args, Devices::Cpu(1))?
     };
     let mut report = Report {
         bar: progress_bar(!args.json),
@@ -95,19 +106,7 @@ pub fn run(spec: &ValidSpec, args: &RunArgs, devices: Devices) -> anyhow::Result
         "--threads does not apply with worker processes (each computes on one thread); \
          choose the process count with --devices"
     );
-    anyhow::ensure!(
-        args.hang_timeout.is_finite() && args.hang_timeout > 0.0,
-        "--hang-timeout must be a positive number of seconds"
-    );
-    let options = SupervisorOptions {
-        output_dir: args.out.clone(),
-        resume: args.resume,
-        stop_after: args.stop_after,
-        hang_timeout: Duration::from_secs_f64(args.hang_timeout),
-        max_restarts: args.max_restarts,
-        interrupts: Some(crate::run::interrupts_from_signals()?),
-        ..SupervisorOptions::new(devices)
-    };
+    let options = options(args, devices)?;
     let mut report = Report {
         bar: progress_bar(!args.json),
     };

@@ -7,6 +7,7 @@
 //! the manifest — the format of a shared-memory run's, so either resumes the other's.
 
 pub mod agreement;
+pub mod heartbeat;
 pub mod host;
 mod transport;
 

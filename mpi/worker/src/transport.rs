@@ -1,6 +1,7 @@
 //! [`MpiTransport`]: the run loop's [`Transport`] over an MPI communicator.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use gnc_contract::observer::Unobserved;
 use gnc_contract::request::{self, Action};
@@ -10,6 +11,7 @@ use gnc_shm::tree::{Block, LayoutError};
 use gnc_shm::{SegmentError, ShardedReducer};
 use std::time::Duration;
 
+use crate::heartbeat::Pulse;
 use crate::host::{Comms, HostSegments, Placement};
 use gnc_worker::EngineError;
 use gnc_worker::device::Device;
@@ -104,6 +106,8 @@ pub struct MpiTransport {
     lane: MpiReducer<SimpleCommunicator>,
     /// The output directory, where the launcher posts requests.
     out: PathBuf,
+    /// This rank's progress, as its heartbeat tells the launcher.
+    pulse: Arc<Pulse>,
 }
 
 impl MpiTransport {
@@ -116,6 +120,7 @@ impl MpiTransport {
         shm_job: &str,
         generation: u64,
         out: &Path,
+        pulse: Arc<Pulse>,
     ) -> Result<Self, MpiWorkerError> {
         let shapes = trainer.bundle_shapes();
         let len = gnc_contract::protocol::bundle_len(&shapes);
@@ -146,6 +151,7 @@ impl MpiTransport {
             host,
             lane,
             out: out.to_path_buf(),
+            pulse,
         })
     }
 
@@ -189,6 +195,14 @@ impl Transport for MpiTransport {
         })
     }
 
+    fn begin(&mut self, t: u64) {
+        self.pulse.begun(t + 1);
+    }
+
+    fn complete(&mut self, done: u64) {
+        self.pulse.done(done);
+    }
+
     fn reduce(
         &mut self,
         trainer: &Trainer,
@@ -218,7 +232,7 @@ impl Transport for MpiTransport {
         state: &TrainState,
         out: &Path,
     ) -> Result<(), MpiWorkerError> {
-        let barrier = Barrier(&self.world);
+        let barrier = Barrier(&self.world, &self.pulse);
         let share = Share {
             process: self.placement.rank,
             blocks: &self.placement.blocks,
@@ -230,12 +244,16 @@ impl Transport for MpiTransport {
 }
 
 /// Every rank's part is durable once every rank has reached the barrier after writing it.
-struct Barrier<'c>(&'c SimpleCommunicator);
+struct Barrier<'c>(&'c SimpleCommunicator, &'c Pulse);
 
 impl PartsBarrier for Barrier<'_> {
     fn part_durable(&self, _iteration: u64) -> Result<(), WorkerError> {
         self.0.barrier();
         Ok(())
+    }
+
+    fn checkpoint_complete(&self, iteration: u64) {
+        self.1.checkpointed(iteration);
     }
 }
 
@@ -291,26 +309,30 @@ impl MpiWorkerError {
 }
 
 /// Before MPI's start-up, which waits for every rank: leaves this rank's (empty) arrival file
-/// for the launcher, which names the ranks that never arrived if the job does
-/// not start in time. The rank is the one Open MPI's launcher gives in the environment.
-fn arrive(request: &RunRequest) -> Result<(), MpiWorkerError> {
+/// for the launcher, which names the ranks that never arrived if the job does not start in
+/// time, and starts the rank's heartbeat. The rank is the one Open MPI's launcher gives in
+/// the environment (without one, as under a test's own `mpirun`-less start, there is no
+/// launcher to tell).
+fn arrive(request: &RunRequest) -> Result<Arc<Pulse>, MpiWorkerError> {
     let Some(rank) = std::env::var("OMPI_COMM_WORLD_RANK")
         .ok()
         .and_then(|r| r.parse::<usize>().ok())
     else {
-        return Ok(());
+        return Ok(Arc::default());
     };
     Hooks::from_env(rank, request.generation).before_join();
     let dir = request.out.join(gnc_contract::protocol::MPI_ARRIVED_DIR);
     let io = |e: std::io::Error| EngineError::Io(dir.clone(), e.to_string());
     std::fs::create_dir_all(&dir).map_err(io)?;
     gnc_contract::atomic::write_atomic(&dir.join(rank.to_string()), b"").map_err(io)?;
-    Ok(())
+    let out = &request.out;
+    crate::heartbeat::start(out, rank)
+        .map_err(|e| EngineError::Io(out.join(gnc_contract::heartbeat::DIR), e.to_string()).into())
 }
 
 /// This rank's part of the job, to its end (or to `stop_after`).
 pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
-    arrive(request)?;
+    let pulse = arrive(request)?;
     let universe = mpi::initialize().ok_or(MpiWorkerError::Init)?;
     let world = universe.world();
     let spec = load_spec(&request.spec)?;
@@ -332,6 +354,7 @@ pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
         &shm_job,
         request.generation,
         &request.out,
+        pulse,
     )?;
     let io = |e: std::io::Error| EngineError::Io(request.out.clone(), e.to_string());
     std::fs::create_dir_all(&request.out).map_err(io)?;

@@ -37,10 +37,8 @@ pub enum WorkerError {
     Spec(PathBuf, String),
     #[error(transparent)]
     Layout(#[from] LayoutError),
-    #[error(
-        "--device {0}: this gnc-worker computes on the CPU only (GPU workers are not built yet)"
-    )]
-    Device(gnc_proto::Device),
+    #[error("--device {0}")]
+    Device(#[from] gnc_proto::devices::DeviceUnavailable),
     #[error("process {process} does not exist in a layout of {processes} blocks")]
     NoSuchProcess { process: usize, processes: usize },
     #[error("shared memory: {0}")]

@@ -86,9 +86,7 @@ impl Segments {
 /// Runs this worker's part of the job to the end (or to `--stop-after`).
 pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     die_with_parent(args.parent_pid)?;
-    if args.device != gnc_proto::Device::Cpu {
-        return Err(WorkerError::Device(args.device));
-    }
+    args.device.available()?;
     let spec = load_spec(&args.spec)?;
     // Before any tensor exists: the spec's reproducibility level.
     crate::pin::pin_process_environment(spec.reproducibility).map_err(EngineError::Config)?;
