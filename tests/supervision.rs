@@ -254,3 +254,50 @@ fn ctrl_c_while_a_rank_is_stopped_ends_the_job_within_seconds_leaving_nothing() 
     assert!(left.is_empty(), "{left:?}");
     assert_no_segments(name);
 }
+
+/// An elastic job (`--min-hosts 1`) whose hostfile names a host that cannot be reached goes
+/// on without it, in the largest valid layout over the hosts that remain, says so, and ends
+/// with the bits of the uninterrupted run; without `--min-hosts` it stops, naming the host.
+#[test]
+fn an_elastic_job_goes_on_without_an_unreachable_host_to_the_same_bits() {
+    let _serial = serial();
+    let name = "sv_elastic";
+    let dir = tempfile::tempdir().unwrap();
+    let spec = long_job(dir.path(), name, 1024);
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "localhost slots=2\nnosuchhost.invalid slots=2\n").unwrap();
+    let hosts = hosts.to_str().unwrap();
+    let strict = run(&spec, &dir.path().join("strict"), &["--hosts", hosts], &[]);
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert!(!strict.status.success());
+    assert!(
+        stderr.contains("cannot reach nosuchhost.invalid (ssh: "),
+        "{stderr}"
+    );
+    let out = dir.path().join("elastic");
+    let elastic = run(&spec, &out, &["--hosts", hosts, "--min-hosts", "1"], &[]);
+    let stderr = String::from_utf8_lossy(&elastic.stderr);
+    assert!(
+        stderr.contains(
+            "cannot reach nosuchhost.invalid (ssh: Could not resolve hostname nosuchhost.invalid"
+        ) && stderr
+            .contains("continuing on 1 host(s) x 2 process(es) (localhost) from iteration 0"),
+        "{stderr}"
+    );
+    assert_eq!(hash(&summary(&elastic)), reference(dir.path(), &spec).0);
+    // Too few hosts left is an error naming them.
+    let too_few = run(
+        &spec,
+        &dir.path().join("too-few"),
+        &["--hosts", hosts, "--min-hosts", "2"],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&too_few.stderr);
+    assert!(!too_few.status.success());
+    assert!(
+        stderr.contains("--min-hosts 2: only 1 host(s) of")
+            && stderr.contains("cannot reach nosuchhost.invalid"),
+        "{stderr}"
+    );
+    assert_no_segments(name);
+}

@@ -77,6 +77,18 @@ pub fn write(out: &Path, rank: usize, beat: &Beat) -> std::io::Result<()> {
     std::fs::rename(&tmp, &path)
 }
 
+/// How long ago any rank last wrote its file in `out` (`None`: no rank has one). A launcher
+/// starting a job whose previous launcher died uses it to wait until that launcher's ranks
+/// have gone silent, rather than train beside them.
+pub fn silent_for(out: &Path) -> Option<Duration> {
+    let newest = std::fs::read_dir(out.join(DIR))
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()?;
+    Some(newest.elapsed().unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +110,7 @@ mod tests {
         assert_eq!(Beat::decode("7 6 5"), None);
         assert_eq!(Beat::decode("7 6 5 9 1"), None);
         assert_eq!(Beat::decode("7 x 5 9"), None);
+        assert!(silent_for(dir.path()).unwrap() < Duration::from_secs(60));
+        assert_eq!(silent_for(&dir.path().join("none")), None);
     }
 }

@@ -40,6 +40,12 @@ pub struct RunArgs {
     /// joined within this many seconds of mpirun's start.
     #[arg(long, default_value_t = 120.0)]
     pub join_timeout: f64,
+    /// Across hosts, elastic: when hosts cannot be reached (at a start, or after a failure),
+    /// go on from the last checkpoint on the hosts that can, as long as there are at least
+    /// this many, in the largest valid layout of the job's logical workers over them; a host
+    /// that comes back is used again at the next restart. Same bits for every layout.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_hosts: Option<u64>,
     /// With worker processes or hosts: how many restarts to allow before giving up.
     #[arg(long, default_value_t = 3)]
     pub max_restarts: u32,

@@ -21,7 +21,8 @@ use gnc_shm::cleaner::{StaleReason, clean_stale_segments};
 use gnc_shm::tree::LayoutError;
 
 use crate::forward::Forwarder;
-use crate::launch::mpirun::{HostsError, Mpirun};
+use crate::launch::hosts::HostsError;
+use crate::launch::mpirun::Mpirun;
 use crate::launch::shm::ProcessGroup;
 use crate::launch::{Failure, Generation, Launch, Poll};
 
@@ -49,6 +50,10 @@ pub struct SupervisorOptions {
     /// Across hosts: every rank must have joined (MPI started, ranks agreed) within this long
     /// of `mpirun`'s start, or the job stops, naming the ranks that never arrived.
     pub join_timeout: Duration,
+    /// Across hosts, elastic: when hosts cannot be reached, the job goes on, from its last
+    /// checkpoint, on the hosts that remain (at least this many), in the largest valid
+    /// layout over them; `None`: every host of the hostfile, or the job stops.
+    pub min_hosts: Option<usize>,
 }
 
 impl SupervisorOptions {
@@ -64,6 +69,7 @@ impl SupervisorOptions {
             interrupts: None,
             worker_log: None,
             join_timeout: Duration::from_secs(120),
+            min_hosts: None,
         }
     }
 }

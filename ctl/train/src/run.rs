@@ -113,6 +113,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         return crate::supervised::run_across_hosts(&spec, &args, &hostfile, devices.as_ref());
     }
+    anyhow::ensure!(
+        args.min_hosts.is_none(),
+        "--min-hosts applies to jobs across hosts only (--hosts, or the spec's parallel.hosts)"
+    );
     if let Some(devices) = devices {
         return crate::supervised::run(&spec, &args, devices);
     }

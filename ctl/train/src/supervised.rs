@@ -90,6 +90,7 @@ pub fn run_across_hosts(
     );
     let options = SupervisorOptions {
         join_timeout: Duration::from_secs_f64(args.join_timeout),
+        min_hosts: args.min_hosts.map(|n| n as usize),
         ..options(args, Devices::Cpu(1))?
     };
     let mut report = Report {

@@ -9,6 +9,8 @@
 //!
 //! GPU workers (CUDA IPC, NCCL) become a third implementation, not a third loop.
 
+mod beats;
+pub mod hosts;
 pub mod mpirun;
 mod probe;
 pub mod shm;

@@ -14,75 +14,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gnc_contract::heartbeat::{self, Beat};
+use gnc_contract::heartbeat;
 use gnc_contract::observer::Observer;
 use gnc_contract::protocol;
-use gnc_contract::request::{self, Action};
 use gnc_proto::{Devices, ValidSpec};
 use nix::sys::signal::Signal;
 
+use super::beats::Beats;
+use super::hosts::{HostsError, largest_layout, processes_per_host, worker_bin};
 use super::{Failure, FailureCause, Generation, Launch, Poll};
-use crate::channel::{GroupChannel, Progress};
-use crate::hostfile::{self, Host, HostfileError};
+use crate::channel::GroupChannel;
+use crate::hostfile::{self, Host};
 use crate::supervisor::{SupervisorError, SupervisorOptions, io_err};
 
-/// Overrides where `gnc-mpi-worker` is (else next to the running executable).
-pub const WORKER_ENV: &str = "GNC_MPI_WORKER_BIN";
-
-/// Why a job across hosts cannot start, or must not be started again.
-#[derive(Debug, thiserror::Error)]
-pub enum HostsError {
-    #[error(transparent)]
-    Hostfile(#[from] HostfileError),
-    #[error("--hosts {hostfile}: {hosts} host(s) of {per_host} process(es): {error}")]
-    Layout {
-        hostfile: PathBuf,
-        hosts: usize,
-        per_host: usize,
-        error: Box<gnc_shm::tree::LayoutError>,
-    },
-    #[error(
-        "--hosts {hostfile}: its hosts have different slot counts ({slots}); say how many \
-         processes each host runs with --devices cpu:N (or the spec's parallel.devices)"
-    )]
-    UnequalSlots { hostfile: PathBuf, slots: String },
-    #[error(
-        "--hosts {hostfile}: host {host} has {slots} slot(s), fewer than the {per_host} \
-         processes per host of {devices}"
-    )]
-    FewSlots {
-        hostfile: PathBuf,
-        host: String,
-        slots: usize,
-        per_host: usize,
-        devices: Devices,
-    },
-    #[error("--hosts with --devices {0}")]
-    Device(#[from] gnc_proto::devices::DeviceUnavailable),
-    #[error("cannot start {program}: {message} (is Open MPI installed? `make` installs it)")]
-    Launch { program: String, message: String },
-    #[error(
-        "{failure} before all {ranks} ranks on the hosts of {hostfile} had started: {why}; \
-         not restarting"
-    )]
-    NeverStarted {
-        failure: String,
-        ranks: usize,
-        hostfile: PathBuf,
-        why: String,
-    },
-    #[error(
-        "{what} within {timeout:?} of mpirun's start (--join-timeout); every rank was stopped; \
-         not restarting"
-    )]
-    NeverJoined { what: String, timeout: Duration },
-}
-
-/// The hosts, the layout over them and how to start the ranks: fixed for the whole run.
+/// The hosts, the layout over them and how to start the ranks.
 pub struct Mpirun {
     hostfile: PathBuf,
+    /// Every host of the hostfile.
+    all_hosts: Vec<Host>,
+    /// The hosts of the current layout: all of them, unless the job is elastic and some could
+    /// not be reached when the current generation started.
     hosts: Vec<Host>,
+    /// Processes on each host of the current layout.
     per_host: usize,
+    /// The most processes a host runs (`cpu:N`, or the hosts' slots).
+    max_per_host: usize,
+    /// Logical workers of the job.
+    workers: usize,
+    /// Elastic: a generation may start on as few as this many reachable hosts.
+    min_hosts: Option<usize>,
     worker: PathBuf,
     level: gnc_proto::repro::Level,
     out: PathBuf,
@@ -112,8 +72,12 @@ impl Mpirun {
         )?;
         Ok(Mpirun {
             hostfile: hostfile.to_path_buf(),
+            all_hosts: hosts.clone(),
             hosts,
             per_host,
+            max_per_host: per_host,
+            workers: spec.parallel.workers,
+            min_hosts: options.min_hosts,
             worker: worker_bin()?,
             level: spec.reproducibility,
             out: PathBuf::new(),
@@ -134,15 +98,115 @@ impl Mpirun {
         self.hosts.len() * self.per_host
     }
 
+    /// Elastic jobs: the hosts that can be reached now, in the largest valid layout of the
+    /// job's logical workers over them (most processes; then most hosts), told to `events`
+    /// when it differs from the current one. The layout changes speed, never bits:
+    /// checkpoints and the reduction tree are the same for every layout.
+    fn place(
+        &mut self,
+        resume_from: Option<u64>,
+        events: &mut dyn Observer,
+    ) -> Result<(), HostsError> {
+        let Some(min) = self.min_hosts else {
+            return Ok(());
+        };
+        let unreachable = super::probe::unreachable(&self.all_hosts);
+        let reachable: Vec<Host> = self
+            .all_hosts
+            .iter()
+            .filter(|h| {
+                !unreachable
+                    .iter()
+                    .any(|u| u.starts_with(&format!("{} (", h.name)))
+            })
+            .cloned()
+            .collect();
+        if reachable.len() < min {
+            return Err(HostsError::TooFewHosts {
+                min,
+                reachable: reachable.len(),
+                hostfile: self.hostfile.clone(),
+                unreachable: unreachable.join(", "),
+            });
+        }
+        let (hosts, per_host) =
+            largest_layout(self.workers, reachable.len(), self.max_per_host, min).ok_or(
+                HostsError::NoLayout {
+                    min,
+                    workers: self.workers,
+                    reachable: reachable.len(),
+                    per_host: self.max_per_host,
+                },
+            )?;
+        let chosen = reachable[..hosts].to_vec();
+        if chosen != self.hosts || per_host != self.per_host {
+            let why = if unreachable.is_empty() {
+                "every host can be reached".to_string()
+            } else {
+                format!("cannot reach {}", unreachable.join(", "))
+            };
+            events.warning(&format!(
+                "{why}; continuing on {hosts} host(s) x {per_host} process(es) ({}) from \
+                 iteration {}",
+                chosen
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                resume_from.unwrap_or(0)
+            ));
+            self.hosts = chosen;
+            self.per_host = per_host;
+        }
+        Ok(())
+    }
+
+    /// Waits until the ranks of an earlier start of this job (a launcher that was killed: its
+    /// `mpirun` and ranks end within seconds of it) have stopped beating.
+    fn wait_for_earlier_ranks(&self) -> Result<(), HostsError> {
+        // Many heartbeat intervals: a live rank rewrites its file every one.
+        let quiet = 4 * heartbeat::INTERVAL;
+        let limit = Duration::from_secs(20);
+        let start = Instant::now();
+        while let Some(silent) = heartbeat::silent_for(&self.out)
+            && silent < quiet
+        {
+            if start.elapsed() > limit {
+                return Err(HostsError::EarlierRanks {
+                    out: self.out.clone(),
+                    silent,
+                    waited: start.elapsed(),
+                });
+            }
+            std::thread::sleep(heartbeat::INTERVAL / 4);
+        }
+        Ok(())
+    }
+
+    /// The hostfile `mpirun` reads: the user's, or, for an elastic job, the current hosts'.
+    fn hostfile_in_use(&self) -> std::io::Result<PathBuf> {
+        if self.min_hosts.is_none() {
+            return Ok(self.hostfile.clone());
+        }
+        let path = self.out.join(".mpi-hostfile");
+        let text: String = self
+            .hosts
+            .iter()
+            .map(|h| format!("{} slots={}\n", h.name, h.slots))
+            .collect();
+        gnc_contract::atomic::write_atomic(&path, text.as_bytes())?;
+        Ok(path)
+    }
+
     /// `mpirun` over the hostfile with the level's environment, here and (`-x`) on every
     /// host: `per_host` ranks on each host, consecutive ranks on one host (what the ranks'
     /// host groups assume, and check).
-    fn command(&self, generation: u64, resume_from: Option<u64>) -> Command {
+    fn command(&self, hostfile: &Path, generation: u64, resume_from: Option<u64>) -> Command {
         let mut command = Command::new("mpirun");
         self.level.apply(&mut command);
         command
             .arg("--hostfile")
-            .arg(&self.hostfile)
+            .arg(hostfile)
             .args(["-np", &self.ranks().to_string()])
             .args(["--map-by", &format!("ppr:{}:node", self.per_host)]);
         for (key, _) in self.level.environment() {
@@ -176,7 +240,10 @@ impl Launch for Mpirun {
         resume_from: Option<u64>,
         events: &mut dyn Observer,
     ) -> Result<Box<dyn Generation>, SupervisorError> {
-        let mut command = self.command(generation, resume_from);
+        self.wait_for_earlier_ranks()?;
+        self.place(resume_from, events)?;
+        let hostfile = self.hostfile_in_use().map_err(io_err(&self.out))?;
+        let mut command = self.command(&hostfile, generation, resume_from);
         if let Some(log) = &self.worker_log {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -216,94 +283,14 @@ impl Launch for Mpirun {
             hosts: self.hosts.clone(),
             hostfile: self.hostfile.clone(),
             per_host: self.per_host,
+            elastic: self.min_hosts.is_some(),
             started: Instant::now(),
             join_timeout: self.join_timeout,
             joined: false,
             never_joined: None,
-            beats: Beats {
-                out: out.clone(),
-                ranks: vec![RankBeat::default(); ranks],
-                read_at: None,
-            },
+            beats: Beats::new(out.clone(), ranks),
         }))
     }
-}
-
-/// What the launcher last read of one rank's beat.
-#[derive(Debug, Clone, Copy, Default)]
-struct RankBeat {
-    beat: Option<Beat>,
-    /// When the beat counter last moved (by this launcher's clock).
-    moved: Option<Instant>,
-}
-
-/// The launcher's side of the progress channel: the ranks' beats, read at most every
-/// [`READ_EVERY`] (one small file per rank).
-struct Beats {
-    out: PathBuf,
-    ranks: Vec<RankBeat>,
-    read_at: Option<Instant>,
-}
-
-const READ_EVERY: Duration = Duration::from_millis(100);
-
-impl Beats {
-    fn refresh(&mut self) {
-        if self.read_at.is_some_and(|t| t.elapsed() < READ_EVERY) {
-            return;
-        }
-        let now = Instant::now();
-        self.read_at = Some(now);
-        for (rank, last) in self.ranks.iter_mut().enumerate() {
-            let Some(beat) = heartbeat::read(&self.out, rank) else {
-                continue;
-            };
-            if last.beat.is_none_or(|b| b.beat != beat.beat) {
-                last.moved = Some(now);
-            }
-            last.beat = Some(beat);
-        }
-    }
-
-    fn beat(&self, rank: usize) -> Beat {
-        self.ranks[rank].beat.unwrap_or_default()
-    }
-}
-
-impl GroupChannel for Beats {
-    fn processes(&self) -> usize {
-        self.ranks.len()
-    }
-
-    fn progress(&self, rank: usize) -> Progress {
-        let beat = self.beat(rank);
-        Progress {
-            begun: beat.begun,
-            done: beat.done,
-        }
-    }
-
-    fn pulse(&self) -> Vec<u64> {
-        (0..self.ranks.len())
-            .flat_map(|r| {
-                let b = self.beat(r);
-                [b.begun, b.done, b.checkpoint]
-            })
-            .collect()
-    }
-
-    fn last_checkpoint(&self) -> Option<u64> {
-        // Rank 0 says so once every rank's part and the manifest are durable.
-        self.beat(0).checkpoint.checked_sub(1)
-    }
-
-    fn post(&self, action: Action) -> bool {
-        // Rank 0 takes the file at its next boundary; a request still lying there is
-        // replaced, which is what a second request would ask for anyway.
-        request::file::post(&self.out, action).is_ok()
-    }
-
-    fn clear_served(&self) {}
 }
 
 /// One generation's `mpirun`.
@@ -315,6 +302,8 @@ struct Running {
     hosts: Vec<Host>,
     hostfile: PathBuf,
     per_host: usize,
+    /// An unreachable host does not end an elastic job: the next generation leaves it out.
+    elastic: bool,
     started: Instant,
     join_timeout: Duration,
     joined: bool,
@@ -356,7 +345,7 @@ impl Running {
             return format!("cannot reach {}", unreachable.join(", "));
         }
         let arrived = self.out.join(protocol::MPI_ARRIVED_DIR);
-        let missing: Vec<String> = (0..self.beats.ranks.len())
+        let missing: Vec<String> = (0..self.beats.processes())
             .filter(|rank| !arrived.join(rank.to_string()).exists())
             .map(|rank| self.rank_name(rank))
             .collect();
@@ -364,7 +353,7 @@ impl Running {
             format!(
                 "every one of the {} ranks started, but MPI's start-up (MPI_Init) did not \
                  complete",
-                self.beats.ranks.len()
+                self.beats.processes()
             )
         } else {
             format!(
@@ -386,7 +375,7 @@ impl Generation for Running {
             if status.success() {
                 return Ok(Poll::Succeeded);
             }
-            let who = format!("mpirun ({} ranks)", self.beats.ranks.len());
+            let who = format!("mpirun ({} ranks)", self.beats.processes());
             return Ok(Poll::Failed(
                 self.failure(who, FailureCause::from_status(status)),
             ));
@@ -399,7 +388,7 @@ impl Generation for Running {
                 what,
                 timeout: self.join_timeout,
             });
-            let who = format!("mpirun ({} ranks)", self.beats.ranks.len());
+            let who = format!("mpirun ({} ranks)", self.beats.processes());
             return Ok(Poll::Failed(
                 self.failure(who, FailureCause::Hung(self.started.elapsed())),
             ));
@@ -411,10 +400,10 @@ impl Generation for Running {
         if !self.joined {
             return Vec::new();
         }
-        (0..self.beats.ranks.len())
+        (0..self.beats.processes())
             .filter(|&rank| {
                 // Every rank beats from its arrival on; silence since then counts too.
-                let moved = self.beats.ranks[rank].moved.unwrap_or(self.started);
+                let moved = self.beats.moved(rank).unwrap_or(self.started);
                 moved.elapsed() > heartbeat::STALE
             })
             .map(|rank| self.rank_name(rank))
@@ -431,7 +420,7 @@ impl Generation for Running {
                 format!("the ranks on {} (unreachable)", unreachable.join(", "))
             } else {
                 // The laggard: the rank that began the fewest iterations.
-                let laggard = (0..self.beats.ranks.len())
+                let laggard = (0..self.beats.processes())
                     .min_by_key(|&r| {
                         let p = self.beats.progress(r);
                         (p.begun, p.done)
@@ -454,13 +443,21 @@ impl Generation for Running {
     }
 
     fn fatal(&mut self, failure: &Failure) -> Option<SupervisorError> {
+        if !self.elastic && self.never_joined.is_none() && self.all_joined() {
+            // Every rank had joined: a death or a hang, which a restart may mend.
+            return None;
+        }
+        let unreachable = super::probe::unreachable(&self.hosts);
+        if self.elastic && !unreachable.is_empty() {
+            // The next generation starts without them.
+            return None;
+        }
         if let Some(error) = self.never_joined.take() {
             return Some(error.into());
         }
         if self.all_joined() {
             return None;
         }
-        let unreachable = super::probe::unreachable(&self.hosts);
         let why = if unreachable.is_empty() {
             "see mpirun's message above (a rank that never joined)".to_string()
         } else {
@@ -469,7 +466,7 @@ impl Generation for Running {
         Some(
             HostsError::NeverStarted {
                 failure: failure.to_string(),
-                ranks: self.beats.ranks.len(),
+                ranks: self.beats.processes(),
                 hostfile: self.hostfile.clone(),
                 why,
             }
@@ -491,52 +488,4 @@ fn stop(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// Processes on every host: `cpu:N` where given, else each host's slots (all equal).
-fn processes_per_host(
-    hostfile: &Path,
-    hosts: &[Host],
-    devices: Option<&Devices>,
-) -> Result<usize, HostsError> {
-    match devices {
-        Some(&Devices::Cpu(per_host)) => match hosts.iter().find(|h| h.slots < per_host) {
-            None => Ok(per_host),
-            Some(host) => Err(HostsError::FewSlots {
-                hostfile: hostfile.to_path_buf(),
-                host: host.name.clone(),
-                slots: host.slots,
-                per_host,
-                devices: Devices::Cpu(per_host),
-            }),
-        },
-        Some(other) => Err(gnc_proto::devices::DeviceUnavailable {
-            device: other.to_string(),
-        }
-        .into()),
-        None if hosts.iter().all(|h| h.slots == hosts[0].slots) => Ok(hosts[0].slots),
-        None => Err(HostsError::UnequalSlots {
-            hostfile: hostfile.to_path_buf(),
-            slots: hosts
-                .iter()
-                .map(|h| format!("{}: {}", h.name, h.slots))
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
-    }
-}
-
-fn worker_bin() -> Result<PathBuf, HostsError> {
-    let launch = |message: String| HostsError::Launch {
-        program: "gnc-mpi-worker".into(),
-        message,
-    };
-    let path = crate::worker_bin::locate_named("gnc-mpi-worker", WORKER_ENV).map_err(launch)?;
-    if !path.is_file() {
-        return Err(HostsError::Launch {
-            program: path.display().to_string(),
-            message: format!("no such file (build the workspace, or set {WORKER_ENV})"),
-        });
-    }
-    Ok(path)
 }
