@@ -189,6 +189,74 @@ fn a_sigkilled_daemon_resumes_the_job_to_the_same_hash() {
     mp_support::assert_no_segments(name);
 }
 
+/// A job across hosts under gncd runs on the daemon's hosts (its config's hostfile; here
+/// `localhost slots=2`: two ranks through mpirun), survives a SIGKILLed daemon (mpirun and its
+/// ranks end with it) and resumes under the next daemon to the in-process run's hash.
+#[test]
+fn a_job_across_hosts_survives_a_sigkilled_daemon_with_the_same_hash() {
+    let _serial = mp_support::serial();
+    let name = "gd_hosts_kill";
+    let dir = tempfile::tempdir().unwrap();
+    let hostfile = dir.path().join("hosts");
+    std::fs::write(&hostfile, "localhost slots=2\n").unwrap();
+    let home = Home::new(
+        "cpu:2",
+        &format!(
+            "hang_timeout_seconds = 600\nhosts = \"{}\"",
+            hostfile.display()
+        ),
+    );
+    let toml = mp_support::job(name, gnc_method(), 16, "");
+    let expected = reference_hash(home.dir.path(), name, &toml);
+    // The client's hostfile is not read: the daemon's hosts are used.
+    let placed = mp_support::job(name, gnc_method(), 16, "hosts = \"client-side.hosts\"");
+    let root = [
+        ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+        ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+    ];
+    // Rank 1 stops forever as iteration 10 begins (generation 0 only): the daemon is killed
+    // with the job certainly mid-run, after the checkpoint of 8.
+    let mut env = root.to_vec();
+    env.push(("GNC_TEST_HANG_AT", "1:10"));
+    let daemon = home.start(&env);
+    let job = home.submit(&placed);
+    let seen = home.watch_until(job.id, |j| j.iteration >= 10);
+    assert_eq!(seen.state, JobState::Running);
+    assert!(seen.devices.contains("on each of localhost"), "{seen:?}");
+    let out = seen.output_dir.clone();
+    daemon.kill();
+    // Nothing of the job outlives the daemon.
+    let started = std::time::Instant::now();
+    let out_text = out.to_str().unwrap().to_owned();
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&out_text))
+            .collect::<Vec<_>>()
+    };
+    while !running().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running 10 s after the daemon died: {:?}",
+            running()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _daemon = home.start(&root);
+    let done = home.wait_done(job.id);
+    assert_eq!(done.params_sha256.as_deref(), Some(expected.as_str()));
+    let log = std::fs::read_to_string(home.job_dir(job.id).join("job.log")).unwrap();
+    assert!(
+        log.contains("resuming") && log.contains("across the daemon's hosts"),
+        "{log}"
+    );
+    assert!(!log.contains("starting from iteration 0"), "{log}");
+    mp_support::assert_no_segments(name);
+}
+
 #[test]
 fn sigterm_checkpoints_the_job_and_exits_within_ten_seconds() {
     let _serial = mp_support::serial();
@@ -328,7 +396,7 @@ fn data_outside_the_allowed_roots_jobs_across_hosts_and_diagnostics_are_refused(
             ..
         })
     ));
-    // A job across hosts is gncctl's (it starts mpirun), not the daemon's: refused by name.
+    // A job across hosts, where the daemon has no hosts: refused by name.
     let mut spec = JobSpec::from_toml(&gnc_tests::tiny_job("gd_hosts", gnc_method()), "t").unwrap();
     spec.parallel.hosts = Some("cluster.hosts".into());
     match home.client().request(Command::Submit {
@@ -338,7 +406,7 @@ fn data_outside_the_allowed_roots_jobs_across_hosts_and_diagnostics_are_refused(
         Err(ClientError::Daemon { kind, message }) => {
             assert_eq!(kind, ErrorKind::BadSpec, "{message}");
             assert!(
-                message.contains("parallel.hosts = cluster.hosts: gncd runs jobs on its own"),
+                message.contains("parallel.hosts = cluster.hosts: this gncd has no hosts"),
                 "{message}"
             );
         }

@@ -36,6 +36,15 @@ fn the_unit_verifies_without_warnings() {
     let stderr = String::from_utf8_lossy(&clean.stderr);
     assert!(clean.status.success(), "{stderr}");
     assert!(stderr.trim().is_empty(), "systemd-analyze warned: {stderr}");
+    // With the drop-in for jobs across hosts (its [Service] lines read after the unit's).
+    let hosts = std::fs::read_to_string(systemd_dir().join("gncd-hosts.conf")).unwrap();
+    assert!(hosts.contains("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"));
+    let with_hosts = verify(dir.path(), |u| format!("{u}\n{hosts}"));
+    let stderr = String::from_utf8_lossy(&with_hosts.stderr);
+    assert!(
+        with_hosts.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
     // verify reports an unknown key only as a warning: the check above must see it.
     let typo = verify(dir.path(), |u| {
         u.replace("NotifyAccess=main", "NotifyAcess=main")

@@ -34,6 +34,10 @@ struct ConfigFile {
     max_restarts: u32,
     #[serde(default = "default_max_connections")]
     max_connections: usize,
+    #[serde(default)]
+    hosts: Option<PathBuf>,
+    #[serde(default)]
+    min_hosts: Option<usize>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -76,6 +80,19 @@ pub struct Config {
     pub max_restarts: u32,
     /// Client connections served at once; one more is answered with a `busy` error.
     pub max_connections: usize,
+    /// The hostfile of the hosts a job across hosts runs on (`parallel.hosts` in its spec):
+    /// the daemon's, never the client's. `None`: jobs run on this machine only.
+    pub hosts: Option<Hosts>,
+}
+
+/// The daemon's hosts for jobs across hosts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hosts {
+    pub hostfile: PathBuf,
+    /// Their names, in order (for the log and the job's record).
+    pub names: Vec<String>,
+    /// Elastic: a job goes on on as few as this many reachable hosts (`--min-hosts`).
+    pub min_hosts: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +115,23 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        if config.hosts.is_some()
+            && let Err(e) = std::net::UdpSocket::bind(("0.0.0.0", 0))
+        {
+            // mpirun and its ranks talk TCP between the hosts; a unit that allows AF_UNIX
+            // only (gncd.service without the hosts drop-in) forbids it.
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "hosts",
+                message: format!(
+                    "jobs across hosts need network sockets, which this process may not open \
+                     ({e}); under systemd, install systemd/gncd-hosts.conf as \
+                     /etc/systemd/system/gncd.service.d/hosts.conf"
+                ),
+            });
+        }
+        Ok(config)
     }
 
     /// Parses and checks `text`; `path` names the file in errors.
@@ -154,6 +187,39 @@ impl Config {
         if file.max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1".into()));
         }
+        let hosts = match &file.hosts {
+            None if file.min_hosts.is_some() => {
+                return Err(invalid("min_hosts", "needs `hosts` (a hostfile)".into()));
+            }
+            None => None,
+            Some(hostfile) if !hostfile.is_absolute() => {
+                return Err(invalid(
+                    "hosts",
+                    format!("must be absolute, not {}", hostfile.display()),
+                ));
+            }
+            Some(hostfile) => {
+                let hosts =
+                    crate::hostfile::read(hostfile).map_err(|e| invalid("hosts", e.to_string()))?;
+                if let Some(min) = file.min_hosts
+                    && !(1..=hosts.len()).contains(&min)
+                {
+                    return Err(invalid(
+                        "min_hosts",
+                        format!(
+                            "must be 1 to {} (the hosts of {}), not {min}",
+                            hosts.len(),
+                            hostfile.display()
+                        ),
+                    ));
+                }
+                Some(Hosts {
+                    hostfile: hostfile.clone(),
+                    names: hosts.into_iter().map(|h| h.name).collect(),
+                    min_hosts: file.min_hosts,
+                })
+            }
+        };
         Ok(Config {
             devices,
             state_dir: file.state_dir,
@@ -165,6 +231,7 @@ impl Config {
             hang_timeout: Duration::from_secs_f64(hang),
             max_restarts: file.max_restarts,
             max_connections: file.max_connections,
+            hosts,
         })
     }
 
@@ -222,6 +289,11 @@ impl Config {
             self.max_connections.to_string(),
             new.max_connections.to_string(),
         );
+        diff(
+            "hosts",
+            format!("{:?}", self.hosts),
+            format!("{:?}", new.hosts),
+        );
         out
     }
 }
@@ -260,6 +332,18 @@ mod tests {
         assert!(rel.to_string().contains("`state_dir`"), "{rel}");
         let none = parse("devices = \"cpu:1\"\nmax_connections = 0").unwrap_err();
         assert!(none.to_string().contains("`max_connections`"), "{none}");
+        let hosts = parse("devices = \"cpu:1\"\nhosts = \"/no/such/hostfile\"").unwrap_err();
+        assert!(
+            hosts
+                .to_string()
+                .contains("`hosts` cannot read hostfile /no/such/hostfile"),
+            "{hosts}"
+        );
+        let min = parse("devices = \"cpu:1\"\nmin_hosts = 1").unwrap_err();
+        assert!(
+            min.to_string().contains("`min_hosts` needs `hosts`"),
+            "{min}"
+        );
     }
 
     #[test]

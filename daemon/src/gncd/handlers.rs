@@ -130,10 +130,13 @@ fn submit(shared: &Shared, peer: u32, spec: JobSpec, devices: Option<String>) ->
         Ok(valid) => valid.into_inner(),
         Err(e) => return bad(e.to_string()),
     };
-    if let Some(hosts) = &spec.parallel.hosts {
+    if let Some(hosts) = &spec.parallel.hosts
+        && config.hosts.is_none()
+    {
         return bad(format!(
-            "parallel.hosts = {}: gncd runs jobs on its own machine; train across hosts with \
-             `gncctl run` (it starts mpirun)",
+            "parallel.hosts = {}: this gncd has no hosts (its config's `hosts`, a hostfile, \
+             names the hosts jobs across hosts run on); train across your own hosts with \
+             `gncctl run --hosts`",
             hosts.display()
         ));
     }

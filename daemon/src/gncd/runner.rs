@@ -1,6 +1,7 @@
-//! Running one job: choosing its devices, starting `supervise` on a thread with a
-//! [`Interrupts`], turning the supervisor's events into updates of the job's record and
-//! lines of its log, and reporting the outcome to the main loop.
+//! Running one job: choosing its devices (or the daemon's hosts, for a job across hosts),
+//! starting the supervisor on a thread with an [`Interrupts`], turning the supervisor's
+//! events into updates of the job's record and lines of its log, and reporting the outcome
+//! to the main loop.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,9 @@ use gnc_proto::{Devices, MetricRecord};
 use super::jobs::{Outcome, now_seconds};
 use super::state::{Message, Shared};
 use crate::metrics_tail::MetricsTail;
-use crate::{Interrupts, Observer, SupervisorError, SupervisorOptions, supervise};
+use crate::{
+    Interrupts, Observer, SupervisorError, SupervisorOptions, supervise, supervise_across_hosts,
+};
 
 /// The worker processes a job gets: what it asked for (else all the daemon has), capped to
 /// the daemon's devices and to its logical workers, then lowered to the largest power of two
@@ -54,6 +57,27 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
     let job = jobs.get_mut(id).ok_or_else(|| format!("no job {id}"))?;
     // Its data may have changed since it was submitted.
     let spec = job.spec.clone().validated().map_err(|e| e.to_string())?;
+    // A job across hosts runs on the daemon's hosts (never on a hostfile of the client's),
+    // with the processes per host it asked for, else one per slot.
+    let across = match (&spec.parallel.hosts, &config.hosts) {
+        (None, _) => None,
+        (Some(_), Some(hosts)) => Some(hosts.clone()),
+        (Some(asked), None) => {
+            return Err(format!(
+                "parallel.hosts = {}: this gncd has no hosts any more (its config's `hosts`)",
+                asked.display()
+            ));
+        }
+    };
+    let per_host = match &across {
+        Some(_) => job
+            .record
+            .requested_devices
+            .as_deref()
+            .map(str::parse::<Devices>)
+            .transpose()?,
+        None => None,
+    };
     let devices = devices_for(
         job.record.requested_devices.as_deref(),
         &config.devices,
@@ -65,7 +89,16 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
     job.interrupts = Some(interrupts.clone());
     job.stop = None;
     job.last_progress = Instant::now();
-    job.record.info.devices = devices.to_string();
+    job.record.info.devices = match &across {
+        Some(hosts) => format!(
+            "{} on each of {}",
+            per_host
+                .as_ref()
+                .map_or("a process per slot".into(), Devices::to_string),
+            hosts.names.join(", ")
+        ),
+        None => devices.to_string(),
+    };
     job.record.info.started_at.get_or_insert_with(now_seconds);
     jobs.set_state(id, JobState::Running, None)
         .map_err(|e| e.to_string())?;
@@ -78,6 +111,7 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
         max_restarts: config.max_restarts,
         interrupts: Some(interrupts),
         worker_log: Some(log.clone()),
+        min_hosts: across.as_ref().and_then(|h| h.min_hosts),
         ..SupervisorOptions::new(devices.clone())
     };
     tracing::info!(job = id, name = %spec.name, %devices, resume, "starting job");
@@ -89,8 +123,22 @@ pub fn start(shared: &Arc<Shared>, id: u64) -> Result<(), String> {
             if resume {
                 events.line("resuming from the newest checkpoint");
             }
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                supervise(&spec, &options, &mut events)
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &across {
+                Some(hosts) => {
+                    events.line(&format!(
+                        "across the daemon's hosts ({}: {})",
+                        hosts.hostfile.display(),
+                        hosts.names.join(", ")
+                    ));
+                    supervise_across_hosts(
+                        &spec,
+                        &hosts.hostfile,
+                        per_host.as_ref(),
+                        &options,
+                        &mut events,
+                    )
+                }
+                None => supervise(&spec, &options, &mut events),
             }));
             let outcome = match result {
                 Ok(Ok(summary)) if summary.complete => Outcome::Complete(Box::new(summary)),
