@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use gnc_proto::Device;
-use gnc_shm::tree::Block;
+use gnc_tree::Block;
 
 /// One worker process of a job's current generation.
 #[derive(Debug, Clone, PartialEq, clap::Parser)]

@@ -3,7 +3,7 @@
 //! or the bits would depend on N; otherwise the error names the process counts that work
 //! and a subtree layout with N blocks.
 
-use gnc_shm::tree::{self, Block, LayoutError};
+use gnc_tree::{self as tree, Block, LayoutError};
 
 /// The blocks of `m` logical workers over `processes` worker processes.
 pub fn plan(m: usize, processes: usize) -> Result<Vec<Block>, LayoutError> {

@@ -18,7 +18,7 @@ use gnc_contract::{CheckpointError, RunSummary};
 use gnc_proto::{Devices, JobSpec, SpecError, ValidSpec};
 use gnc_shm::SegmentError;
 use gnc_shm::cleaner::{StaleReason, clean_stale_segments};
-use gnc_shm::tree::LayoutError;
+use gnc_tree::LayoutError;
 
 use crate::forward::Forwarder;
 use crate::launch::hosts::HostsError;

@@ -1,7 +1,7 @@
 //! The deterministic all-reduce over an MPI communicator.
 
-use gnc_shm::shard_range;
-use gnc_shm::tree::{self, Block, LayoutError};
+use gnc_tree::shard_range;
+use gnc_tree::{self as tree, Block, LayoutError};
 use mpi::Count;
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::traits::*;
@@ -20,7 +20,7 @@ pub enum ReduceError {
 }
 
 /// One rank's side of the all-reduce of `len` floats over `m` logical workers, rank r holding
-/// the sum of `blocks[r]`. Shard j (`gnc_shm::shard_range`) is reduced by rank j. MPI reads the
+/// the sum of `blocks[r]`. Shard j (`gnc_tree::shard_range`) is reduced by rank j. MPI reads the
 /// shards straight from the caller's block sum and writes the reduced ones straight into the
 /// caller's output (variable-count collectives), so the only pass over the data gnc makes
 /// itself is the combine.

@@ -57,11 +57,19 @@ mod tests {
     fn freed_blocks_are_reused_without_faulting_pages_in_again() {
         assert!(super::retain_freed_memory(), "glibc accepts the settings");
         cycle();
-        let before = faults();
-        for _ in 0..20 {
-            cycle();
-        }
-        let per_cycle = (faults() - before) / 20;
+        // The least of three batches: a fork elsewhere in this test process (lifeline's test
+        // spawns a child) makes the heap copy-on-write for a moment, and every page written
+        // then faults once, which is not what this test measures.
+        let per_cycle = (0..3)
+            .map(|_| {
+                let before = faults();
+                for _ in 0..20 {
+                    cycle();
+                }
+                (faults() - before) / 20
+            })
+            .min()
+            .expect("three batches");
         // glibc's defaults trim the freed top of the heap at every cycle, so each faults its
         // 2,304 pages in again (measured: 2,273 per cycle without the settings).
         assert!(per_cycle < 100, "{per_cycle} page faults per cycle");

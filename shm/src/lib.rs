@@ -6,7 +6,7 @@
 //!   checked by every opener; the creator's handle unlinks it on drop.
 //! * [`slots`]: per-slot (generation, iteration) stamps with Release/Acquire pairs, in-place
 //!   writes, per-reader done words for reuse; no mutex.
-//! * [`tree`]: the canonical reduction tree over logical workers and sums along it.
+//! * the canonical reduction tree and its layouts are `gnc_tree` (pure arithmetic, no unsafe).
 //! * [`reduce`]: the sharded cross-process all-reduce built from the two.
 //! * [`cleaner`]: removes segments whose creator died.
 //! * [`control`]: a block of single-writer `u64` words (progress, checkpoint marks).
@@ -32,7 +32,6 @@ pub mod reduce;
 pub mod segment;
 pub mod slots;
 pub mod stamp;
-pub mod tree;
 
 pub use control::ControlBlock;
 pub use file_map::MappedFile;

@@ -1,6 +1,6 @@
 //! Sharded cross-process all-reduce along the canonical tree.
 //!
-//! Processes `0..P` own the blocks of a valid layout (see [`crate::tree`]). Per iteration:
+//! Processes `0..P` own the blocks of a valid layout (see [`gnc_tree`]). Per iteration:
 //!
 //! 1. process p writes its block sum in place into slot p of the *block sums* array and
 //!    publishes it;
@@ -23,24 +23,9 @@ use std::time::Duration;
 
 use crate::geometry::Geometry;
 use crate::slots::{Producer, Reader, SlotArray, SlotError};
-use crate::tree::{self, Block, LayoutError};
+use gnc_tree::{self as tree, Block, LayoutError};
 
-/// The `shard`-th of `num_shards` contiguous shards of `0..len`; the first `len % num_shards`
-/// shards are one longer.
-///
-/// # Panics
-/// If `shard >= num_shards`.
-pub fn shard_range(len: usize, num_shards: usize, shard: usize) -> Range<usize> {
-    assert!(
-        shard < num_shards,
-        "shard {shard} of {num_shards} does not exist"
-    );
-    let base = len / num_shards;
-    let longer = len % num_shards;
-    let start = shard * base + shard.min(longer);
-    let end = start + base + usize::from(shard < longer);
-    start..end
-}
+pub use gnc_tree::shard_range;
 
 /// Shapes of the two segments a reduction of `len` floats over `processes` processes needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

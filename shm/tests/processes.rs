@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gnc_shm::cleaner::{StaleReason, clean_stale_segments};
-use gnc_shm::tree::{self, Block};
 use gnc_shm::{
     Geometry, Producer, Reader, ReductionGeometry, Segment, SegmentName, SegmentSpec,
     ShardedReducer, SlotArray, job_id, segment_name,
 };
+use gnc_tree::{self as tree, Block};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use gnc_shm::shard_range;
-use gnc_shm::tree::{self, Block, CHUNK};
+use gnc_tree::{self as tree, Block, CHUNK};
 use proptest::prelude::*;
 
 /// The tree, written straight from its definition: split at the largest power of two

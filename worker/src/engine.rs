@@ -145,7 +145,7 @@ impl Trainer {
             schedule: Schedule::new(&spec.schedule, plan.iterations_per_epoch),
             plan,
             device,
-            blocks: gnc_shm::tree::subtree_layout(
+            blocks: gnc_tree::subtree_layout(
                 spec.parallel.workers,
                 threads.clamp(1, spec.parallel.workers),
             )

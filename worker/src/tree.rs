@@ -1,5 +1,5 @@
 //! Sums of tensors along the canonical fixed reduction tree over logical workers
-//! (DESIGN.md §4.2); the tree itself (split rule, layouts) is `gnc_shm::tree`.
+//! (DESIGN.md §4.2); the tree itself (split rule, layouts) is `gnc_tree`.
 //!
 //! The tree on [lo, hi) splits at lo + p, p the largest power of two strictly below hi - lo;
 //! a node's sum is left + right, elementwise in f32. Because every float addition is the same
@@ -11,7 +11,7 @@
 //! not a power of two, the partial sums left at the end are the node's power-of-two
 //! decomposition, and folding them right to left is exactly the split rule above.
 
-use gnc_shm::tree::split;
+use gnc_tree::split;
 use tch::Tensor;
 
 /// A bundle of tensors summed together: one logical worker's gradients, BatchNorm statistics
@@ -99,7 +99,7 @@ fn combine(lo: usize, hi: usize, blocks: &mut std::collections::VecDeque<BlockSu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gnc_shm::tree::subtree_layout;
+    use gnc_tree::subtree_layout;
 
     /// Reference: the recursive definition, on f32 values.
     fn reference(values: &[f32], lo: usize, hi: usize) -> f32 {

@@ -15,7 +15,7 @@ use anyhow::{Result, ensure};
 use clap::Parser;
 use gnc_bench::median;
 use gnc_mpi::MpiReducer;
-use gnc_shm::tree;
+use gnc_tree as tree;
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 use serde_json::json;

@@ -39,11 +39,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, ValueEnum};
 use gnc_bench::median;
-use gnc_shm::tree::{self, Block};
 use gnc_shm::{
     Producer, Reader, ReductionGeometry, Segment, SegmentSpec, ShardedReducer, SlotArray, job_id,
     segment_name, shard_range,
 };
+use gnc_tree::{self as tree, Block};
 use serde_json::{Value, json};
 
 const GENERATION: u64 = 1;

@@ -22,7 +22,7 @@ pub enum HostsError {
         hostfile: PathBuf,
         hosts: usize,
         per_host: usize,
-        error: Box<gnc_shm::tree::LayoutError>,
+        error: Box<gnc_tree::LayoutError>,
     },
     #[error(
         "--hosts {hostfile}: its hosts have different slot counts ({slots}); say how many \
@@ -149,7 +149,7 @@ pub fn largest_layout(
 ) -> Option<(usize, usize)> {
     (min.max(1)..=reachable)
         .flat_map(|h| (1..=max_per_host).map(move |p| (h, p)))
-        .filter(|&(h, p)| gnc_shm::tree::host_layout(workers, h, p).is_ok())
+        .filter(|&(h, p)| gnc_tree::host_layout(workers, h, p).is_ok())
         .max_by_key(|&(h, p)| (h * p, h))
 }
 

@@ -62,14 +62,14 @@ impl Mpirun {
     ) -> Result<Mpirun, HostsError> {
         let hosts = hostfile::read(hostfile)?;
         let per_host = processes_per_host(hostfile, &hosts, devices)?;
-        gnc_shm::tree::host_layout(spec.parallel.workers, hosts.len(), per_host).map_err(
-            |error| HostsError::Layout {
+        gnc_tree::host_layout(spec.parallel.workers, hosts.len(), per_host).map_err(|error| {
+            HostsError::Layout {
                 hostfile: hostfile.to_path_buf(),
                 hosts: hosts.len(),
                 per_host,
                 error: Box::new(error),
-            },
-        )?;
+            }
+        })?;
         Ok(Mpirun {
             hostfile: hostfile.to_path_buf(),
             all_hosts: hosts.clone(),

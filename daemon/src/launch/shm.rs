@@ -11,7 +11,7 @@ use gnc_contract::observer::Observer;
 use gnc_contract::protocol;
 use gnc_proto::{Device, ValidSpec};
 use gnc_shm::SegmentError;
-use gnc_shm::tree::Block;
+use gnc_tree::Block;
 
 use super::{Failure, FailureCause, Generation, Launch, Poll};
 use crate::channel::GroupChannel;

@@ -7,7 +7,7 @@
 //! Usage: gnc-mpi-selftest M LEN
 
 use gnc_mpi::MpiReducer;
-use gnc_shm::tree;
+use gnc_tree as tree;
 use mpi::traits::*;
 
 /// Leaf `w`'s vector: magnitudes spread over many binades, so that any change in the order of

@@ -3,7 +3,7 @@
 //!
 //! Ranks are placed host by host (`mpirun --map-by ppr:N:node`): ranks `h·N .. (h+1)·N` are
 //! host h's N processes, process i of them is "lane" i. Host h owns the h-th node of
-//! [`gnc_shm::tree::host_layout`], its processes the nodes inside it.
+//! [`gnc_tree::host_layout`], its processes the nodes inside it.
 //!
 //! Segments: the host's first process creates them, every other process of the host opens
 //! them, and once all have, the creator removes their names. The mappings live on, and a rank
@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use gnc_contract::protocol;
-use gnc_shm::tree::{self, Block};
 use gnc_shm::{Segment, SegmentError, SlotArray};
+use gnc_tree::{self as tree, Block};
 use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::*;
 

@@ -7,8 +7,8 @@ use gnc_contract::observer::Unobserved;
 use gnc_contract::request::{self, Action};
 use gnc_mpi::{MpiReducer, ReduceError};
 use gnc_proto::{JobSpec, SpecError, ValidSpec};
-use gnc_shm::tree::{Block, LayoutError};
 use gnc_shm::{SegmentError, ShardedReducer};
+use gnc_tree::{Block, LayoutError};
 use std::time::Duration;
 
 use crate::heartbeat::Pulse;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gnc_shm::ControlBlock;
-use gnc_shm::tree::Block;
+use gnc_tree::Block;
 
 use super::WorkerError;
 use super::hooks::Hooks;

@@ -22,7 +22,7 @@ use gnc_shm::SegmentError;
 use gnc_shm::header::HeaderMismatch;
 use gnc_shm::reduce::ReduceError;
 use gnc_shm::slots::SlotError;
-use gnc_shm::tree::LayoutError;
+use gnc_tree::LayoutError;
 
 pub use run::run;
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gnc_proto::{JobSpec, ValidSpec};
-use gnc_shm::tree::{Block, validate_layout};
 use gnc_shm::{ControlBlock, Segment, ShardedReducer, SlotArray};
+use gnc_tree::{Block, validate_layout};
 use nix::sys::signal::Signal;
 
 use super::WorkerError;

@@ -1,4 +1,7 @@
-//! The canonical reduction tree over logical workers, and sums that follow it.
+//! The canonical reduction tree over logical workers, and sums that follow it: gnc's
+//! definition of the gradient's bits, in a crate of pure arithmetic (no torch, no unsafe code)
+//! that the shared-memory data plane (`gnc-shm`), the MPI transport (`gnc-mpi`), the engine
+//! and the supervisor's layout checks all use.
 //!
 //! Workers are indexed `[0, M)`. The node for `[lo, hi)` with `n = hi - lo` is the leaf `lo`
 //! if `n == 1`; otherwise it splits at `lo + p`, where `p` is the largest power of two
@@ -17,6 +20,7 @@
 //! The inner loop adds two contiguous slices with `zip`, which the compiler vectorises.
 
 use std::fmt;
+use std::ops::Range;
 
 /// Elements per pass over the tree (16 KiB of f32).
 pub const CHUNK: usize = 4096;
@@ -235,7 +239,7 @@ pub fn equal_block_counts(m: usize) -> Vec<usize> {
 fn equal_blocks(m: usize, p: usize) -> Vec<Block> {
     (0..p)
         .map(|i| {
-            let range = crate::reduce::shard_range(m, p, i);
+            let range = shard_range(m, p, i);
             (range.start, range.end)
         })
         .collect()
@@ -329,6 +333,25 @@ fn add_assign(out: &mut [f32], right: &[f32]) {
     for (left, right) in out.iter_mut().zip(right) {
         *left += *right;
     }
+}
+
+/// Shards: the all-reduce over processes splits the vector into one contiguous shard per
+/// process, each reduced by its owner.
+/// The `shard`-th of `num_shards` contiguous shards of `0..len`; the first `len % num_shards`
+/// shards are one longer.
+///
+/// # Panics
+/// If `shard >= num_shards`.
+pub fn shard_range(len: usize, num_shards: usize, shard: usize) -> Range<usize> {
+    assert!(
+        shard < num_shards,
+        "shard {shard} of {num_shards} does not exist"
+    );
+    let base = len / num_shards;
+    let longer = len % num_shards;
+    let start = shard * base + shard.min(longer);
+    let end = start + base + usize::from(shard < longer);
+    start..end
 }
 
 #[cfg(test)]
