@@ -136,6 +136,19 @@ fn diagnostics_never_change_a_bit_and_measure_the_iterations_own_gradient() {
             if let Some(p) = perturbed {
                 assert_eq!(p["rnc"]["losses"].as_array().unwrap().len(), 4);
                 assert_eq!(p.get("gnc").is_some(), gnc_phase && t > 0, "{name} at {t}");
+                // Each perturbation's size: RNC's unit filter directions make it α η on
+                // every filter; GNC's follows its noise, and is positive.
+                let alpha_lr = p["alpha"].as_f64().unwrap() * p["lr"].as_f64().unwrap();
+                let sizes = p["rnc"]["relative_norms"].as_array().unwrap();
+                assert_eq!(sizes.len(), 4, "{name} at {t}");
+                for size in sizes {
+                    let size = size.as_f64().unwrap();
+                    assert!((size / alpha_lr - 1.0).abs() < 1e-4, "{name} at {t}: {p}");
+                }
+                if let Some(gnc) = p.get("gnc") {
+                    let sizes = gnc["relative_norms"].as_array().unwrap();
+                    assert!(sizes.iter().all(|s| s.as_f64().unwrap() > 0.0), "{p}");
+                }
             }
             if let Some(a) = d.get("anisotropy") {
                 // fc0.weight, fc0.bias, fc1.weight, fc1.bias.

@@ -185,9 +185,23 @@ pub struct LossSpread {
     pub std: f64,
     pub min: f64,
     pub max: f64,
+    /// The size of each worker's perturbation: the mean over filters p (a dim-0 slice of a
+    /// weight of two or more dimensions, else the whole tensor, as the noise rules scale them)
+    /// of ‖x_i^(p) − x^(p)‖ / ‖x^(p)‖. RNC's is α η by construction; GNC's is α η ‖ω_i^(p)‖,
+    /// so comparing the two at one α compares noises of different sizes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relative_norms: Vec<f64>,
 }
 
 impl LossSpread {
+    /// The spread of `losses`, with the perturbations' sizes ([`LossSpread::relative_norms`]).
+    pub fn with_sizes(losses: Vec<f64>, relative_norms: Vec<f64>) -> LossSpread {
+        LossSpread {
+            relative_norms,
+            ..LossSpread::of(losses)
+        }
+    }
+
     pub fn of(losses: Vec<f64>) -> LossSpread {
         let n = losses.len() as f64;
         let mean = losses.iter().sum::<f64>() / n;
@@ -198,6 +212,7 @@ impl LossSpread {
             min: losses.iter().copied().fold(f64::INFINITY, f64::min),
             max: losses.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             losses,
+            relative_norms: Vec::new(),
         }
     }
 }

@@ -73,15 +73,16 @@ impl Perturbed<'_> {
     /// The losses of x_i = x - α η ‖x^(p)‖ ω_i^(p) for GNC's ω_i (the saved g_i - g~, exactly
     /// as the iteration makes them), where there are saved gradients, and for RNC's.
     pub fn losses(&self, objective: &dyn Objective) -> PerturbedLosses {
+        let x = super::model::flatten(self.params);
         let spread = |perturbation: &Perturbation| {
-            LossSpread::of(
-                (0..self.workers)
-                    .map(|worker| {
-                        let prev = self.saved.as_ref().map(|s| s[worker].clone());
-                        objective.loss(&perturbation.weights_of(self.params, worker, prev))
-                    })
-                    .collect(),
-            )
+            let (losses, sizes) = (0..self.workers)
+                .map(|worker| {
+                    let prev = self.saved.as_ref().map(|s| s[worker].clone());
+                    let xi = perturbation.weights_of(self.params, worker, prev);
+                    (objective.loss(&xi), relative_size(self.params, &x, &xi))
+                })
+                .unzip();
+            LossSpread::with_sizes(losses, sizes)
         };
         let gnc = self.saved.as_ref().map(|_| {
             spread(&Perturbation::gnc(
@@ -95,9 +96,60 @@ impl Perturbed<'_> {
         PerturbedLosses {
             alpha: self.alpha,
             lr: self.lr,
-            unperturbed: objective.loss(&super::model::flatten(self.params)),
+            unperturbed: objective.loss(&x),
             gnc,
             rnc: spread(&rnc),
         }
+    }
+}
+
+/// The mean over filters of ‖x_i^(p) − x^(p)‖ / ‖x^(p)‖, for the flat parameter vectors `x`
+/// and `xi` laid out as `params` (a filter: a dim-0 slice of a parameter of two or more
+/// dimensions, else the whole parameter, as `method::filter_norms` takes them). Filters whose
+/// ‖x^(p)‖ is zero (a bias at its initial zeros) have no relative size and are left out. Sums
+/// in f64, in index order: the same on every machine.
+fn relative_size(params: &[Tensor], x: &[f32], xi: &[f32]) -> f64 {
+    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|e| e * e).sum::<f64>().sqrt();
+    let (mut sum, mut filters, mut at) = (0.0, 0usize, 0);
+    for p in params {
+        let n = p.numel();
+        let rows = if p.dim() >= 2 {
+            p.size()[0] as usize
+        } else {
+            1
+        };
+        let width = (n / rows).max(1);
+        let filters_of = x[at..at + n]
+            .chunks(width)
+            .zip(xi[at..at + n].chunks(width));
+        for (a, b) in filters_of {
+            let base = norm(&mut a.iter().map(|&v| f64::from(v)));
+            if base > 0.0 {
+                let moved = a.iter().zip(b);
+                sum += norm(&mut moved.map(|(&u, &v)| f64::from(v) - f64::from(u))) / base;
+                filters += 1;
+            }
+        }
+        at += n;
+    }
+    sum / filters.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relative_size_is_the_mean_over_filters() {
+        // A 2 x 2 weight (two filters) and a bias vector (one filter, at zero: left out).
+        let params = [
+            Tensor::zeros([2, 2], tch::kind::FLOAT_CPU),
+            Tensor::zeros([2], tch::kind::FLOAT_CPU),
+        ];
+        let x = [3.0, 4.0, 0.0, 1.0, 0.0, 0.0];
+        // Filter 0 moves by (0.3, 0.4): 0.5 / 5 = 0.1; filter 1 by (0, 0.5): 0.5 / 1.
+        let xi = [3.3, 4.4, 0.0, 1.5, 7.0, 7.0];
+        let size = relative_size(&params, &x, &xi);
+        assert!((size - 0.3).abs() < 1e-6, "{size}");
     }
 }
