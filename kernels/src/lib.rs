@@ -341,34 +341,53 @@ fn pack<'b>(b: Strided, nr: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
     &buf[off..off + len]
 }
 
-/// The rows of `c` from `row0` (`c` holds them, row-major with `n` columns): for each panel,
-/// for each inner block, every row tile.
+/// Packed panels of at most this many floats (512 KiB, a quarter of a server core's L2) are
+/// swept row tile by row tile, every panel for each (see [`sweep`]).
+const ROW_MAJOR_SWEEP: usize = 128 * 1024;
+
+/// The rows of `c` from `row0` (`c` holds them, row-major with `n` columns). With one inner
+/// block and panels that fit [`ROW_MAJOR_SWEEP`] (the weight gradient over a batch: k = 32):
+/// for each row tile, every panel, so `c` is written band by band in address order while the
+/// panels stay in L2. Otherwise for each panel, for each inner block, every row tile, so the
+/// panel block stays in L1 while all row tiles pass over it. The order changes no bit.
 fn sweep(plan: &Plan, a: Strided, packed: &[f32], n: usize, c: &mut [f32], row0: usize) {
     let (isa, k) = (plan.isa, a.cols);
     let (mr, nr) = (isa.mr(), isa.nr());
     let rows = c.len() / n;
-    for (jp, panel) in packed.chunks_exact(k * nr).enumerate() {
+    let mut tile = |jp: usize, k0: usize, i0: usize| {
         let j0 = jp * nr;
-        let cols = nr.min(n - j0);
-        for k0 in (0..k).step_by(plan.kc) {
-            let kb = plan.kc.min(k - k0);
-            for i0 in (0..rows).step_by(mr) {
-                simd::run(
-                    isa,
-                    Tile {
-                        a: a.data,
-                        a_at: (row0 + i0) * a.row_stride + k0 * a.col_stride,
-                        rsa: a.row_stride,
-                        csa: a.col_stride,
-                        k: kb,
-                        b: &panel[k0 * nr..(k0 + kb) * nr],
-                        c: &mut c[i0 * n + j0..],
-                        ldc: n,
-                        rows: mr.min(rows - i0),
-                        cols,
-                        load: k0 > 0,
-                    },
-                );
+        let kb = plan.kc.min(k - k0);
+        let panel = &packed[jp * k * nr..(jp + 1) * k * nr];
+        simd::run(
+            isa,
+            Tile {
+                a: a.data,
+                a_at: (row0 + i0) * a.row_stride + k0 * a.col_stride,
+                rsa: a.row_stride,
+                csa: a.col_stride,
+                k: kb,
+                b: &panel[k0 * nr..(k0 + kb) * nr],
+                c: &mut c[i0 * n + j0..],
+                ldc: n,
+                rows: mr.min(rows - i0),
+                cols: nr.min(n - j0),
+                load: k0 > 0,
+            },
+        );
+    };
+    let panels = n.div_ceil(nr);
+    if plan.kc >= k && packed.len() <= ROW_MAJOR_SWEEP {
+        for i0 in (0..rows).step_by(mr) {
+            for jp in 0..panels {
+                tile(jp, 0, i0);
+            }
+        }
+    } else {
+        for jp in 0..panels {
+            for k0 in (0..k).step_by(plan.kc) {
+                for i0 in (0..rows).step_by(mr) {
+                    tile(jp, k0, i0);
+                }
             }
         }
     }
