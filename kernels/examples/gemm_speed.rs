@@ -19,17 +19,18 @@ fn main() {
         kcs
     };
     println!("{}; kc {kcs:?}", isa.name());
-    // (m, k, n, a transposed in memory): forward W h^T, weight gradient dy^T h, input
+    // (m, k, n, a and b transposed in memory): forward W h^T, weight gradient dy^T h, input
     // gradient W^T dy^T.
-    for (what, m, k, n, at) in [
-        ("fwd 784->500", 500, 784, 32, false),
-        ("dW 784->500", 500, 32, 784, true),
-        ("dx 784->500", 784, 500, 32, true),
-        ("dx as dy W", 32, 500, 784, false),
-        ("fwd as h WT", 32, 784, 500, false),
-        ("fwd 500->500", 500, 500, 32, false),
-        ("dW 500->500", 500, 32, 500, true),
-        ("dx 500->500", 500, 500, 32, true),
+    for (what, m, k, n, at, bt) in [
+        ("fwd 784->500", 500, 784, 32, false, true),
+        ("dW 784->500", 500, 32, 784, true, false),
+        ("dx 784->500", 784, 500, 32, true, true),
+        ("dx as dy W", 32, 500, 784, false, false),
+        ("fwd as h WT", 32, 784, 500, false, true),
+        ("fwd 500->500", 500, 500, 32, false, true),
+        ("fwd 500->10", 10, 500, 32, false, true),
+        ("dW 500->500", 500, 32, 500, true, false),
+        ("dx 500->500", 500, 500, 32, true, true),
     ] {
         let av: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
         let bv: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 * 0.01).collect();
@@ -38,7 +39,11 @@ fn main() {
         } else {
             Strided::rows(&av, m, k)
         };
-        let b = Strided::rows(&bv, k, n);
+        let b = if bt {
+            Strided::rows(&bv, n, k).t()
+        } else {
+            Strided::rows(&bv, k, n)
+        };
         let mut c = vec![0.0; m * n];
         let mut rates = vec![Vec::new(); kcs.len()];
         for _ in 0..30 {

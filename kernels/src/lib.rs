@@ -322,17 +322,21 @@ fn pack<'b>(b: Strided, nr: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
                 row[w..].fill(0.0);
             }
         } else {
-            // Column by column: `b` is read along its contiguous direction when it is a
-            // transposed row-major matrix.
-            for jj in 0..nr {
-                if jj < w {
-                    let col = (j0 + jj) * b.col_stride;
-                    for p in 0..k {
-                        panel[p * nr + jj] = b.data[col + p * b.row_stride];
-                    }
-                } else {
-                    for p in 0..k {
-                        panel[p * nr + jj] = 0.0;
+            // Column by column within blocks of 64 rows: `b` is read along its contiguous
+            // direction when it is a transposed row-major matrix, and a block's part of the
+            // panel (8 KiB at 32 columns) stays in L1 while its columns are written.
+            for p0 in (0..k).step_by(64) {
+                let block = &mut panel[p0 * nr..(p0 + 64).min(k) * nr];
+                for jj in 0..nr {
+                    if jj < w {
+                        let col = (j0 + jj) * b.col_stride + p0 * b.row_stride;
+                        for (p, row) in block.chunks_exact_mut(nr).enumerate() {
+                            row[jj] = b.data[col + p * b.row_stride];
+                        }
+                    } else {
+                        for row in block.chunks_exact_mut(nr) {
+                            row[jj] = 0.0;
+                        }
                     }
                 }
             }
