@@ -24,7 +24,9 @@
 //! * `b` packed into zero-padded, 64-byte aligned panels of the tile's width (`k` rows of
 //!   `NR` floats), so the microkernel reads one contiguous stream whatever `b`'s layout; `a`
 //!   is read in place through its strides (a broadcast per row and step), so the large operand
-//!   should be `a` — the caller chooses the orientation (see `gnc-worker`'s `linear`);
+//!   should be `a` — the caller chooses the orientation (see `gnc-worker`'s `linear`); when
+//!   `a` is stored k-major (each step reads the next stored row, a stride too long for the
+//!   hardware's stride prefetcher) the kernels prefetch its lines 16 steps ahead;
 //! * blocking of the inner dimension (`Plan::kc`, chosen by `a`'s layout) so a panel block and
 //!   the lines of `a` stay in L1 while every row tile passes over them: a later block loads the
 //!   output tile back into the accumulators and continues each chain where the previous block

@@ -198,6 +198,12 @@ mod x86 {
                     row[1] = _mm256_fmadd_ps(x, b1, row[1]);
                 }
             }
+            if UNIT {
+                // As in the AVX-512 kernel: fetch a k-major `a` ahead of its large stride.
+                let ahead = a.wrapping_add(PREFETCH * t.csa);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(R - 1).cast());
+            }
             b = b.wrapping_add(16);
             a = a.wrapping_add(t.csa);
         }
@@ -210,6 +216,9 @@ mod x86 {
             }
         }
     }
+
+    /// Steps ahead that the kernels prefetch a k-major `a`.
+    const PREFETCH: usize = 16;
 
     /// `R` rows × 32 columns (two `__m512`) of `c`, chains over `t.k` steps.
     ///
@@ -252,6 +261,16 @@ mod x86 {
                     row[0] = _mm512_fmadd_ps(x, b0, row[0]);
                     row[1] = _mm512_fmadd_ps(x, b1, row[1]);
                 }
+            }
+            if UNIT {
+                // `a` is stored k-major: each step reads the next stored row, `csa` floats on,
+                // a stride the hardware's stride prefetcher may not follow (above 2 KiB it does
+                // not on Intel cores), so fetch the tile's line(s) `PREFETCH` steps ahead.
+                // A prefetch is a hint that never faults, whatever the address (so the safe
+                // intrinsic); the pointer is made by wrapping arithmetic.
+                let ahead = a.wrapping_add(PREFETCH * t.csa);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(R - 1).cast());
             }
             b = b.wrapping_add(32);
             a = a.wrapping_add(t.csa);
