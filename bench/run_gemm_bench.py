@@ -168,6 +168,13 @@ def main():
     target = (f"Target ≥ {TARGET * 100:.0f} % of the {widest['isa']} peak on every product: "
               + ("met." if not below else "below on " + ", ".join(below) + "."))
     out.append(target)
+    w = f"gnc {widest['isa']}"
+    best = ", ".join(
+        f"{layer} {product} {by[w]['gflops']['max'] / widest['gflops']['max'] * 100:.0f} %"
+        for (layer, product, _), by in rows.items())
+    out.append("")
+    out.append(f"Least disturbed rounds (the fastest round of the {w} path over the fastest "
+               f"probe round, {widest['gflops']['max']:.1f} GFLOP/s): {best}.")
     if skipped:
         out.append("")
         out.append("Skipped: " + "; ".join(s.split(": ", 1)[-1] for s in skipped) + ".")
