@@ -1,14 +1,18 @@
 //! Quick, torch-free timing of the AVX-512 (or widest) path on F1's products at batch 32, for
 //! choosing the inner block: inner-block sizes alternate round by round, medians over rounds
 //! (the full benchmark, beside libtorch, is `gnc-bench-gemm`).
-//! `cargo run --release -p gnc-kernels --example gemm_speed [kc …]`.
+//! `[ISA=scalar|avx2] cargo run --release -p gnc-kernels --example gemm_speed [kc …]`.
 
 use std::time::Instant;
 
 use gnc_kernels::{Isa, Plan, Strided, gemm_with};
 
 fn main() {
-    let isa = Isa::best();
+    let isa = match std::env::var("ISA").as_deref() {
+        Ok("scalar") => Isa::Scalar,
+        Ok("avx2") => Isa::Avx2,
+        _ => Isa::best(),
+    };
     let kcs: Vec<usize> = std::env::args()
         .skip(1)
         .map(|v| v.parse().expect("kc"))

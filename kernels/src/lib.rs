@@ -440,8 +440,11 @@ fn scalar_rows<const R: usize>(t: Tile) {
     }
     let mut a_at = t.a_at;
     for brow in t.b.chunks_exact(NR).take(t.k) {
-        for (r, row) in acc.iter_mut().enumerate() {
-            let x = t.a[a_at + r * t.rsa];
+        // Fixed-size rows and the step's `a` column read first: the compiler keeps the tile
+        // in vector registers.
+        let brow: &[f32; NR] = brow.try_into().expect("a panel row has NR floats");
+        let xs: [f32; R] = std::array::from_fn(|r| t.a[a_at + r * t.rsa]);
+        for (row, &x) in acc.iter_mut().zip(&xs) {
             for (v, &y) in row.iter_mut().zip(brow) {
                 *v = x.mul_add(y, *v);
             }
