@@ -59,12 +59,14 @@ lint: system-packages $(CARGO_CONFIG)
 
 ## Benchmarks (about an hour); results in bench/RESULTS.md: GNC's cost per iteration in
 ## whole runs (the issue-10 matrix) and in instructions (callgrind), the reproducibility
-## levels' cost, then one iteration against a PyTorch reference.
+## levels' cost, then one iteration against a PyTorch reference, then the portable matrix
+## product per ISA against libtorch's.
 bench: setup build
 	$(VENV)/bin/python bench/run_cost_bench.py
 	$(VENV)/bin/python bench/run_instructions.py
 	$(VENV)/bin/python bench/run_levels_bench.py
 	$(VENV)/bin/python bench/run_step_bench.py
+	$(VENV)/bin/python bench/run_gemm_bench.py
 
 ## Data-plane benchmarks (minutes): all-reduce vs memcpy and gloo, 2 processes vs 1.
 bench-shm: setup build

@@ -35,9 +35,11 @@ ATEN_CPU_CAPABILITY = "avx2"
 ONEDNN_MAX_CPU_ISA = "AVX2"
 MKL_CBWR = "AVX2,STRICT"
 
-# gnc's portable kernels (worker/src/kernels) are fma chains that the compiler vectorises only
-# when it may use AVX2 and FMA; their bits are the same either way. The portable level needs
-# both anyway, and the binaries check for them first thing.
+# gnc's portable kernels (kernels/, worker/src/kernels) are fma chains; the matrix product's
+# AVX2 and AVX-512 microkernels are chosen at run time, and its scalar path and the other
+# kernels are vectorised by the compiler only when it may use AVX2 and FMA; the bits are the
+# same either way. The portable level needs both anyway, and the binaries check for them
+# first thing.
 [build]
 rustflags = ["-C", "target-feature=+avx2,+fma"]
 CFG

@@ -6,6 +6,9 @@
 //! - `gnc-bench-reduce` times the shared-memory all-reduce against memcpy of the same bytes;
 //!   `bench/run_shm_bench.py` runs it next to `bench/gloo_allreduce.py` and a 1- vs 2-process
 //!   training run.
+//! - `gnc-bench-gemm` times `gnc-kernels`' portable product on every ISA path beside libtorch's
+//!   `matmul` and the FMA peak, on F1's linear products; `bench/run_gemm_bench.py` writes its
+//!   section of `bench/RESULTS.md`.
 
 use std::path::PathBuf;
 

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use tch::{Kind, Tensor};
 
-use super::gemm::{Strided, matmul};
+use super::gemm::{Strided, gemm, matmul};
 
 /// One portable linear layer of a forward pass, as its backward needs it.
 pub struct LinearRecord {
@@ -124,19 +124,23 @@ pub fn forward_values(
     assert_eq!(wv.len(), outputs * inputs, "the weight is outputs × inputs");
     let hv = values(h);
     let bv = values(b);
-    // yᵀ = W hᵀ: the large operand W is read in place, the small hᵀ is the contiguous one.
-    let ht = transpose(&hv, rows, inputs);
+    // yᵀ = W hᵀ: the large operand W is `a`, read in place; h is the small `b`, read through
+    // its transpose's strides into the product's packed panels (no copy of ours).
     let mut yt = buffer(outputs * rows);
-    matmul(Strided::rows(&wv, outputs, inputs), &ht, rows, &mut yt);
-    let mut y = transpose(&yt, outputs, rows);
-    for row in y.chunks_exact_mut(outputs) {
-        for (v, &b) in row.iter_mut().zip(&bv) {
-            *v += b;
+    gemm(
+        Strided::rows(&wv, outputs, inputs),
+        Strided::rows(&hv, rows, inputs).t(),
+        &mut yt,
+    );
+    let mut y = buffer(rows * outputs);
+    for (r, row) in y.chunks_exact_mut(outputs).enumerate() {
+        for (o, (v, &b)) in row.iter_mut().zip(&bv).enumerate() {
+            *v = yt[o * rows + r] + b;
         }
     }
     let y_values = y;
     let y = tensor(&y_values, &[rows as i64, outputs as i64]);
-    for v in [ht, yt, y_values, bv] {
+    for v in [yt, y_values, bv] {
         recycle(v);
     }
     match tape {
@@ -185,10 +189,14 @@ fn backward(rec: &LinearRecord, dy: &[f32]) -> LayerGrads {
     let dy_m = Strided::rows(dy, n, o);
     let mut w = buffer(o * i);
     matmul(dy_m.t(), &rec.h, i, &mut w);
-    // The first layer's input is the data: no gradient flows there.
+    // The first layer's input is the data: no gradient flows there. ∂hᵀ = Wᵀ dyᵀ, so the
+    // large W is `a`, read in place (k-major), and the small dy is packed; each element is
+    // the same chain over o as in ∂h = dy W (fma's product commutes exactly).
     let h = rec.input.requires_grad().then(|| {
-        let mut h = buffer(n * i);
-        matmul(dy_m, &rec.w, i, &mut h);
+        let mut ht = buffer(i * n);
+        gemm(Strided::rows(&rec.w, o, i).t(), dy_m.t(), &mut ht);
+        let h = transpose(&ht, i, n);
+        recycle(ht);
         h
     });
     let mut b = vec![0.0f32; o];
