@@ -227,7 +227,7 @@ pub fn host_layout(m: usize, hosts: usize, per_host: usize) -> Result<Vec<Block>
 /// The process counts `p` that divide `m` into `p` equal blocks that are all tree nodes.
 pub fn equal_block_counts(m: usize) -> Vec<usize> {
     (1..=m)
-        .filter(|&p| m % p == 0)
+        .filter(|&p| m.is_multiple_of(p))
         .filter(|&p| {
             equal_blocks(m, p)
                 .iter()
