@@ -39,7 +39,7 @@ impl Placement {
         ranks: usize,
         per_host: usize,
     ) -> Result<Self, MpiWorkerError> {
-        if per_host == 0 || ranks % per_host != 0 {
+        if per_host == 0 || !ranks.is_multiple_of(per_host) {
             return Err(MpiWorkerError::PerHost { ranks, per_host });
         }
         let hosts = ranks / per_host;
