@@ -35,6 +35,24 @@ impl JobSpec {
         spec.validated()
     }
 
+    /// Reads a spec as a launcher records it for its workers (`spec.json`, JSON, its model file
+    /// already pinned) or, for any other extension, as [`JobSpec::load`] does; validated
+    /// either way. The one way every worker process reads its spec.
+    pub fn load_for_worker(path: &Path) -> Result<ValidSpec, SpecError> {
+        if path.extension().is_none_or(|e| e != "json") {
+            return JobSpec::load(path);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let spec: JobSpec = serde_json::from_str(&text).map_err(|e| SpecError::Parse {
+            origin: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        spec.validated()
+    }
+
     /// Fills in the SHA-256 of the model file (`kind = "onnx"`) where the spec has none, so
     /// that every later validation refuses a file that changed (`crate::model_file`). Done
     /// where a spec enters from a user: [`JobSpec::load`], gncd's submit.

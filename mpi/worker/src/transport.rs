@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gnc_contract::observer::Unobserved;
 use gnc_contract::request::{self, Action};
 use gnc_mpi::{MpiReducer, ReduceError};
 use gnc_proto::{JobSpec, SpecError, ValidSpec};
@@ -19,8 +18,9 @@ use gnc_worker::distributed::WorkerError;
 use gnc_worker::distributed::ckpt::{self, PartsBarrier, Share};
 use gnc_worker::distributed::flat::{Unflatten, flatten_into};
 use gnc_worker::distributed::hooks::Hooks;
+use gnc_worker::distributed::start::{Part, train_part};
 use gnc_worker::engine::{Prepared, Trainer};
-use gnc_worker::run_loop::{self, Course, Transport};
+use gnc_worker::run_loop::Transport;
 use gnc_worker::state::TrainState;
 use gnc_worker::tree::Bundle;
 use mpi::topology::SimpleCommunicator;
@@ -270,22 +270,6 @@ pub struct RunRequest {
     pub processes_per_host: usize,
 }
 
-fn load_spec(path: &Path) -> Result<ValidSpec, MpiWorkerError> {
-    if path.extension().is_some_and(|e| e == "json") {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let spec: JobSpec = serde_json::from_str(&text).map_err(|e| SpecError::Parse {
-            origin: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(spec.validated()?)
-    } else {
-        Ok(JobSpec::load(path)?)
-    }
-}
-
 impl MpiWorkerError {
     /// The exit code, which tells the launcher whether a restart can help (`gnc_contract::protocol`).
     pub fn exit_code(&self) -> u8 {
@@ -335,7 +319,7 @@ pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
     let pulse = arrive(request)?;
     let universe = mpi::initialize().ok_or(MpiWorkerError::Init)?;
     let world = universe.world();
-    let spec = load_spec(&request.spec)?;
+    let spec = JobSpec::load_for_worker(&request.spec)?;
     let per_host = request.processes_per_host;
     crate::agreement::check(&world, &crate::agreement::fingerprint(&spec), per_host)?;
     let placement = Placement::new(
@@ -344,50 +328,41 @@ pub fn run(request: &RunRequest) -> Result<(), MpiWorkerError> {
         world.size() as usize,
         per_host,
     )?;
-    gnc_worker::pin::pin_process_environment(spec.reproducibility).map_err(EngineError::Config)?;
-    let mut trainer = Trainer::on(&spec, 1, Device::CPU)?;
-    let shm_job = gnc_contract::protocol::shm_job(&spec.name, &request.out);
-    let mut transport = MpiTransport::new(
-        world,
-        placement,
-        &trainer,
-        &shm_job,
-        request.generation,
-        &request.out,
-        pulse,
-    )?;
+    let part = Part {
+        spec: &spec,
+        device: Device::CPU,
+        block: placement.block(),
+        out: &request.out,
+        resume_from: request.resume_from,
+        stop_after: request.stop_after,
+    };
+    train_part(&part, |trainer| {
+        let shm_job = gnc_contract::protocol::shm_job(&spec.name, &request.out);
+        let transport = MpiTransport::new(
+            world,
+            placement,
+            trainer,
+            &shm_job,
+            request.generation,
+            &request.out,
+            pulse,
+        )?;
+        if transport.writes_records() {
+            record_start(&spec, request)?;
+        }
+        Ok(transport)
+    })
+}
+
+/// Rank 0, once every rank has joined: the spec it runs (`gncctl verify` re-runs it) and the
+/// record that this generation started.
+fn record_start(spec: &ValidSpec, request: &RunRequest) -> Result<(), MpiWorkerError> {
     let io = |e: std::io::Error| EngineError::Io(request.out.clone(), e.to_string());
     std::fs::create_dir_all(&request.out).map_err(io)?;
-    if transport.writes_records() {
-        // A record of what ran, as every run keeps it: `gncctl verify` re-runs it.
-        let json = serde_json::to_vec_pretty(&*spec).expect("specs serialise");
-        gnc_contract::atomic::write_atomic(&request.out.join("spec.json"), &json).map_err(io)?;
-        // Every rank has joined (the agreement above took all of them).
-        let started = request.out.join(gnc_contract::protocol::MPI_STARTED_FILE);
-        let generation = request.generation.to_string();
-        gnc_contract::atomic::write_atomic(&started, generation.as_bytes()).map_err(io)?;
-    }
-    let mut state = trainer.fresh_state();
-    if let Some(iteration) = request.resume_from {
-        ckpt::resume(
-            &trainer,
-            &mut state,
-            &request.out,
-            iteration,
-            transport.block(),
-        )?;
-    }
-    let course = Course {
-        out: &request.out,
-        stop_after: request.stop_after,
-        resumed: request.resume_from.is_some(),
-    };
-    run_loop::run(
-        &mut trainer,
-        &mut state,
-        &mut transport,
-        &course,
-        &mut Unobserved,
-    )?;
+    let json = serde_json::to_vec_pretty(&**spec).expect("specs serialise");
+    gnc_contract::atomic::write_atomic(&request.out.join("spec.json"), &json).map_err(io)?;
+    let started = request.out.join(gnc_contract::protocol::MPI_STARTED_FILE);
+    let generation = request.generation.to_string();
+    gnc_contract::atomic::write_atomic(&started, generation.as_bytes()).map_err(io)?;
     Ok(())
 }

@@ -7,13 +7,15 @@
 //!
 //! What it shares with the supervisor — the command line, segment names, control words, exit
 //! codes, checkpoint / stop requests — is in `gnc_contract` (`args`, `protocol`, `request`).
-//! - [`run`]: the iteration loop; [`ckpt`]: checkpoints written by all processes;
+//! - [`start`]: the one start-up of a worker process, whatever its transport; [`run`]: the
+//!   shared-memory transport; [`ckpt`]: checkpoints written by all processes;
 //! - [`flat`]: bundles as flat f32; [`hooks`]: fault injection for tests.
 
 pub mod ckpt;
 pub mod flat;
 pub mod hooks;
 pub mod run;
+pub mod start;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,12 +1,13 @@
-//! The worker's iteration loop: the in-process engine's [`crate::driver::train`], with the
-//! cross-block sum done by the shared-memory all-reduce, and the files (metrics, evaluation,
-//! checkpoint manifest, result) left to process 0.
+//! A `gnc-worker` process over shared memory: its start (parent, device, spec, layout), then
+//! [`super::start::train_part`] over [`ShmTransport`] — the cross-block sum done by the
+//! shared-memory all-reduce, and the files (metrics, evaluation, checkpoint manifest, result)
+//! left to process 0.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gnc_proto::{JobSpec, ValidSpec};
+use gnc_proto::JobSpec;
 use gnc_shm::{ControlBlock, Segment, ShardedReducer, SlotArray};
 use gnc_tree::{Block, validate_layout};
 use nix::sys::signal::Signal;
@@ -15,14 +16,13 @@ use super::WorkerError;
 use super::ckpt::{self, ControlWords, Share};
 use super::flat::{Unflatten, flatten_into};
 use super::hooks::Hooks;
-use crate::EngineError;
+use super::start::{Part, train_part};
 use crate::device::Device;
 use crate::engine::{Prepared, Trainer};
-use crate::run_loop::{self, Course, Transport};
+use crate::run_loop::Transport;
 use crate::state::TrainState;
 use crate::tree::Bundle;
 use gnc_contract::args::WorkerArgs;
-use gnc_contract::observer::Unobserved;
 use gnc_contract::protocol::{self, GENERATION_WORD, begun_word, done_word};
 use gnc_contract::request::{self, Action};
 
@@ -37,14 +37,6 @@ fn die_with_parent(parent_pid: u32) -> Result<(), WorkerError> {
         });
     }
     Ok(())
-}
-
-/// The spec the supervisor wrote; validated here, once per worker process.
-fn load_spec(path: &Path) -> Result<ValidSpec, WorkerError> {
-    let bad = |m: String| WorkerError::Spec(path.to_path_buf(), m);
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let spec: JobSpec = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    Ok(spec.validated().map_err(EngineError::from)?)
 }
 
 /// The generation's segments, opened and checked against what this worker expects.
@@ -87,36 +79,23 @@ impl Segments {
 pub fn run(args: &WorkerArgs) -> Result<(), WorkerError> {
     die_with_parent(args.parent_pid)?;
     args.device.available()?;
-    let spec = load_spec(&args.spec)?;
-    // Before any tensor exists: the spec's reproducibility level.
-    crate::pin::pin_process_environment(spec.reproducibility).map_err(EngineError::Config)?;
+    let spec = JobSpec::load_for_worker(&args.spec)
+        .map_err(|e| WorkerError::Spec(args.spec.clone(), e.to_string()))?;
     let blocks = args.blocks.0.clone();
     validate_layout(spec.parallel.workers, &blocks)?;
-    let process = args.process;
-    let block = *blocks.get(process).ok_or(WorkerError::NoSuchProcess {
-        process,
+    let block = *blocks.get(args.process).ok_or(WorkerError::NoSuchProcess {
+        process: args.process,
         processes: blocks.len(),
     })?;
-    let mut trainer = Trainer::on(&spec, 1, Device::new(args.device))?;
-    let mut state = trainer.fresh_state();
-    if let Some(iteration) = args.resume_from {
-        ckpt::resume(&trainer, &mut state, &args.out, iteration, block)?;
-    }
-    let mut transport = ShmTransport::open(args, &trainer, blocks)?;
-    let course = Course {
+    let part = Part {
+        spec: &spec,
+        device: Device::new(args.device),
+        block,
         out: &args.out,
+        resume_from: args.resume_from,
         stop_after: args.stop_after,
-        resumed: args.resume_from.is_some(),
     };
-    // Progress goes to the supervisor through the control words, not to an observer.
-    run_loop::run(
-        &mut trainer,
-        &mut state,
-        &mut transport,
-        &course,
-        &mut Unobserved,
-    )?;
-    Ok(())
+    train_part(&part, |trainer| ShmTransport::open(args, trainer, blocks))
 }
 
 /// This process's place in a group of worker processes over shared memory: its block of
