@@ -17,7 +17,6 @@ pub mod shm;
 
 use std::fmt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -28,9 +27,6 @@ use crate::supervisor::SupervisorError;
 
 /// One way of starting the processes of a job.
 pub trait Launch {
-    /// The job's output directory (records, checkpoints, `result.json`).
-    fn out(&self) -> &Path;
-
     /// Starts generation `generation` (0, then one more per restart), every process resuming
     /// from the checkpoint after `resume_from` iterations (`None`: from the start).
     fn start(

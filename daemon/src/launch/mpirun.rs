@@ -230,10 +230,6 @@ impl Mpirun {
 }
 
 impl Launch for Mpirun {
-    fn out(&self) -> &Path {
-        &self.out
-    }
-
     fn start(
         &mut self,
         generation: u64,

@@ -75,10 +75,6 @@ impl ProcessGroup {
 }
 
 impl Launch for ProcessGroup {
-    fn out(&self) -> &Path {
-        &self.out
-    }
-
     fn start(
         &mut self,
         generation: u64,
