@@ -111,6 +111,36 @@ fn rank_pid(out: &Path, rank: usize) -> u32 {
     }
 }
 
+/// Open MPI's shared-memory files in /dev/shm (its ranks' `vader` segments), which mpirun
+/// removes when it ends its job, and nobody when it is killed.
+fn open_mpi_segments() -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vader_segment"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Waits up to `limit` for `child` to exit; kills its process group and panics if it does not.
+fn wait_within(child: Child, limit: Duration) -> std::process::Output {
+    let began = Instant::now();
+    let pid = child.id();
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        if began.elapsed() > limit {
+            let group = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGCONT);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            panic!("gncctl (pid {pid}) still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 fn signal(pid: u32, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
 }
@@ -120,9 +150,10 @@ fn a_killed_launcher_leaves_no_rank_mpirun_or_segment_and_the_job_resumes() {
     let _serial = serial();
     let name = "sv_killed";
     let dir = tempfile::tempdir().unwrap();
-    let spec = long_job(dir.path(), name, 4096);
+    let spec = long_job(dir.path(), name, 16384);
     let hosts = hostfile(dir.path());
     let out = dir.path().join("out");
+    let open_mpi_before = open_mpi_segments();
     let mut launcher = spawn(&spec, &out, &["--hosts", &hosts]);
     wait_for_training(&out, 3);
     // SIGKILL: the launcher can do nothing about it; its children must end themselves.
@@ -135,7 +166,10 @@ fn a_killed_launcher_leaves_no_rank_mpirun_or_segment_and_the_job_resumes() {
         "still running 10 s after the launcher died: {left:?}"
     );
     assert!(processes_with("orted").is_empty());
+    // Orphaned ranks would have gone on to the end and written the result: none did.
+    assert!(!out.join("result.json").exists());
     assert_no_segments(name);
+    assert_eq!(open_mpi_segments(), open_mpi_before);
     // The directory is free again, and the job continues to the uninterrupted run's bits.
     let resumed = summary(&run(&spec, &out, &["--hosts", &hosts, "--resume"], &[]));
     assert_eq!(hash(&resumed), reference(dir.path(), &spec).0);
@@ -193,6 +227,7 @@ fn a_stopped_rank_ends_the_job_which_restarts_to_the_same_bits() {
     let spec = long_job(dir.path(), name, 4096);
     let hosts = hostfile(dir.path());
     let out = dir.path().join("out");
+    let open_mpi_before = open_mpi_segments();
     let launcher = spawn(&spec, &out, &["--hosts", &hosts, "--hang-timeout", "5"]);
     wait_for_training(&out, 3);
     let stopped = rank_pid(&out, 1);
@@ -206,7 +241,7 @@ fn a_stopped_rank_ends_the_job_which_restarts_to_the_same_bits() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let output = launcher.wait_with_output().unwrap();
+    let output = wait_within(launcher, Duration::from_secs(120));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("rank 1 on localhost (no heartbeat) made no progress")
@@ -220,6 +255,8 @@ fn a_stopped_rank_ends_the_job_which_restarts_to_the_same_bits() {
         "{stderr}"
     );
     assert_no_segments(name);
+    // mpirun ended the stopped generation itself, cleaning up after its ranks.
+    assert_eq!(open_mpi_segments(), open_mpi_before);
 }
 
 #[test]
@@ -230,6 +267,7 @@ fn ctrl_c_while_a_rank_is_stopped_ends_the_job_within_seconds_leaving_nothing() 
     let spec = long_job(dir.path(), name, 16384);
     let hosts = hostfile(dir.path());
     let out = dir.path().join("out");
+    let open_mpi_before = open_mpi_segments();
     let launcher = spawn(&spec, &out, &["--hosts", &hosts]);
     wait_for_training(&out, 3);
     signal(rank_pid(&out, 1), nix::sys::signal::Signal::SIGSTOP);
@@ -241,7 +279,7 @@ fn ctrl_c_while_a_rank_is_stopped_ends_the_job_within_seconds_leaving_nothing() 
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let output = launcher.wait_with_output().unwrap();
+    let output = wait_within(launcher, Duration::from_secs(30));
     let took = since.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(took < Duration::from_secs(10), "took {took:?}: {stderr}");
@@ -253,6 +291,7 @@ fn ctrl_c_while_a_rank_is_stopped_ends_the_job_within_seconds_leaving_nothing() 
     let left = left_after(out.to_str().unwrap(), Duration::from_secs(10));
     assert!(left.is_empty(), "{left:?}");
     assert_no_segments(name);
+    assert_eq!(open_mpi_segments(), open_mpi_before);
 }
 
 /// An elastic job (`--min-hosts 1`) whose hostfile names a host that cannot be reached goes

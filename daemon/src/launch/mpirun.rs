@@ -208,7 +208,12 @@ impl Mpirun {
             .arg("--hostfile")
             .arg(hostfile)
             .args(["-np", &self.ranks().to_string()])
-            .args(["--map-by", &format!("ppr:{}:node", self.per_host)]);
+            .args(["--map-by", &format!("ppr:{}:node", self.per_host)])
+            // No `vader` (Open MPI's shared-memory transport between ranks of one host): its
+            // files in /dev/shm outlive ranks that mpirun ends after its launcher died. A host's
+            // ranks reduce over gnc's own segments; MPI carries the lanes between hosts, so
+            // vader would only ever carry the few small messages of start-up and barriers.
+            .args(["--mca", "btl", "^vader"]);
         for (key, _) in self.level.environment() {
             command.args(["-x", key]);
         }
@@ -430,6 +435,11 @@ impl Generation for Running {
 
     fn end(&mut self) {
         if !self.exited {
+            // A stopped rank cannot act on mpirun's SIGTERM: continue the ranks here first,
+            // so that mpirun ends them and cleans up after them (Open MPI's shared-memory
+            // files) rather than being killed with them.
+            let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, Signal::SIGCONT);
             stop(&mut self.child);
             self.exited = true;
         }
