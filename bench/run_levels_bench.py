@@ -31,6 +31,14 @@ KINDS = ["portable", "native", "avx2-libtorch"]
 ENVIRONMENT = {"portable": "portable", "native": "native", "avx2-libtorch": "portable"}
 
 
+def cpu_fma():
+    """The widest FMA vector ISA of this CPU, its f32 lanes, and the clock /proc/cpuinfo gives."""
+    info = open("/proc/cpuinfo").read()
+    flags = next(l for l in info.splitlines() if l.startswith("flags")).split()
+    mhz = float(next(l for l in info.splitlines() if l.startswith("cpu MHz")).split(":")[1])
+    return ("AVX-512", 16, mhz) if "avx512f" in flags else ("AVX2", 8, mhz)
+
+
 def run(cmd, env):
     """Runs `cmd` in `env`; returns its last stdout line as JSON."""
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -101,13 +109,15 @@ def main():
         w, c = ratio(a, b), ratio(a, b, "cpu_median_ms")
         rows.append(f"| {a} / {b} | {w[0]:.2f} ({w[1]:.2f} – {w[2]:.2f}) | "
                     f"{c[0]:.2f} ({c[1]:.2f} – {c[2]:.2f}) |")
+    isa, lanes, mhz = cpu_fma()
+    peak = 2 * lanes * 2 * mhz * 1e6
     section = f"""{START}
 ## Reproducibility levels: what portable costs (issue 9)
 
 One GNC iteration of F1 (784 → 500 ×7 → 10) on Fashion-MNIST, M = {args.workers}, b = {args.small_batch},
 one thread (`gnc-bench-step --method gnc --kernels K`), {args.warmup} untimed and {args.iters} timed
 iterations per process, {args.rounds} rounds, the three processes in an order rotated every round.
-`portable` = gnc's own matrix products (fma chains, `worker/src/kernels/gemm.rs`) and square
+`portable` = gnc's own matrix products (fma chains, `gnc-kernels`) and square
 roots, libtorch pinned to AVX2; `native` = libtorch's own kernels, unpinned; `avx2-libtorch` =
 libtorch's kernels under the AVX2 pins, which every run used before the levels existed.
 
@@ -120,8 +130,10 @@ libtorch's kernels under the AVX2 pins, which every run used before the levels e
 {chr(10).join(rows)}
 
 Floor: the matrix products of one iteration are {flops / 1e9:.1f} GFLOP (every worker: forward and weight
-gradient of every layer, input gradient of all but the first); one core's peak at 2 AVX2 FMA units × 8 lanes × 2 flops
-per cycle is 32 flop/cycle, about 78 GFLOP/s at this VM's nominal 2.45 GHz, so ≥ {flops / 78e9 * 1e3:.0f} ms.
+gradient of every layer, input gradient of all but the first); one core's peak at 2 {isa} FMA units × {lanes} lanes × 2 flops
+per cycle is {4 * lanes} flop/cycle, about {peak / 1e9:.0f} GFLOP/s at /proc/cpuinfo's {mhz:.0f} MHz, so ≥ {flops / peak * 1e3:.0f} ms
+(`make bench`'s product section measures the peak itself). gnc's products are `gnc-kernels`
+(`kernels/`), on the widest of AVX-512F, AVX2+FMA and scalar the CPU has.
 The losses differ in the last digits between `portable` and the others: different roundings of
 the same products, as expected; `native` and `avx2-libtorch` compute the same bits on a CPU
 without AVX-512 (AVX2 is ATen's choice there, and MKL ignores its pins on AMD).
