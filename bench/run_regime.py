@@ -142,6 +142,14 @@ def save(row):
     STORE.write_text(json.dumps(rows + [row], indent=1) + "\n")
 
 
+def complete(out):
+    """Whether the run in `out` trained to its end (a paused run's result says otherwise)."""
+    try:
+        return json.loads((out / "result.json").read_text()).get("complete", False)
+    except (OSError, ValueError):
+        return False
+
+
 def run_until(spec, out, deadline):
     """Trains or resumes `spec` in `out`: 'done', 'diverged' or 'stopped' (budget spent)."""
     command = [str(ROOT / "target/release/gncctl"), "run", str(spec), "--json", "--threads",
@@ -150,6 +158,9 @@ def run_until(spec, out, deadline):
         command.append("--resume")
     code, stderr = run_until_deadline(command, deadline)
     if code is None:
+        return "stopped"
+    if code == 0 and not complete(out):
+        # Paused from outside (Ctrl-C, SIGINT to gncctl): a checkpoint to resume, no result.
         return "stopped"
     ended = outcome(code, stderr)  # 'done', 'diverged' (an outcome), or None (an error)
     if ended is None:
