@@ -31,8 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import (CHANCE, ROOT, b_simple_by_phase, machine, metric_records, outcome,
-                      replace_section, run_until_deadline)
+from benchlib import (CHANCE, ROOT, b_simple_by_phase, machine, mean_interval, metric_records,
+                      outcome, replace_section, run_until_deadline)
 
 OUT = ROOT / "bench" / "out" / "regime"
 STORE = ROOT / "bench" / "regime-runs.json"
@@ -280,8 +280,34 @@ def section(rows):
                            f"{r['train_minutes_this_invocation']:.0f} | "
                            f"{r['machine'].split(',')[0]} |")
         out.append("")
+        out += paired(d, mine)
     out.append(END)
     return "\n".join(out) + "\n"
+
+
+def paired(d, rows):
+    """Each arm against the design's first arm (the baseline), paired by seed: the mean
+    difference in test accuracy with its 95 % t interval (n − 1 degrees of freedom) over the
+    seeds both have finished, and a verdict. Diverged runs count with their accuracy (an
+    outcome). Nothing for a design of one seed."""
+    if len(d["seeds"]) < 2:
+        return []
+    base = d["arms"][0]["name"]
+    out = [f"Paired by seed, each arm minus {base} (test accuracy, points; 95 % t interval "
+           "with n − 1 degrees of freedom):", "",
+           "| arm | seeds | mean difference | 95 % interval | verdict |", "|---|---|---|---|---|"]
+    for a in d["arms"][1:]:
+        diffs = [100 * (rows[(a["name"], s)]["test_accuracy"] - rows[(base, s)]["test_accuracy"])
+                 for s in d["seeds"] if (a["name"], s) in rows and (base, s) in rows]
+        if len(diffs) < 2:
+            out.append(f"| {a['name']} | {len(diffs)} | — | — | needs 2 paired seeds |")
+            continue
+        mean, half = mean_interval(diffs)
+        verdict = ("unresolved" if abs(mean) <= half
+                   else "higher" if mean > 0 else "lower")
+        out.append(f"| {a['name']} | {len(diffs)} | {mean:+.2f} | {mean - half:+.2f} to "
+                   f"{mean + half:+.2f} | {verdict} |")
+    return out + [""]
 
 
 def train_missing(design, deadline):
