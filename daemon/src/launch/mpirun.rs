@@ -22,6 +22,7 @@ use nix::sys::signal::Signal;
 
 use super::beats::Beats;
 use super::hosts::{HostsError, largest_layout, processes_per_host, worker_bin};
+use super::probe::{self, list};
 use super::{Failure, FailureCause, Generation, Launch, Poll};
 use crate::channel::GroupChannel;
 use crate::hostfile::{self, Host};
@@ -110,15 +111,11 @@ impl Mpirun {
         let Some(min) = self.min_hosts else {
             return Ok(());
         };
-        let unreachable = super::probe::unreachable(&self.all_hosts);
+        let unreachable = probe::unreachable(&self.all_hosts);
         let reachable: Vec<Host> = self
             .all_hosts
             .iter()
-            .filter(|h| {
-                !unreachable
-                    .iter()
-                    .any(|u| u.starts_with(&format!("{} (", h.name)))
-            })
+            .filter(|h| !unreachable.iter().any(|u| u.host == h.name))
             .cloned()
             .collect();
         if reachable.len() < min {
@@ -126,7 +123,7 @@ impl Mpirun {
                 min,
                 reachable: reachable.len(),
                 hostfile: self.hostfile.clone(),
-                unreachable: unreachable.join(", "),
+                unreachable: list(&unreachable),
             });
         }
         let (hosts, per_host) =
@@ -143,7 +140,7 @@ impl Mpirun {
             let why = if unreachable.is_empty() {
                 "every host can be reached".to_string()
             } else {
-                format!("cannot reach {}", unreachable.join(", "))
+                format!("cannot reach {}", list(&unreachable))
             };
             events.warning(&format!(
                 "{why}; continuing on {hosts} host(s) x {per_host} process(es) ({}) from \
@@ -341,9 +338,9 @@ impl Running {
     /// The error for ranks that did not all join: the hosts that cannot be reached, else the
     /// ranks that never left their arrival file, else MPI's own start-up.
     fn not_joined(&self) -> String {
-        let unreachable = super::probe::unreachable(&self.hosts);
+        let unreachable = probe::unreachable(&self.hosts);
         if !unreachable.is_empty() {
-            return format!("cannot reach {}", unreachable.join(", "));
+            return format!("cannot reach {}", list(&unreachable));
         }
         let arrived = self.out.join(protocol::MPI_ARRIVED_DIR);
         let missing: Vec<String> = (0..self.beats.processes())
@@ -416,9 +413,9 @@ impl Generation for Running {
         let who = if !stalled.is_empty() {
             format!("{} (no heartbeat)", stalled.join(", "))
         } else {
-            let unreachable = super::probe::unreachable(&self.hosts);
+            let unreachable = probe::unreachable(&self.hosts);
             if !unreachable.is_empty() {
-                format!("the ranks on {} (unreachable)", unreachable.join(", "))
+                format!("the ranks on {} (unreachable)", list(&unreachable))
             } else {
                 // The laggard: the rank that began the fewest iterations.
                 let laggard = (0..self.beats.processes())
@@ -453,7 +450,7 @@ impl Generation for Running {
             // Every rank had joined: a death or a hang, which a restart may mend.
             return None;
         }
-        let unreachable = super::probe::unreachable(&self.hosts);
+        let unreachable = probe::unreachable(&self.hosts);
         if self.elastic && !unreachable.is_empty() {
             // The next generation starts without them.
             return None;
@@ -467,7 +464,7 @@ impl Generation for Running {
         let why = if unreachable.is_empty() {
             "see mpirun's message above (a rank that never joined)".to_string()
         } else {
-            format!("cannot reach {}", unreachable.join(", "))
+            format!("cannot reach {}", list(&unreachable))
         };
         Some(
             HostsError::NeverStarted {

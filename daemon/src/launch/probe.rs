@@ -14,9 +14,31 @@ use crate::hostfile::Host;
 /// How long one host may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The hosts among `hosts` that do not answer, each with the reason ("gnch2 (ssh: connect to
-/// host gnch2 port 22: Connection refused)"); hosts that are this machine are not asked.
-pub fn unreachable(hosts: &[Host]) -> Vec<String> {
+/// A host that did not let the launcher in, and ssh's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    pub host: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.host, self.why)
+    }
+}
+
+/// `hosts` for a message: "gnch2 (ssh: connect to host gnch2 port 22: Connection refused), …".
+pub fn list(hosts: &[Unreachable]) -> String {
+    hosts
+        .iter()
+        .map(Unreachable::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The hosts among `hosts` that do not answer, each with the reason; hosts that are this
+/// machine are not asked.
+pub fn unreachable(hosts: &[Host]) -> Vec<Unreachable> {
     let mut names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     names.dedup();
     let asked: Vec<_> = names
@@ -24,7 +46,7 @@ pub fn unreachable(hosts: &[Host]) -> Vec<String> {
         .filter(|name| !is_this_machine(name))
         .map(|name| {
             let name = name.to_string();
-            std::thread::spawn(move || ask(&name).err().map(|why| format!("{name} ({why})")))
+            std::thread::spawn(move || ask(&name).err().map(|why| Unreachable { host: name, why }))
         })
         .collect();
     asked
@@ -95,8 +117,9 @@ mod tests {
         assert!(unreachable(&[host("localhost"), host("127.0.0.1")]).is_empty());
         let named = unreachable(&[host("localhost"), host("nosuchhost.invalid")]);
         assert_eq!(named.len(), 1, "{named:?}");
+        assert_eq!(named[0].host, "nosuchhost.invalid");
         assert!(
-            named[0].starts_with("nosuchhost.invalid (ssh: Could not resolve hostname"),
+            list(&named).starts_with("nosuchhost.invalid (ssh: Could not resolve hostname"),
             "{named:?}"
         );
     }
