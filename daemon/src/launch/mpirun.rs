@@ -446,9 +446,15 @@ impl Generation for Running {
     }
 
     fn fatal(&mut self, failure: &Failure) -> Option<SupervisorError> {
-        if !self.elastic && self.never_joined.is_none() && self.all_joined() {
-            // Every rank had joined: a death or a hang, which a restart may mend.
-            return None;
+        if !self.elastic {
+            // Its message already names the hosts it could not reach (`not_joined`).
+            if let Some(error) = self.never_joined.take() {
+                return Some(error.into());
+            }
+            if self.all_joined() {
+                // Every rank had joined: a death or a hang, which a restart may mend.
+                return None;
+            }
         }
         let unreachable = probe::unreachable(&self.hosts);
         if self.elastic && !unreachable.is_empty() {
