@@ -1,12 +1,12 @@
 //! One iteration of a job, with any set of logical workers in this process ([`Trainer`]).
 //!
 //! Each iteration: every logical worker i computes its gradient g_i on its small batch at its
-//! perturbed weights (method.rs); blocks of consecutive workers — subtrees of the reduction
+//! perturbed weights (its method's `Perturbation`, methods/); blocks of consecutive workers — subtrees of the reduction
 //! tree — run on separate threads, each folding its workers in tree order; the block sums are
 //! combined along the same tree, divided by M, and the optimiser updates the weights. Thread
 //! count therefore changes speed, never bits.
 
-use gnc_proto::{EvalRecord, IterRecord, MethodSpec, ValidSpec};
+use gnc_proto::{EvalRecord, IterRecord, ValidSpec};
 use tch::Tensor;
 
 use gnc_contract::data_files::DataShape;
@@ -19,7 +19,7 @@ use crate::data::{self, Augment, DataSet, order::EpochOrder};
 use crate::device::Device;
 use crate::eval::evaluate;
 use crate::hash::model_sha256;
-use crate::method::Perturbation;
+use crate::methods::{self, At, Method, Perturbation};
 use crate::model::{self, Model};
 use crate::optim::Optimizer;
 use crate::rng::Purpose;
@@ -31,6 +31,7 @@ use crate::tree::{BlockSum, Bundle, combine_blocks};
 /// One job's fixed ingredients, and the means to advance a [`TrainState`] by one iteration.
 pub struct Trainer {
     spec: ValidSpec,
+    method: Box<dyn Method>,
     data: DataSet,
     model: Box<dyn Model>,
     schedule: Schedule,
@@ -48,22 +49,20 @@ pub struct Trainer {
 pub struct Prepared {
     /// When the iteration began, for its record's `seconds`.
     began: std::time::Instant,
-    t: u64,
-    epoch: u64,
-    lr: f64,
-    perturbation: Perturbation,
+    at: At,
+    perturbation: Box<dyn Perturbation>,
     keep_grads: bool,
 }
 
 impl Prepared {
     /// The iteration it prepares.
     pub fn iteration(&self) -> u64 {
-        self.t
+        self.at.iteration
     }
 
     /// η_t.
     pub fn lr(&self) -> f64 {
-        self.lr
+        self.at.lr
     }
 
     /// Whether the workers' weights come from their saved gradients (GNC's noise).
@@ -79,40 +78,16 @@ pub fn grad_norm(grads: &[Tensor]) -> f64 {
         .double_value(&[])
 }
 
-/// Which noise the method injects during a given epoch.
-enum Phase {
-    Plain,
-    Gnc(f64),
-    Rnc(f64),
-}
-
-fn phase(method: &MethodSpec, epoch: u64) -> Phase {
-    match *method {
-        MethodSpec::Baseline | MethodSpec::NoiseEnhancement { .. } => Phase::Plain,
-        MethodSpec::Gnc { alpha } => Phase::Gnc(alpha),
-        MethodSpec::Rnc { alpha } => Phase::Rnc(alpha),
-        MethodSpec::GncToRnc {
-            alpha_gnc,
-            alpha_rnc,
-            switch_epoch,
-        } => {
-            if epoch < switch_epoch as u64 {
-                Phase::Gnc(alpha_gnc)
-            } else {
-                Phase::Rnc(alpha_rnc)
-            }
-        }
-    }
-}
-
 impl Trainer {
     fn orders(&self, epoch: u64) -> (EpochOrder, Option<EpochOrder>) {
         let p = &self.spec.parallel;
         let n = self.data.train.len();
         let make =
             |purpose| EpochOrder::new(self.spec.seed, purpose, epoch, n, p.workers, p.small_batch);
-        let second = matches!(self.spec.method, MethodSpec::NoiseEnhancement { .. })
-            .then(|| make(Purpose::SecondBatchOrder));
+        let second = self
+            .method
+            .second_batch()
+            .map(|_| make(Purpose::SecondBatchOrder));
         (make(Purpose::DataOrder), second)
     }
 
@@ -142,6 +117,7 @@ impl Trainer {
         };
         Ok(Trainer {
             spec: spec.clone(),
+            method: methods::build(&spec.method),
             schedule: Schedule::new(&spec.schedule, plan.iterations_per_epoch),
             plan,
             device,
@@ -219,47 +195,32 @@ impl Trainer {
         if self.orders.as_ref().is_none_or(|o| o.0.epoch != epoch) {
             self.orders = Some(self.orders(epoch));
         }
-        let lr = self.rate(t, &state.loss_window);
-        let phase = phase(&self.spec.method, epoch);
-        if matches!(phase, Phase::Rnc(_)) {
-            // Leaving GNC: its saved gradients are no longer needed.
+        let at = At {
+            iteration: t,
+            epoch,
+            lr: self.rate(t, &state.loss_window),
+            seed: self.spec.seed,
+        };
+        let keep_grads = self.method.keeps_gradients(epoch);
+        if !keep_grads {
+            // A method that keeps no gradients now (GNC→RNC after its switch) needs none saved.
             state.prev_mean = None;
             state.prev_grads.iter_mut().for_each(|g| *g = None);
         }
-        let perturbation =
-            self.perturbation(&phase, &state.params, state.prev_mean.as_deref(), lr, t);
+        let perturbation = self
+            .method
+            .perturbation(at, &state.params, state.prev_mean.as_deref());
         Prepared {
             began,
-            t,
-            epoch,
-            lr,
-            keep_grads: matches!(perturbation, Perturbation::Gnc { .. }),
+            at,
             perturbation,
-        }
-    }
-
-    /// The method's shared perturbation data for iteration `t` at rate `lr` around `params`.
-    fn perturbation(
-        &self,
-        phase: &Phase,
-        params: &[Tensor],
-        prev_mean: Option<&[Tensor]>,
-        lr: f64,
-        t: u64,
-    ) -> Perturbation {
-        match *phase {
-            Phase::Plain => Perturbation::None,
-            Phase::Gnc(alpha) => Perturbation::gnc(params, alpha, lr, prev_mean),
-            Phase::Rnc(alpha) => Perturbation::rnc(params, alpha, lr, self.spec.seed, t),
+            keep_grads,
         }
     }
 
     /// The α of the noise the method injects in the prepared iteration, if it injects any.
     pub fn noise_alpha(&self, prepared: &Prepared) -> Option<f64> {
-        match phase(&self.spec.method, prepared.epoch) {
-            Phase::Plain => None,
-            Phase::Gnc(alpha) | Phase::Rnc(alpha) => Some(alpha),
-        }
+        prepared.perturbation.alpha()
     }
 
     /// The method's large-batch loss and gradient g~ for the prepared iteration — its
@@ -275,15 +236,20 @@ impl Trainer {
         let (params, perturbation) = match at {
             None => (&state.params[..], prepared.perturbation.share()),
             Some(params) => {
-                let phase = phase(&self.spec.method, prepared.epoch);
                 let prev_mean = state.prev_mean.as_deref();
-                let p = self.perturbation(&phase, params, prev_mean, prepared.lr, prepared.t);
-                (params, p)
+                (
+                    params,
+                    self.method.perturbation(prepared.at, params, prev_mean),
+                )
             }
         };
-        let tasks = self.block_tasks(params, &perturbation, prepared, &self.blocks, |lo, hi| {
-            Previous::Copied(&state.prev_grads[lo..hi])
-        });
+        let tasks = self.block_tasks(
+            params,
+            perturbation.as_ref(),
+            prepared,
+            &self.blocks,
+            |lo, hi| Previous::Copied(&state.prev_grads[lo..hi]),
+        );
         let sums = run_blocks(tasks)?
             .into_iter()
             .map(|r| ((r.workers.start, r.workers.end), r.sum))
@@ -329,7 +295,7 @@ impl Trainer {
         };
         let tasks = self.block_tasks(
             &state.params,
-            &prepared.perturbation,
+            prepared.perturbation.as_ref(),
             prepared,
             blocks,
             previous,
@@ -350,7 +316,7 @@ impl Trainer {
     fn block_tasks<'a>(
         &'a self,
         params: &[Tensor],
-        perturbation: &Perturbation,
+        perturbation: &dyn Perturbation,
         prepared: &Prepared,
         blocks: &[(usize, usize)],
         mut previous: impl FnMut(usize, usize) -> Previous<'a>,
@@ -361,13 +327,10 @@ impl Trainer {
             .expect("prepare() sets the epoch's orders");
         let augment = self.spec.data.augment.then_some(Augment {
             seed: self.spec.seed,
-            epoch: prepared.epoch,
+            epoch: prepared.at.epoch,
             padding: self.spec.data.crop_padding,
         });
-        let second_alpha = match self.spec.method {
-            MethodSpec::NoiseEnhancement { alpha } => Some(alpha),
-            _ => None,
-        };
+        let second_alpha = self.method.second_batch();
         blocks
             .iter()
             .map(|&(lo, hi)| BlockTask {
@@ -382,7 +345,7 @@ impl Trainer {
                     .zip(second_alpha)
                     .map(|(order, alpha)| SecondBatch { order, alpha }),
                 augment,
-                k: prepared.t % self.plan.iterations_per_epoch,
+                k: prepared.at.iteration % self.plan.iterations_per_epoch,
                 workers: lo..hi,
                 previous: previous(lo, hi),
                 keep_grads: prepared.keep_grads,
@@ -409,17 +372,24 @@ impl Trainer {
             m,
         );
         if let Some(trigger) = &self.spec.schedule.loss_trigger {
-            crate::schedule::observe_loss(&mut state.loss_window, trigger, prepared.t, loss);
+            crate::schedule::observe_loss(
+                &mut state.loss_window,
+                trigger,
+                prepared.at.iteration,
+                loss,
+            );
         }
         self.update_running_stats(state, &mean);
-        state.optimizer.step(&mut state.params, &grads, prepared.lr);
+        state
+            .optimizer
+            .step(&mut state.params, &grads, prepared.at.lr);
         state.prev_mean = prepared.keep_grads.then_some(grads);
         state.iteration += 1;
         IterRecord {
-            iter: prepared.t,
-            epoch: self.schedule.epoch(prepared.t),
+            iter: prepared.at.iteration,
+            epoch: self.schedule.epoch(prepared.at.iteration),
             loss,
-            lr: prepared.lr,
+            lr: prepared.at.lr,
             grad_norm,
             noise_norm: noise_var.sqrt(),
             grad_sq_estimate: noise_scale.map(|(g, _)| g),

@@ -13,7 +13,7 @@ pub mod engine;
 pub mod eval;
 pub mod hash;
 pub mod kernels;
-pub mod method;
+pub mod methods;
 pub mod metrics_log;
 pub mod model;
 pub mod optim;

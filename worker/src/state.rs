@@ -15,7 +15,7 @@ use crate::tensor_file::Stored;
 
 /// One logical worker's gradient as values: one row-major `Vec` per parameter, in canonical
 /// order. GNC keeps each worker's (g_i(t-1)) in this form, so that the kernels that write it
-/// (the portable backward) and read it (GNC's weights, `method::GncWeights`) need no tensor
+/// (the portable backward) and read it (GNC's weights, `methods::GncWeights`) need no tensor
 /// in between, and each worker's buffers are reused from iteration to iteration.
 pub type SavedGradient = Vec<Vec<f32>>;
 

@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 use crate::data::{self, Augment, Examples, order::EpochOrder};
 use crate::device::Device;
 use crate::kernels;
-use crate::method::Perturbation;
+use crate::methods::Perturbation;
 use crate::model::{BatchNorm, Model, ParamCursor};
 use crate::state::SavedGradient;
 use crate::tree::{Bundle, TreeSum};
@@ -27,7 +27,7 @@ pub struct SecondBatch<'a> {
 pub struct BlockTask<'a> {
     pub model: &'a dyn Model,
     pub params: Vec<Tensor>,
-    pub perturbation: Perturbation,
+    pub perturbation: Box<dyn Perturbation>,
     pub train: &'a Examples,
     pub order: &'a EpochOrder,
     pub second: Option<SecondBatch<'a>>,

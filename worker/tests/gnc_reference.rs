@@ -11,7 +11,7 @@
 use gnc_proto::{JobSpec, ValidSpec};
 use gnc_worker::data::{self, order::EpochOrder};
 use gnc_worker::engine::Trainer;
-use gnc_worker::method::rnc_noise;
+use gnc_worker::methods::rnc_noise;
 use gnc_worker::rng::Purpose;
 use tch::Tensor;
 
@@ -304,7 +304,7 @@ fn rnc_iterations_match_the_float64_reference() {
 #[test]
 fn gnc_noise_sums_to_zero_over_workers() {
     use gnc_worker::kernels::linear::values;
-    use gnc_worker::method::Perturbation;
+    use gnc_worker::methods::{GncPerturbation, Perturbation};
     use gnc_worker::tree::TreeSum;
     let workers = 16;
     let shapes: [&[i64]; 2] = [&[6, 5], &[6]];
@@ -322,7 +322,7 @@ fn gnc_noise_sums_to_zero_over_workers() {
         .iter()
         .map(|t| t / workers as f64)
         .collect();
-    let perturbation = Perturbation::gnc(&params, 0.5, 0.1, Some(&mean));
+    let perturbation = GncPerturbation::new(&params, 0.5, 0.1, Some(&mean));
     for (k, x) in params.iter().enumerate() {
         let deltas: Vec<Tensor> = (0..workers as usize)
             .map(|w| {
@@ -347,20 +347,20 @@ fn gnc_noise_sums_to_zero_over_workers() {
     }
 }
 
-/// GNC makes each worker's weights from values, element by element (method::GncWeights); they
+/// GNC makes each worker's weights from values, element by element (methods::GncWeights); they
 /// must be bit for bit what libtorch's `base.addcmul(neg_scale, prev)` gives (which rounds
 /// once: a fused multiply-add), for a matrix with a scale per row and a vector with one.
 #[test]
 fn gnc_weights_from_values_match_libtorch_addcmul() {
     use gnc_worker::kernels::linear::values;
-    use gnc_worker::method::{Perturbation, filter_norms};
+    use gnc_worker::methods::{GncPerturbation, Perturbation, filter_norms};
     use gnc_worker::model::ParamCursor;
     let shapes: [&[i64]; 2] = [&[37, 53], &[37]];
     let params: Vec<Tensor> = shapes.iter().map(|s| random(1, s, 1.0)).collect();
     let mean: Vec<Tensor> = shapes.iter().map(|s| random(2, s, 3.0)).collect();
     let prev: Vec<Tensor> = shapes.iter().map(|s| random(3, s, 3.0)).collect();
     let (alpha, lr) = (0.5, 0.1);
-    let perturbation = Perturbation::gnc(&params, alpha, lr, Some(&mean));
+    let perturbation = GncPerturbation::new(&params, alpha, lr, Some(&mean));
     let mut cursor = perturbation.cursor(&params, 0, Some(prev.iter().map(values).collect()));
     let mut differing = 0;
     for (k, x) in params.iter().enumerate() {

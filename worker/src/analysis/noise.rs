@@ -7,7 +7,7 @@ use tch::Tensor;
 
 use super::Objective;
 use super::anisotropy;
-use crate::method::{Perturbation, filter_norms, rnc_noise};
+use crate::methods::{GncPerturbation, Perturbation, RncPerturbation, filter_norms, rnc_noise};
 use crate::model::ParamSpec;
 use crate::state::SavedGradient;
 
@@ -74,7 +74,7 @@ impl Perturbed<'_> {
     /// as the iteration makes them), where there are saved gradients, and for RNC's.
     pub fn losses(&self, objective: &dyn Objective) -> PerturbedLosses {
         let x = super::model::flatten(self.params);
-        let spread = |perturbation: &Perturbation| {
+        let spread = |perturbation: &dyn Perturbation| {
             let (losses, sizes) = (0..self.workers)
                 .map(|worker| {
                     let prev = self.saved.as_ref().map(|s| s[worker].clone());
@@ -85,14 +85,14 @@ impl Perturbed<'_> {
             LossSpread::with_sizes(losses, sizes)
         };
         let gnc = self.saved.as_ref().map(|_| {
-            spread(&Perturbation::gnc(
+            spread(&GncPerturbation::new(
                 self.params,
                 self.alpha,
                 self.lr,
                 self.prev_mean,
             ))
         });
-        let rnc = Perturbation::rnc(self.params, self.alpha, self.lr, self.seed, self.iteration);
+        let rnc = RncPerturbation::new(self.params, self.alpha, self.lr, self.seed, self.iteration);
         PerturbedLosses {
             alpha: self.alpha,
             lr: self.lr,
@@ -105,7 +105,7 @@ impl Perturbed<'_> {
 
 /// The mean over filters of ‖x_i^(p) − x^(p)‖ / ‖x^(p)‖, for the flat parameter vectors `x`
 /// and `xi` laid out as `params` (a filter: a dim-0 slice of a parameter of two or more
-/// dimensions, else the whole parameter, as `method::filter_norms` takes them). Filters whose
+/// dimensions, else the whole parameter, as `methods::filter_norms` takes them). Filters whose
 /// ‖x^(p)‖ is zero (a bias at its initial zeros) have no relative size and are left out. Sums
 /// in f64, in index order: the same on every machine.
 fn relative_size(params: &[Tensor], x: &[f32], xi: &[f32]) -> f64 {

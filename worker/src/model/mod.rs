@@ -17,7 +17,7 @@ use tch::{Kind, Tensor};
 
 use crate::device::Device;
 use crate::kernels::{self, linear::Tape};
-use crate::method::GncWeights;
+use crate::methods::GncWeights;
 use crate::rng::{Purpose, Stream};
 use crate::state::SavedGradient;
 
@@ -123,7 +123,7 @@ enum Source<'a> {
     Given(&'a [Tensor]),
     /// Fresh leaf tensors that require grad, handed out as they are.
     Leaves(Vec<Tensor>),
-    /// GNC (method.rs): parameter k is base_k + neg_scale_k ⊙ g_k(t-1), made from g_k(t-1)
+    /// GNC (methods/gnc.rs): parameter k is base_k + neg_scale_k ⊙ g_k(t-1), made from g_k(t-1)
     /// (consumed) when the pass first asks for it, as a fresh leaf that requires grad, or as
     /// values for a portable linear layer. Made layer by layer, it is still in cache when the
     /// layer reads it.
