@@ -101,9 +101,11 @@ bench-regime: setup build
 
 ## Debian packages: OpenMPI and libclang (the `mpi` crate's bindings) to build gnc-mpi;
 ## systemd-nspawn and debootstrap for the boot of gncd.service under a real systemd
-## (tests/systemd_boot.rs, which says it is skipped where they are missing). Installed as root
-## (CI); elsewhere install them yourself.
-SYSTEM_PACKAGES := libopenmpi-dev openmpi-bin libclang-dev systemd-container debootstrap
+## (tests/systemd_boot.rs, which says it is skipped where they are missing); sshd for hosts
+## made of network namespaces (tests/separate_hosts.rs, which only runs its own, on addresses
+## inside its namespaces). Installed as root (CI); elsewhere install them yourself.
+SYSTEM_PACKAGES := libopenmpi-dev openmpi-bin libclang-dev systemd-container debootstrap \
+	openssh-server
 system-packages:
 	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
 		echo "not root with apt-get: not installing $(SYSTEM_PACKAGES)"; exit 0; fi; \

@@ -17,6 +17,7 @@
 //! - [`gncd`]: the daemon (queue, socket server, signals, sd_notify) around it.
 
 pub mod channel;
+mod descendants;
 mod forward;
 pub mod gncd;
 pub mod group;

@@ -12,6 +12,7 @@
 mod beats;
 pub mod hosts;
 pub mod mpirun;
+mod pacemaker;
 mod probe;
 pub mod shm;
 

@@ -22,9 +22,11 @@ use nix::sys::signal::Signal;
 
 use super::beats::Beats;
 use super::hosts::{HostsError, largest_layout, processes_per_host, worker_bin};
+use super::pacemaker::Pacemaker;
 use super::probe::{self, list};
 use super::{Failure, FailureCause, Generation, Launch, Poll};
 use crate::channel::GroupChannel;
+use crate::descendants::Descendants;
 use crate::hostfile::{self, Host};
 use crate::supervisor::{SupervisorError, SupervisorOptions, io_err};
 
@@ -198,7 +200,13 @@ impl Mpirun {
     /// `mpirun` over the hostfile with the level's environment, here and (`-x`) on every
     /// host: `per_host` ranks on each host, consecutive ranks on one host (what the ranks'
     /// host groups assume, and check).
-    fn command(&self, hostfile: &Path, generation: u64, resume_from: Option<u64>) -> Command {
+    fn command(
+        &self,
+        hostfile: &Path,
+        launch: &Pacemaker,
+        generation: u64,
+        resume_from: Option<u64>,
+    ) -> Command {
         let mut command = Command::new("mpirun");
         self.level.apply(&mut command);
         command
@@ -211,6 +219,16 @@ impl Mpirun {
             // ranks reduce over gnc's own segments; MPI carries the lanes between hosts, so
             // vader would only ever carry the few small messages of start-up and barriers.
             .args(["--mca", "btl", "^vader"]);
+        // An ssh to a host that has dropped off the network gives up after 30 s without an
+        // answer, not TCP's quarter of an hour (it matters where nobody kills it: a launcher
+        // killed by SIGKILL). A user's own `plm_rsh_args` (environment) are kept.
+        if std::env::var_os("OMPI_MCA_plm_rsh_args").is_none() {
+            command.args([
+                "--mca",
+                "plm_rsh_args",
+                "-o ServerAliveInterval=10 -o ServerAliveCountMax=3",
+            ]);
+        }
         for (key, _) in self.level.environment() {
             command.args(["-x", key]);
         }
@@ -220,6 +238,7 @@ impl Mpirun {
             .arg("--out")
             .arg(&self.out)
             .args(["--generation", &generation.to_string()])
+            .args(["--launch", launch.launch()])
             .args(["--processes-per-host", &self.per_host.to_string()]);
         if let Some(iteration) = resume_from {
             command.args(["--resume-from", &iteration.to_string()]);
@@ -238,10 +257,12 @@ impl Launch for Mpirun {
         resume_from: Option<u64>,
         events: &mut dyn Observer,
     ) -> Result<Box<dyn Generation>, SupervisorError> {
+        // Ranks of an earlier launch in this directory exit once they read its first beat.
+        let pacemaker = Pacemaker::start(&self.out, generation).map_err(io_err(&self.out))?;
         self.wait_for_earlier_ranks()?;
         self.place(resume_from, events)?;
         let hostfile = self.hostfile_in_use().map_err(io_err(&self.out))?;
-        let mut command = self.command(&hostfile, generation, resume_from);
+        let mut command = self.command(&hostfile, &pacemaker, generation, resume_from);
         if let Some(log) = &self.worker_log {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -255,7 +276,7 @@ impl Launch for Mpirun {
         let out = &self.out;
         let _ = std::fs::remove_file(out.join(protocol::MPI_STARTED_FILE));
         let _ = std::fs::remove_dir_all(out.join(protocol::MPI_ARRIVED_DIR));
-        let _ = std::fs::remove_dir_all(out.join(heartbeat::DIR));
+        heartbeat::clear_ranks(out);
         // A request left by an earlier start must not act on this one.
         let _ = std::fs::remove_file(out.join(protocol::MPI_REQUEST_FILE));
         // Ended with its launcher (mpirun then ends every rank), whatever kills the launcher.
@@ -287,6 +308,7 @@ impl Launch for Mpirun {
             joined: false,
             never_joined: None,
             beats: Beats::new(out.clone(), ranks),
+            pacemaker,
         }))
     }
 }
@@ -308,6 +330,8 @@ struct Running {
     /// Set when the ranks did not all join in time: the error that ends the job.
     never_joined: Option<HostsError>,
     beats: Beats,
+    /// The launcher's beat, which the ranks watch.
+    pacemaker: Pacemaker,
 }
 
 impl Running {
@@ -415,7 +439,7 @@ impl Generation for Running {
         } else {
             let unreachable = probe::unreachable(&self.hosts);
             if !unreachable.is_empty() {
-                format!("the ranks on {} (unreachable)", list(&unreachable))
+                format!("the ranks on unreachable host(s) {}", list(&unreachable))
             } else {
                 // The laggard: the rank that began the fewest iterations.
                 let laggard = (0..self.beats.processes())
@@ -431,6 +455,8 @@ impl Generation for Running {
     }
 
     fn end(&mut self) {
+        // mpirun's ssh clients run in process groups of their own: found now, killed below.
+        let descendants = Descendants::of(self.child.id());
         if !self.exited {
             // A stopped rank cannot act on mpirun's SIGTERM: continue the ranks here first,
             // so that mpirun ends them and cleans up after them (Open MPI's shared-memory
@@ -440,9 +466,12 @@ impl Generation for Running {
             stop(&mut self.child);
             self.exited = true;
         }
-        // Whatever is left in mpirun's process group (its ssh clients, local ranks).
+        // Whatever is left in mpirun's process group (local ranks).
         let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+        descendants.kill();
+        // And on hosts that mpirun could not reach to end them, once they read it.
+        self.pacemaker.end();
     }
 
     fn fatal(&mut self, failure: &Failure) -> Option<SupervisorError> {

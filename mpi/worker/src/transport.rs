@@ -268,6 +268,9 @@ pub struct RunRequest {
     pub stop_after: Option<u64>,
     /// Processes on each host (ranks `h·N .. (h+1)·N` are host h's).
     pub processes_per_host: usize,
+    /// The launch that started this rank, which the launcher's beat names
+    /// (`gnc_contract::heartbeat::LauncherWatch`); `None` where no launcher beats.
+    pub launch: Option<String>,
 }
 
 impl MpiWorkerError {
@@ -310,7 +313,7 @@ fn arrive(request: &RunRequest) -> Result<Arc<Pulse>, MpiWorkerError> {
     std::fs::create_dir_all(&dir).map_err(io)?;
     gnc_contract::atomic::write_atomic(&dir.join(rank.to_string()), b"").map_err(io)?;
     let out = &request.out;
-    crate::heartbeat::start(out, rank)
+    crate::heartbeat::start(out, rank, request.launch.as_deref())
         .map_err(|e| EngineError::Io(out.join(gnc_contract::heartbeat::DIR), e.to_string()).into())
 }
 

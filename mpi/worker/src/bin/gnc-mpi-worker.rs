@@ -28,6 +28,10 @@ struct Args {
     /// memory (mpirun --map-by ppr:N:node places them so).
     #[arg(long, default_value_t = 1)]
     processes_per_host: usize,
+    /// The launch that started this rank: the rank exits once the launcher's beat in the
+    /// output directory says that launch is over.
+    #[arg(long)]
+    launch: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +43,7 @@ fn main() -> std::process::ExitCode {
         resume_from: args.resume_from,
         stop_after: args.stop_after,
         processes_per_host: args.processes_per_host,
+        launch: args.launch,
     };
     match gnc_mpi_worker::run(&request) {
         Ok(()) => std::process::ExitCode::SUCCESS,
