@@ -11,7 +11,8 @@ Every figure comes from whole processes, as users run them:
 The matrix (issue 10): F1 (MLP 7 x 500) M = 64; MLP [500, 500] M = 256; the VGG-BN CNN
 [16, 32, 64] x 2 M = 64; ResNet-20 M = 16; b = 32; each on 1 and 2 threads; gnc GNC, gnc
 baseline (both at the default, portable, reproducibility level), the PyTorch reference's GNC,
-and for the MLPs also gnc's GNC at the native level (libtorch's MKL products, as PyTorch uses).
+and gnc's GNC at the native level (libtorch's MKL products and unpinned oneDNN convolutions, as
+PyTorch uses), so that portable / native is measured in the same rounds (issue 25, item 4).
 Rounds alternate everything: each round runs every cell once, in an order rotated from round to
 round. A cell's figure is the median over rounds of the round's median iteration time, with
 the min-max of the round medians; a ratio is the median (min-max) of the per-round ratios, so
@@ -55,28 +56,24 @@ CONFIGS = {
         model='kind = "mlp"\nhidden = [500, 500, 500, 500, 500, 500, 500]',
         torch="mlp:500,500,500,500,500,500,500",
         workers=64,
-        mlp=True,
     ),
     "mlp": dict(
         title="MLP [500, 500], M = 256",
         model='kind = "mlp"\nhidden = [500, 500]',
         torch="mlp:500,500",
         workers=256,
-        mlp=True,
     ),
     "vgg": dict(
         title="VGG-BN [16, 32, 64] x 2, M = 64",
         model='kind = "vgg"\nchannels = [16, 32, 64]\nconvs_per_stage = 2',
         torch="vgg:16,32,64x2",
         workers=64,
-        mlp=False,
     ),
     "resnet": dict(
         title="ResNet-20, M = 16",
         model='kind = "resnet"\ndepth = 20',
         torch="resnet:20",
         workers=16,
-        mlp=False,
     ),
 }
 
@@ -169,8 +166,7 @@ def cells(configs, threads):
             yield config, t, ("gnc", "gnc", "portable")
             yield config, t, ("gnc", "baseline", "portable")
             yield config, t, ("pytorch", "gnc", "-")
-            if CONFIGS[config]["mlp"]:
-                yield config, t, ("gnc", "gnc", "native")
+            yield config, t, ("gnc", "gnc", "native")
 
 
 def spread(values, fmt="{:,.0f}"):
@@ -256,6 +252,7 @@ def write_results(results, configs, threads, params, bandwidth, args):
             speed = [pt[r]["median_ms"] / g[r]["median_ms"] for r in rounds if r in pt]
             speed_native = [pt[r]["median_ms"] / nat[r]["median_ms"] for r in rounds
                             if r in pt and r in nat]
+            level_cost = [g[r]["median_ms"] / nat[r]["median_ms"] for r in rounds if r in nat]
             excess = [g[r]["median_ms"] - b[r]["median_ms"] for r in rounds if r in b]
             rows.append(
                 f"| {c['title']} | {t} | {spread([x['median_ms'] for x in g.values()])} "
@@ -266,7 +263,8 @@ def write_results(results, configs, threads, params, bandwidth, args):
                 f"| {spread(speed, '{:.2f}')} | **{verdict(speed, SPEED_TARGET, False)}** "
                 f"| {spread([x['median_ms'] for x in nat.values()]) if nat else '-'} "
                 f"| {spread(speed_native, '{:.2f}') if nat else '-'} "
-                f"| {('**' + verdict(speed_native, SPEED_TARGET, False) + '**') if nat else '-'} |"
+                f"| {('**' + verdict(speed_native, SPEED_TARGET, False) + '**') if nat else '-'} "
+                f"| {spread(level_cost, '{:.2f}') if nat else '-'} |"
             )
             g_rss = [x["rss_mib"] for x in g.values()]
             b_rss = [x["rss_mib"] for x in b.values()]
@@ -286,6 +284,8 @@ def write_results(results, configs, threads, params, bandwidth, args):
                     notes.append(f"{config} t{t}: the final hash differs between rounds")
 
     today = datetime.date.today().isoformat()
+    flags = open("/proc/cpuinfo").read()
+    isa = "AVX-512F microkernels" if " avx512f" in flags else "AVX2+FMA microkernels"
     section = f"""{START}
 ## What GNC costs per iteration (issue 10)
 
@@ -304,8 +304,11 @@ Memory floor of GNC: 2·M·P·4 bytes per iteration (read each worker's previous
 new one) at the measured single-thread copy bandwidth of **{bandwidth:.1f} GB/s** (numpy copy of
 256 MiB, bytes read + written).
 
-| config | threads | gnc GNC ms | gnc baseline ms | GNC / baseline | ≤ {OVERHEAD_TARGET:.2f} | GNC − baseline ms | floor ms | PyTorch GNC ms | PyTorch / gnc | ≥ {SPEED_TARGET:.1f} | gnc native GNC ms | PyTorch / native | ≥ {SPEED_TARGET:.1f} |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+Paths: portable = gnc's own products ({isa}) and libtorch's other kernels pinned to AVX2
+(oneDNN's convolutions included); native = libtorch's own choice on this CPU (MKL, oneDNN).
+
+| config | threads | gnc GNC ms | gnc baseline ms | GNC / baseline | ≤ {OVERHEAD_TARGET:.2f} | GNC − baseline ms | floor ms | PyTorch GNC ms | PyTorch / gnc | ≥ {SPEED_TARGET:.1f} | gnc native GNC ms | PyTorch / native | ≥ {SPEED_TARGET:.1f} | portable / native |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 Memory (bound: (baseline RSS + M·P·4) × {1 + RSS_SLACK:.2f}):
