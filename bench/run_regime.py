@@ -11,6 +11,12 @@ is seen and are not to be changed after:
   α = 0.1 at η ∈ {1.6, 3.2, 6.4}, one seed, against B = 256 (M = 8) at η = 0.2 (the linear
   rule: 6.4 × 256 / 8,192), same epochs.
 
+- **d2-matrix**: the pilot's regime at η = 6.4 on VGG [8, 16, 32] × 1 (see DESIGNS): baseline,
+  GNC α = 0.1, RNC α = 0.01, GNC→RNC (0.1 → 2.0 at 75 %), small batch; seeds 1–3.
+- **d1**: the demo's MLP [512, 256] (no BatchNorm), B = 8,192, 40 epochs, 1 epoch of warmup
+  from 0.025, ÷10 at 50 % and 75 %; η ∈ {0.4, 0.8, 1.6, 3.2}; baseline, GNC α = 0.1, GNC with
+  αη = 0.64, RNC α = 0.01, each paired with the baseline at its η; seeds 1–3.
+
 A run that diverges is an outcome, not an error: its row is flagged `diverged` (with the
 iteration) and its accuracy is that of its last evaluation (none: 10 %, chance on 10 classes,
 flagged). Each row also keeps the gradient noise scale B_simple (McCandlish et al. 2018) by phase of
@@ -20,7 +26,7 @@ over many invocations (`--budget-minutes`). Finished runs are kept in bench/regi
 (keyed by the spec's SHA-256: a changed spec is a new run); runs are bit-reproducible, so a
 finished run is never re-run.
 
-Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot] [--budget-minutes 85]
+Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d1] [--budget-minutes 85]
                                             [--report-only]
 """
 
@@ -42,8 +48,10 @@ LARGE_WORKERS, SMALL_WORKERS, SMALL_BATCH = 256, 8, 32
 VGG = 'kind = "vgg"\nchannels = [16, 32, 64]\nconvs_per_stage = 2'
 
 
-def arm(name, workers, lr, method='kind = "baseline"'):
-    return {"name": name, "workers": workers, "lr": lr, "method": method}
+def arm(name, workers, lr, method='kind = "baseline"', ref=None):
+    """An arm; `ref` names the arm its paired differences are taken against (the design's
+    first arm where None)."""
+    return {"name": name, "workers": workers, "lr": lr, "method": method, "ref": ref}
 
 
 GNC = 'kind = "gnc"\nalpha = 0.1'
@@ -54,6 +62,28 @@ GNC_TO_RNC = 'kind = "gnc_to_rnc"\nalpha_gnc = 0.1\nalpha_rnc = 2.0\nswitch_epoc
 # each on the Intel Xeon), more than the ~6 hours allowed, so every arm uses [8, 16, 32] x 1.
 SMALL_VGG = 'kind = "vgg"\nchannels = [8, 16, 32]\nconvs_per_stage = 1'
 SMALL_LR = 6.4 * SMALL_WORKERS / LARGE_WORKERS  # 0.2: the linear rule from 6.4 at B = 8,192
+
+# D1's network: the demo's MLP (examples/demo.toml), no BatchNorm.
+DEMO_MLP = 'kind = "mlp"\nhidden = [512, 256]'
+
+
+def d1_arms():
+    """D1 (issue 24, fixed before any D1 run): at each η, the baseline, GNC α = 0.1, GNC with
+    αη = 0.64 (the GNC paper's product: 0.1 × 6.4) and RNC α = 0.01, each paired with the
+    baseline at its η. The baselines come first, so that the endpoint's η (the largest where
+    the baseline's seeds spread by more than a point or one diverges) is known early."""
+    rates = (0.4, 0.8, 1.6, 3.2)
+    arms = [arm(f"baseline-lr{lr:g}", LARGE_WORKERS, lr) for lr in rates]
+    for lr in rates:
+        ref = f"baseline-lr{lr:g}"
+        arms += [
+            arm(f"gnc0.1-lr{lr:g}", LARGE_WORKERS, lr, GNC, ref),
+            arm(f"gnc{0.64 / lr:g}-lr{lr:g}", LARGE_WORKERS, lr,
+                f'kind = "gnc"\nalpha = {0.64 / lr:g}', ref),
+            arm(f"rnc0.01-lr{lr:g}", LARGE_WORKERS, lr, RNC, ref),
+        ]
+    return arms
+
 
 DESIGNS = {
     "d2-pilot": {
@@ -77,6 +107,12 @@ DESIGNS = {
             arm("gnc_to_rnc-lr6.4", LARGE_WORKERS, 6.4, GNC_TO_RNC),
             arm("small-batch", SMALL_WORKERS, SMALL_LR),
         ],
+    },
+    # D1, stress the MLP: B = 8,192, 40 epochs, 1 epoch of warmup from 0.025, ÷10 at 50 % and
+    # 75 %; 16 arms x 3 seeds (about 3 minutes a run on one core of the Intel Xeon).
+    "d1": {
+        "model": DEMO_MLP, "epochs": 40, "warmup_epochs": 1, "seeds": [1, 2, 3],
+        "arms": d1_arms(),
     },
 }
 
@@ -292,20 +328,24 @@ def paired(d, rows):
     outcome). Nothing for a design of one seed."""
     if len(d["seeds"]) < 2:
         return []
-    base = d["arms"][0]["name"]
-    out = [f"Paired by seed, each arm minus {base} (test accuracy, points; 95 % t interval "
-           "with n − 1 degrees of freedom):", "",
-           "| arm | seeds | mean difference | 95 % interval | verdict |", "|---|---|---|---|---|"]
+    first = d["arms"][0]["name"]
+    out = [f"Paired by seed, each arm minus its reference ({first} unless named; test "
+           "accuracy, points; 95 % t interval with n − 1 degrees of freedom):", "",
+           "| arm | minus | seeds | mean difference | 95 % interval | verdict |",
+           "|---|---|---|---|---|---|"]
     for a in d["arms"][1:]:
+        base = a.get("ref") or first
+        if a["name"] == base or (a.get("ref") is None and a["name"].startswith("baseline")):
+            continue
         diffs = [100 * (rows[(a["name"], s)]["test_accuracy"] - rows[(base, s)]["test_accuracy"])
                  for s in d["seeds"] if (a["name"], s) in rows and (base, s) in rows]
         if len(diffs) < 2:
-            out.append(f"| {a['name']} | {len(diffs)} | — | — | needs 2 paired seeds |")
+            out.append(f"| {a['name']} | {base} | {len(diffs)} | — | — | needs 2 paired seeds |")
             continue
         mean, half = mean_interval(diffs)
         verdict = ("unresolved" if abs(mean) <= half
                    else "higher" if mean > 0 else "lower")
-        out.append(f"| {a['name']} | {len(diffs)} | {mean:+.2f} | {mean - half:+.2f} to "
+        out.append(f"| {a['name']} | {base} | {len(diffs)} | {mean:+.2f} | {mean - half:+.2f} to "
                    f"{mean + half:+.2f} | {verdict} |")
     return out + [""]
 
