@@ -13,6 +13,7 @@ is seen and are not to be changed after:
 
 - **d2-matrix**: the pilot's regime at η = 6.4 on VGG [8, 16, 32] × 1 (see DESIGNS): baseline,
   GNC α = 0.1, RNC α = 0.01, GNC→RNC (0.1 → 2.0 at 75 %), small batch; seeds 1–3.
+- **d2-full**: d2-matrix's arms and seeds on the pilot's network, [16, 32, 64] × 2.
 - **d1**: the demo's MLP [512, 256] (no BatchNorm), B = 8,192, 40 epochs, 1 epoch of warmup
   from 0.025, ÷10 at 50 % and 75 %; η ∈ {0.4, 0.8, 1.6, 3.2}; baseline, GNC α = 0.1, GNC with
   αη = 0.64, RNC α = 0.01, each paired with the baseline at its η; seeds 1–3.
@@ -26,7 +27,7 @@ over many invocations (`--budget-minutes`). Finished runs are kept in bench/regi
 (keyed by the spec's SHA-256: a changed spec is a new run); runs are bit-reproducible, so a
 finished run is never re-run.
 
-Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d1] [--budget-minutes 85]
+Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d2-full|d1] [--budget-minutes 85]
                                             [--report-only]
 """
 
@@ -100,6 +101,21 @@ DESIGNS = {
     # also the rule's default), with the arms and alphas issue 24 fixed before any result.
     "d2-matrix": {
         "model": SMALL_VGG, "epochs": 32, "warmup_epochs": 8, "seeds": [1, 2, 3],
+        "arms": [
+            arm("baseline-lr6.4", LARGE_WORKERS, 6.4),
+            arm("gnc0.1-lr6.4", LARGE_WORKERS, 6.4, GNC),
+            arm("rnc0.01-lr6.4", LARGE_WORKERS, 6.4, RNC),
+            arm("gnc_to_rnc-lr6.4", LARGE_WORKERS, 6.4, GNC_TO_RNC),
+            arm("small-batch", SMALL_WORKERS, SMALL_LR),
+        ],
+    },
+    # The matrix again on the pilot's network, registered (2026-12-06) after the small
+    # network's matrix and before any run of this design: on [8, 16, 32] x 1, GNC diverged in
+    # every seed at eta = 6.4, while on the pilot's [16, 32, 64] x 2 (one seed) it trained to
+    # 89.14 % where the baseline collapsed. The same arms, seeds and alphas; about 40-56
+    # minutes a run on one core of the Intel Xeon, 10-14 hours in all, over many invocations.
+    "d2-full": {
+        "model": VGG, "epochs": 32, "warmup_epochs": 8, "seeds": [1, 2, 3],
         "arms": [
             arm("baseline-lr6.4", LARGE_WORKERS, 6.4),
             arm("gnc0.1-lr6.4", LARGE_WORKERS, 6.4, GNC),
