@@ -138,3 +138,53 @@ fn refuses_what_it_cannot_compare() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("18 iterations"), "{}", stderr(&o));
 }
+
+/// A run that diverged has no result.json; verify checks the iterations it recorded (and a
+/// changed bit among them is still found).
+#[test]
+fn a_diverged_run_reproduces_up_to_its_divergence() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "verify-diverged";
+    // The rate ramps to 1e9 over the warmup: the loss overflows within a few iterations.
+    let toml = tiny_job(name, METHODS[1].1).replace("base_lr = 0.2", "base_lr = 1e9");
+    assert!(toml.contains("base_lr = 1e9"));
+    let spec = write_spec(dir.path(), name, &toml);
+    let run = dir.path().join(name);
+    let o = gncctl_output(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("diverged at iteration"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!run.join("result.json").exists());
+    let recorded = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"iter\""))
+        .count();
+    assert!(recorded >= 2, "{recorded} iterations recorded");
+
+    let o = verify(&run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("reproduced: {recorded} iterations bit for bit"))
+            && stderr(&o).contains("has no result.json"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+
+    bump_one_ulp(&run, 1, "loss");
+    let o = verify(&run, &[]);
+    assert_eq!(o.status.code(), Some(NEGATIVE), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("iteration 1: loss differs"),
+        "{}",
+        stderr(&o)
+    );
+}

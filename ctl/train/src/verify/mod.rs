@@ -1,7 +1,9 @@
 //! `gncctl verify RUN_DIR [--iterations N]`: re-runs a recorded job from its `spec.json` in a
 //! temporary directory and checks that it reproduces the record bit for bit: every iteration
 //! record (loss, grad_norm, noise_norm, lr, epoch), and the params SHA-256 against
-//! `result.json` (whole run) or the checkpoint manifest at iteration N (when kept).
+//! `result.json` (whole run) or the checkpoint manifest at iteration N (when kept). A run that
+//! never finished (it diverged, or was killed: no `result.json`) is checked on the iterations it
+//! recorded; the re-run's own divergence after them is not an error.
 
 mod compare;
 pub(crate) mod recorded;
@@ -25,7 +27,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     }
     // Re-run at the level asked for (the spec hash ignores the default level).
     let spec = recorded.spec.clone().edit(|s| s.reproducibility = level)?;
-    let recorded_iters = recorded.result.iterations;
+    let recorded_iters = recorded.iterations();
     let n = args.iterations.unwrap_or(recorded_iters);
     anyhow::ensure!(n >= 1, "--iterations must be at least 1");
     anyhow::ensure!(
@@ -33,7 +35,15 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         "the recorded run has {recorded_iters} iterations, fewer than the {n} asked for"
     );
     // Stop early unless the re-run goes exactly as far as a complete record.
-    let stop = (n < recorded.result.total_iterations).then_some(n);
+    let total = recorded.result.as_ref().map(|r| r.total_iterations);
+    let stop = total.is_none_or(|total| n < total).then_some(n);
+    if recorded.result.is_none() {
+        eprintln!(
+            "note: {} has no result.json (the run did not finish: it diverged, or was stopped \
+             from outside); checking the {recorded_iters} iterations it recorded",
+            recorded.dir.display()
+        );
+    }
     let devices = args.devices.or(spec.devices()?);
     let scratch = tempfile::Builder::new()
         .prefix("gncctl-verify-")
@@ -43,7 +53,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         "re-running {} ({} of {} iterations{}) in {}",
         spec.name,
         n,
-        recorded.result.total_iterations,
+        total.map_or("the recorded".into(), |t| t.to_string()),
         devices
             .as_ref()
             .map_or(String::new(), |d| format!(", on {d}")),
@@ -51,6 +61,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     );
     let summary = rerun::rerun(&spec, scratch.path(), stop, devices)
         .with_context(|| format!("the re-run of {} failed", args.run_dir.display()))?;
+    // A re-run that ends early (it diverged before n) shows in its records, compared below.
+    let rerun_hash = summary.params_sha256;
     let rerun_iters: Vec<IterRecord> = read_metrics(scratch.path())?
         .into_iter()
         .filter_map(|r| match r {
@@ -58,8 +70,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             _ => None,
         })
         .collect();
-    let verdict = judge(&recorded, &rerun_iters, n, &summary.params_sha256)?
-        .map_err(|m| explain(m, &key_differences));
+    let verdict =
+        judge(&recorded, &rerun_iters, n, &rerun_hash)?.map_err(|m| explain(m, &key_differences));
     if args.json {
         let (reproduced, message) = match &verdict {
             Ok(m) => (true, m),
@@ -68,7 +80,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         let report = serde_json::json!({
             "reproduced": reproduced,
             "iterations": n,
-            "params_sha256": summary.params_sha256,
+            "params_sha256": rerun_hash,
             "message": message,
             "key_differences": key_differences,
         });
@@ -97,9 +109,10 @@ fn judge(
     }
     // The params hash after n iterations: in result.json when the record ends there, else in
     // the checkpoint manifest of iteration n if the run kept it.
-    let (expected, source) = if n == recorded.result.iterations {
+    let finished = recorded.result.as_ref().filter(|r| r.iterations == n);
+    let (expected, source) = if let Some(result) = finished {
         (
-            Some(recorded.result.params_sha256.clone()),
+            Some(result.params_sha256.clone()),
             "result.json".to_string(),
         )
     } else {
@@ -126,7 +139,11 @@ fn judge(
 /// Why the record's bits may not be this re-run's, in words (none when nothing that changes
 /// bits differs). A record without a key predates keys: nothing can be said.
 fn key_differences(recorded: &recorded::Recorded, here: &gnc_proto::repro::Key) -> Vec<String> {
-    match &recorded.result.reproducibility {
+    let Some(result) = &recorded.result else {
+        // A run that never finished wrote no key; its spec's level is the one re-run.
+        return Vec::new();
+    };
+    match &result.reproducibility {
         Some(key) => key.differences(here),
         None => vec![format!(
             "{} records no reproducibility key (written by an earlier gnc)",

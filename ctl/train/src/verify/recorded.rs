@@ -1,5 +1,6 @@
-//! What a run directory recorded: the spec it ran (`spec.json`), its summary (`result.json`),
-//! its per-iteration records (`metrics.jsonl`) and its checkpoint manifests.
+//! What a run directory recorded: the spec it ran (`spec.json`), its summary (`result.json`,
+//! absent where the run never finished: it diverged, or was killed), its per-iteration records
+//! (`metrics.jsonl`) and its checkpoint manifests.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,8 @@ use gnc_ctl::run_dir::read_metrics;
 pub struct Recorded {
     pub dir: PathBuf,
     pub spec: ValidSpec,
-    pub result: RunSummary,
+    /// `None` for a run that never finished; its iteration records are all there is.
+    pub result: Option<RunSummary>,
     pub iters: Vec<IterRecord>,
 }
 
@@ -36,7 +38,12 @@ pub fn spec(dir: &Path) -> anyhow::Result<ValidSpec> {
 /// Reads the records `verify` compares against.
 pub fn read(dir: &Path) -> anyhow::Result<Recorded> {
     let spec = spec(dir)?;
-    let result: RunSummary = read_json(&dir.join("result.json"), "the run's summary")?;
+    let summary = dir.join("result.json");
+    let result: Option<RunSummary> = if summary.exists() {
+        Some(read_json(&summary, "the run's summary")?)
+    } else {
+        None
+    };
     let iters = read_metrics(dir)?
         .into_iter()
         .filter_map(|r| match r {
@@ -53,6 +60,13 @@ pub fn read(dir: &Path) -> anyhow::Result<Recorded> {
 }
 
 impl Recorded {
+    /// Iterations the record holds: the summary's, else the iteration records'.
+    pub fn iterations(&self) -> u64 {
+        self.result
+            .as_ref()
+            .map_or(self.iters.len() as u64, |r| r.iterations)
+    }
+
     /// The params SHA-256 of the recorded checkpoint after `iteration` iterations, if the
     /// run still keeps that checkpoint.
     pub fn checkpoint_hash(&self, iteration: u64) -> anyhow::Result<Option<String>> {
