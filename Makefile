@@ -96,8 +96,10 @@ bench-byo: setup build
 
 ## GNC in its paper's regime (issue 24's pre-registered designs; hours, resumable: each
 ## invocation trains for --budget-minutes and the next continues from the checkpoints).
+## REGIME_DESIGN: d2-pilot, d2-matrix, d2-full (the one still running) or d1.
+REGIME_DESIGN ?= d2-full
 bench-regime: setup build
-	$(VENV)/bin/python bench/run_regime.py
+	$(VENV)/bin/python bench/run_regime.py --design $(REGIME_DESIGN)
 
 ## Debian packages: OpenMPI and libclang (the `mpi` crate's bindings) to build gnc-mpi;
 ## systemd-nspawn and debootstrap for the boot of gncd.service under a real systemd

@@ -19,15 +19,20 @@ pub struct IterRecord {
     /// Iteration index, from 0.
     pub iter: u64,
     /// Fractional epoch at the start of the iteration.
+    #[serde(deserialize_with = "nan_from_null")]
     pub epoch: f64,
     /// Mean training loss over the M small batches (at each worker's perturbed weights).
+    #[serde(deserialize_with = "nan_from_null")]
     pub loss: f64,
     /// η_t used by the update.
+    #[serde(deserialize_with = "nan_from_null")]
     pub lr: f64,
     /// ‖g~_t‖, the norm of the reduced gradient.
+    #[serde(deserialize_with = "nan_from_null")]
     pub grad_norm: f64,
     /// Root mean square over logical workers of ‖g_i - g~‖: the gradient noise of Eq. 4 that
     /// GNC injects at the next iteration.
+    #[serde(deserialize_with = "nan_from_null")]
     pub noise_norm: f64,
     /// Unbiased estimates of |G|² (the true gradient's squared norm) and tr(Σ) (the trace of
     /// the per-example gradient covariance) from the M workers' gradients: over a window of
@@ -41,7 +46,7 @@ pub struct IterRecord {
     /// worker's gradient, the reduction and the optimiser step; not evaluations or
     /// checkpoints. The only field that differs between two runs of a job; absent (0) in
     /// records of earlier versions.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_from_null")]
     pub seconds: f64,
 }
 
@@ -50,10 +55,15 @@ pub struct IterRecord {
 pub struct EvalRecord {
     /// Iterations completed.
     pub iter: u64,
+    #[serde(deserialize_with = "nan_from_null")]
     pub epoch: f64,
+    #[serde(deserialize_with = "nan_from_null")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "nan_from_null")]
     pub train_accuracy: f64,
+    #[serde(deserialize_with = "nan_from_null")]
     pub test_loss: f64,
+    #[serde(deserialize_with = "nan_from_null")]
     pub test_accuracy: f64,
 }
 
@@ -138,6 +148,9 @@ pub struct AnalysisLine {
     pub points: Vec<LinePoint>,
 }
 
+/// JSON has no infinities or NaN, so serde_json writes a non-finite float as `null` (the
+/// records of a run that diverged hold some): they read back as NaN, not finite whichever it
+/// was, so that such a record can still be read, plotted and verified.
 fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
@@ -220,6 +233,21 @@ impl LossSpread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_record_of_a_diverged_run_reads_back() {
+        // As gnc-run wrote it at iteration 67 of a run whose noise norm overflowed.
+        let line = r#"{"kind":"iter","iter":67,"epoch":9.5,"loss":2.5e30,"lr":6.4,"grad_norm":4e18,"noise_norm":null,"grad_sq_estimate":null,"trace_estimate":null,"seconds":2.1}"#;
+        let MetricRecord::Iter(r) = serde_json::from_str(line).unwrap() else {
+            panic!("an iteration record")
+        };
+        assert!(r.noise_norm.is_nan() && r.loss > 1e30 && r.grad_sq_estimate.is_none());
+        let eval = r#"{"kind":"eval","iter":8,"epoch":1.0,"train_loss":null,"train_accuracy":0.1,"test_loss":null,"test_accuracy":0.1}"#;
+        let MetricRecord::Eval(e) = serde_json::from_str(eval).unwrap() else {
+            panic!("an evaluation record")
+        };
+        assert!(e.test_loss.is_nan() && e.train_loss.is_nan());
+    }
 
     #[test]
     fn a_line_point_with_a_nan_loss_reads_back_as_nan() {
