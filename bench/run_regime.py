@@ -64,6 +64,15 @@ GNC_TO_RNC = 'kind = "gnc_to_rnc"\nalpha_gnc = 0.1\nalpha_rnc = 2.0\nswitch_epoc
 SMALL_VGG = 'kind = "vgg"\nchannels = [8, 16, 32]\nconvs_per_stage = 1'
 SMALL_LR = 6.4 * SMALL_WORKERS / LARGE_WORKERS  # 0.2: the linear rule from 6.4 at B = 8,192
 
+# The D2 matrix's arms (issue 24), at the pilot's η = 6.4.
+MATRIX_ARMS = [
+    arm("baseline-lr6.4", LARGE_WORKERS, 6.4),
+    arm("gnc0.1-lr6.4", LARGE_WORKERS, 6.4, GNC),
+    arm("rnc0.01-lr6.4", LARGE_WORKERS, 6.4, RNC),
+    arm("gnc_to_rnc-lr6.4", LARGE_WORKERS, 6.4, GNC_TO_RNC),
+    arm("small-batch", SMALL_WORKERS, SMALL_LR),
+]
+
 # D1's network: the demo's MLP (examples/demo.toml), no BatchNorm.
 DEMO_MLP = 'kind = "mlp"\nhidden = [512, 256]'
 
@@ -101,13 +110,7 @@ DESIGNS = {
     # also the rule's default), with the arms and alphas issue 24 fixed before any result.
     "d2-matrix": {
         "model": SMALL_VGG, "epochs": 32, "warmup_epochs": 8, "seeds": [1, 2, 3],
-        "arms": [
-            arm("baseline-lr6.4", LARGE_WORKERS, 6.4),
-            arm("gnc0.1-lr6.4", LARGE_WORKERS, 6.4, GNC),
-            arm("rnc0.01-lr6.4", LARGE_WORKERS, 6.4, RNC),
-            arm("gnc_to_rnc-lr6.4", LARGE_WORKERS, 6.4, GNC_TO_RNC),
-            arm("small-batch", SMALL_WORKERS, SMALL_LR),
-        ],
+        "arms": MATRIX_ARMS,
     },
     # The matrix again on the pilot's network, registered (2026-12-06) after the small
     # network's matrix and before any run of this design: on [8, 16, 32] x 1, GNC diverged in
@@ -116,13 +119,7 @@ DESIGNS = {
     # minutes a run on one core of the Intel Xeon, 10-14 hours in all, over many invocations.
     "d2-full": {
         "model": VGG, "epochs": 32, "warmup_epochs": 8, "seeds": [1, 2, 3],
-        "arms": [
-            arm("baseline-lr6.4", LARGE_WORKERS, 6.4),
-            arm("gnc0.1-lr6.4", LARGE_WORKERS, 6.4, GNC),
-            arm("rnc0.01-lr6.4", LARGE_WORKERS, 6.4, RNC),
-            arm("gnc_to_rnc-lr6.4", LARGE_WORKERS, 6.4, GNC_TO_RNC),
-            arm("small-batch", SMALL_WORKERS, SMALL_LR),
-        ],
+        "arms": MATRIX_ARMS,
     },
     # D1, stress the MLP: B = 8,192, 40 epochs, 1 epoch of warmup from 0.025, ÷10 at 50 % and
     # 75 %; 16 arms x 3 seeds (about 3 minutes a run on one core of the Intel Xeon).
