@@ -555,12 +555,12 @@ fn at_the_connection_limit_the_longest_idle_client_makes_room_and_busy_ones_are_
     // A fourth client with a request is served, in the place of one of the idle ones (the one
     // idle the longest: which that is depends on when their threads last got to wait, so the
     // order is checked in gncd's unit tests), which is told why its connection closes; the
-    // other idle ones are kept.
-    assert!(
-        matches!(status(), Ok(Reply::Daemon { .. })),
-        "{}",
-        home.logs()
-    );
+    // other idle ones are kept. A connection counts as idle once its thread waits for the next
+    // request, which may come a moment after its client has the answer (on a loaded machine,
+    // a fourth client can find none idle yet, and is refused): it tries again.
+    home.eventually("a fourth client served in an idle one's place", || {
+        matches!(status(), Ok(Reply::Daemon { .. })).then_some(())
+    });
     let mut closed = 0;
     for client in &mut idle {
         match client.request(Command::Status { job: None }) {
