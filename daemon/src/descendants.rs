@@ -10,12 +10,9 @@ use nix::unistd::Pid;
 /// cannot hit a process that has since taken over a pid.
 pub struct Descendants(Vec<(u32, u64)>);
 
-/// (parent pid, start time) of `pid`, from /proc/PID/stat ("PID (COMM) STATE PPID …": COMM
-/// may hold spaces and parentheses; the start time is field 22).
+/// (parent pid, start time) of `pid`: fields 4 and 22 of /proc/PID/stat.
 fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let fields = crate::group::stat_fields(pid)?;
     Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 

@@ -104,12 +104,16 @@ impl Group {
 /// Whether process `pid` is stopped (SIGSTOP, a debugger): it cannot reach an iteration
 /// boundary until someone continues it.
 pub fn stopped(pid: u32) -> bool {
-    // /proc/PID/stat: "PID (COMM) STATE …"; COMM may hold spaces and parentheses.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state == "T" || state == "t")
-    })
+    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s == "T" || s == "t"))
+}
+
+/// The fields of /proc/PID/stat after the command name, from STATE (field 3) on:
+/// "PID (COMM) STATE PPID …", where COMM may hold spaces and parentheses. `None` once the
+/// process is gone.
+pub(crate) fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
 impl Drop for Group {

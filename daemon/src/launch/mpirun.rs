@@ -203,7 +203,7 @@ impl Mpirun {
     fn command(
         &self,
         hostfile: &Path,
-        launch: &Pacemaker,
+        launch: &str,
         generation: u64,
         resume_from: Option<u64>,
     ) -> Command {
@@ -238,7 +238,7 @@ impl Mpirun {
             .arg("--out")
             .arg(&self.out)
             .args(["--generation", &generation.to_string()])
-            .args(["--launch", launch.launch()])
+            .args(["--launch", launch])
             .args(["--processes-per-host", &self.per_host.to_string()]);
         if let Some(iteration) = resume_from {
             command.args(["--resume-from", &iteration.to_string()]);
@@ -262,7 +262,7 @@ impl Launch for Mpirun {
         self.wait_for_earlier_ranks()?;
         self.place(resume_from, events)?;
         let hostfile = self.hostfile_in_use().map_err(io_err(&self.out))?;
-        let mut command = self.command(&hostfile, &pacemaker, generation, resume_from);
+        let mut command = self.command(&hostfile, pacemaker.launch(), generation, resume_from);
         if let Some(log) = &self.worker_log {
             let file = std::fs::OpenOptions::new()
                 .create(true)
