@@ -17,6 +17,8 @@ is seen and are not to be changed after:
 - **d1**: the demo's MLP [512, 256] (no BatchNorm), B = 8,192, 40 epochs, 1 epoch of warmup
   from 0.025, ÷10 at 50 % and 75 %; η ∈ {0.4, 0.8, 1.6, 3.2}; baseline, GNC α = 0.1, GNC with
   αη = 0.64, RNC α = 0.01, each paired with the baseline at its η; seeds 1–3.
+- **d1-stable**: D1's baseline at η = 0.2 and 0.1 (seeds 1–3), to find D1's largest stable η
+  for D3 (none of D1's grid is).
 
 A run that diverges is an outcome, not an error: its row is flagged `diverged` (with the
 iteration) and its accuracy is that of its last evaluation (none: 10 %, chance on 10 classes,
@@ -27,7 +29,7 @@ over many invocations (`--budget-minutes`). Finished runs are kept in bench/regi
 (keyed by the spec's SHA-256: a changed spec is a new run); runs are bit-reproducible, so a
 finished run is never re-run.
 
-Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d2-full|d1] [--budget-minutes 85]
+Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d2-full|d1|d1-stable] [--budget-minutes 85]
                                             [--report-only]
 """
 
@@ -95,6 +97,78 @@ def d1_arms():
     return arms
 
 
+D3_LR = 0.2
+D3_ALPHAS = (0.1, 0.4, 1.6, 3.2)
+# Every 28 iterations (4 epochs at B = 8,192): the perturbed models' losses over 512 examples
+# and their sizes; the full gradient over 2,048 and two smoothness steps keep the rest cheap.
+D3_DIAGNOSTICS = """
+[diagnostics]
+every_iterations = 28
+examples = 2048
+smoothness_steps = 2
+"""
+
+
+def noise_records(out, kind):
+    """The `kind` ("gnc" or "rnc") perturbed-loss spreads of a run's diagnostics records, each
+    with the record's unperturbed loss."""
+    found = []
+    for r in metric_records(out):
+        p = r.get("perturbed") if r["kind"] == "diagnostics" else None
+        if p and p.get(kind):
+            found.append({**p[kind], "unperturbed": p["unperturbed"]})
+    return found
+
+
+def noise_summary(out, kind):
+    """A run's own noise, averaged over its diagnostics records: the mean per-filter relative
+    perturbation ‖x_i^(p) − x^(p)‖/‖x^(p)‖, and the curvature along the noise,
+    (mean_i L(x_i) − L(x)) / mean_i ‖x_i − x‖² (GNC §3.2); None without records."""
+    spreads = noise_records(out, kind)
+    sizes = [sum(s["relative_norms"]) / len(s["relative_norms"]) for s in spreads
+             if s.get("relative_norms")]
+    curvatures = [(s["mean"] - s["unperturbed"]) / (sum(s["squared_norms"]) / len(s["squared_norms"]))
+                  for s in spreads if s.get("squared_norms")]
+    if not sizes:
+        return None
+    return {"records": len(spreads), "relative_size": sum(sizes) / len(sizes),
+            "curvature": sum(curvatures) / len(curvatures) if curvatures else None}
+
+
+def rnc_alpha(gnc_alpha):
+    """RNC's α for the GNC arm of `gnc_alpha` (D3; the rule fixed before any D3 run): RNC's
+    per-filter relative perturbation is α η by construction, so α = s / η, where s is the
+    mean per-filter relative size of GNC's noise measured over the diagnostics records of that
+    GNC arm's seed-1 run. None until that run has finished."""
+    a = next(x for x in DESIGNS["d3"]["arms"] if x["name"] == f"gnc{gnc_alpha:g}-lr{D3_LR:g}")
+    out = OUT / "d3" / a["name"] / "seed-1"
+    if not complete(out):
+        return None
+    summary = noise_summary(out, "gnc")
+    return None if summary is None else float(f"{summary['relative_size'] / D3_LR:.4g}")
+
+
+def d3_arms():
+    """D3's arms: GNC at each α, then RNC matched to each (its method made when the GNC arm's
+    seed-1 run has been measured)."""
+    # A GNC arm is its own reference: the design's differences are RNC minus GNC.
+    gnc = [arm(f"gnc{a:g}-lr{D3_LR:g}", LARGE_WORKERS, D3_LR, f'kind = "gnc"\nalpha = {a:g}',
+               f"gnc{a:g}-lr{D3_LR:g}") for a in D3_ALPHAS]
+
+    def matched(a):
+        def method():
+            alpha = rnc_alpha(a)
+            return None if alpha is None else f'kind = "rnc"\nalpha = {alpha:g}'
+        return arm(f"rnc-matching-gnc{a:g}-lr{D3_LR:g}", LARGE_WORKERS, D3_LR, method,
+                   f"gnc{a:g}-lr{D3_LR:g}")
+    return gnc + [matched(a) for a in D3_ALPHAS]
+
+
+def method_text(a):
+    """An arm's [method] body; None where it cannot be made yet (D3's RNC before its GNC)."""
+    return a["method"]() if callable(a["method"]) else a["method"]
+
+
 DESIGNS = {
     "d2-pilot": {
         "model": VGG, "epochs": 32, "warmup_epochs": 8, "seeds": [1],
@@ -127,12 +201,38 @@ DESIGNS = {
         "model": DEMO_MLP, "epochs": 40, "warmup_epochs": 1, "seeds": [1, 2, 3],
         "arms": d1_arms(),
     },
+    # D1's ladder continued downward, registered (2026-12-06) after D1 and before any run of
+    # D3, which issue 24 places "at D1's largest stable eta": in D1, 47 of 48 runs diverged
+    # and no eta of its grid (0.4-3.2) is stable for the baseline. Halving on: 0.2 (the
+    # examples' rate) and 0.1, the baseline alone, seeds 1-3. Stable means no seed diverges
+    # and the seeds' test accuracies lie within one point (D1's endpoint, negated). D3 runs at
+    # the largest stable one of these; if neither is, D3 waits and says so.
+    "d1-stable": {
+        "model": DEMO_MLP, "epochs": 40, "warmup_epochs": 1, "seeds": [1, 2, 3],
+        "arms": [arm(f"baseline-lr{lr:g}", LARGE_WORKERS, lr) for lr in (0.2, 0.1)],
+    },
+    # D3, magnitude or direction (GNC paper section 3.2), registered 2026-12-06 after
+    # d1-stable and before any D3 run. d1-stable: at eta = 0.2 the baseline's seeds reached
+    # 88.17, 88.70, 88.80 % and at 0.1 88.35, 88.19, 88.51 %, none diverged, both within one
+    # point: D1's largest stable eta is 0.2, so D3 runs there, on D1's network and schedule.
+    # GNC alpha in {0.1, 0.4, 1.6, 3.2} against RNC scaled to the same measured per-filter
+    # relative perturbation (`rnc_alpha`), each RNC arm paired with its GNC arm; seeds 1-5.
+    # Every run records the perturbed models' losses every 4 epochs (`D3_DIAGNOSTICS`), which
+    # change no bit of the run.
+    "d3": {
+        "model": DEMO_MLP, "epochs": 40, "warmup_epochs": 1, "seeds": [1, 2, 3, 4, 5],
+        "arms": d3_arms(), "diagnostics": True,
+    },
 }
 
 
 def spec_text(design, a, seed):
-    """The job of arm `a` of `design` with `seed`: every arm the same but for its fields."""
+    """The job of arm `a` of `design` with `seed`: every arm the same but for its fields; None
+    where the arm's method cannot be made yet."""
     d = DESIGNS[design]
+    method = method_text(a)
+    if method is None:
+        return None
     epochs = d["epochs"]
     # The warmup starts at 0.025 at B = 8,192 and scales with the batch as the rate does.
     warmup_start = 0.025 * a["workers"] / LARGE_WORKERS
@@ -155,7 +255,7 @@ workers = {a['workers']}
 small_batch = {SMALL_BATCH}
 
 [method]
-{a['method']}
+{method}
 
 [optimizer]
 kind = "momentum"
@@ -175,7 +275,7 @@ every_epochs = 2
 [checkpoint]
 every_iterations = {every}
 keep = 2
-"""
+""" + (D3_DIAGNOSTICS if d.get("diagnostics") else "")
 
 
 def sha(text):
@@ -238,7 +338,7 @@ def row(design, a, seed, text, out, outcome, minutes):
     return {
         "peak_train_loss": peak and [peak["loss"], peak["iter"]],
         "design": design, "arm": a["name"], "seed": seed, "spec_sha256": sha(text),
-        "batch": a["workers"] * SMALL_BATCH, "lr": a["lr"], "method": a["method"],
+        "batch": a["workers"] * SMALL_BATCH, "lr": a["lr"], "method": method_text(a),
         "diverged": outcome == "diverged",
         "diverged_at": iters[-1]["iter"] + 1 if outcome == "diverged" and iters else None,
         "no_evaluation": outcome == "diverged" and last_eval is None,
@@ -248,6 +348,7 @@ def row(design, a, seed, text, out, outcome, minutes):
         "iterations": len(iters), "evals": evals,
         "b_simple": b_simple_by_phase(iters, phases(design)),
         "params_sha256": result.get("params_sha256"),
+        "noise": noise_summary(out, "gnc" if 'kind = "gnc"' in method_text(a) else "rnc"),
         "gnc_commit": result.get("reproducibility", {}).get("gnc_commit"),
         "train_minutes_this_invocation": minutes, "machine": machine(),
         "date": time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
@@ -257,6 +358,7 @@ def row(design, a, seed, text, out, outcome, minutes):
 def train(design, a, seed, deadline):
     """Trains, resumes or adopts arm `a` with `seed`; its row, or None if stopped unfinished."""
     text = spec_text(design, a, seed)
+    assert text is not None, f"{a['name']}: its method cannot be made yet"
     out = OUT / design / a["name"] / f"seed-{seed}"
     out.mkdir(parents=True, exist_ok=True)
     spec = out.parent / f"seed-{seed}.toml"
@@ -299,9 +401,11 @@ def section(rows):
            "Pre-registered designs of issue 24; rows are per seed, a diverged run is an "
            "outcome (flagged), its accuracy that of its last evaluation.", ""]
     for design, d in DESIGNS.items():
-        mine = {(r["arm"], r["seed"]): r for r in rows if r["design"] == design
-                and r["spec_sha256"] == sha(spec_text(design, next(
-                    a for a in d["arms"] if a["name"] == r["arm"]), r["seed"]))}
+        def current(r):
+            a = next((a for a in d["arms"] if a["name"] == r["arm"]), None)
+            text = a and spec_text(design, a, r["seed"])
+            return text is not None and r["spec_sha256"] == sha(text)
+        mine = {(r["arm"], r["seed"]): r for r in rows if r["design"] == design and current(r)}
         out += [f"### {design}", "",
                 "| arm | B | η | seed | test accuracy | test loss | train loss (last 10) | "
                 "largest train loss (iteration) | test accuracy at epochs 4, 8, 16, 24 | "
@@ -329,9 +433,33 @@ def section(rows):
                            f"{r['train_minutes_this_invocation']:.0f} | "
                            f"{r['machine'].split(',')[0]} |")
         out.append("")
+        if d.get("diagnostics"):
+            out += noise_table(d, mine)
         out += paired(d, mine)
     out.append(END)
     return "\n".join(out) + "\n"
+
+
+def noise_table(d, rows):
+    """Each run's own noise, from its diagnostics records: the method, the mean per-filter
+    relative perturbation and the curvature along the noise."""
+    out = ["The runs' own noise, averaged over their diagnostics records (every 4 epochs): "
+           "per-filter relative perturbation ‖x_i − x‖/‖x‖ (mean over filters and workers), and "
+           "the curvature along the noise, (mean_i L(x_i) − L(x)) / mean_i ‖x_i − x‖². RNC's α "
+           "is GNC's measured relative size over η (seed 1 of the GNC arm it is matched to).", "",
+           "| arm | seed | method | relative perturbation | curvature along the noise | records |",
+           "|---|---|---|---|---|---|"]
+    for a in d["arms"]:
+        for seed in d["seeds"]:
+            r = rows.get((a["name"], seed))
+            n = r and r.get("noise")
+            if not n:
+                continue
+            method = r["method"].replace("\n", ", ").replace('"', "")
+            curv = "—" if n["curvature"] is None else f"{n['curvature']:.4g}"
+            out.append(f"| {a['name']} | {seed} | {method} | {n['relative_size']:.4g} | {curv} | "
+                       f"{n['records']} |")
+    return out + [""]
 
 
 def paired(d, rows):
@@ -370,7 +498,11 @@ def train_missing(design, deadline):
     done = {r["spec_sha256"] for r in load()}
     for seed in d["seeds"]:
         for a in d["arms"]:
-            if sha(spec_text(design, a, seed)) in done:
+            text = spec_text(design, a, seed)
+            if text is None:
+                print(f"{a['name']} seed {seed}: waits for the run it is matched to", flush=True)
+                continue
+            if sha(text) in done:
                 continue
             if time.time() > deadline:
                 return

@@ -149,6 +149,12 @@ fn diagnostics_never_change_a_bit_and_measure_the_iterations_own_gradient() {
                     let sizes = gnc["relative_norms"].as_array().unwrap();
                     assert!(sizes.iter().all(|s| s.as_f64().unwrap() > 0.0), "{p}");
                 }
+                // ‖x_i − x‖², the curvature's denominator: one per worker, positive.
+                for spread in [Some(&p["rnc"]), p.get("gnc")].into_iter().flatten() {
+                    let squared = spread["squared_norms"].as_array().unwrap();
+                    assert_eq!(squared.len(), 4, "{name} at {t}");
+                    assert!(squared.iter().all(|s| s.as_f64().unwrap() > 0.0), "{p}");
+                }
             }
             if let Some(a) = d.get("anisotropy") {
                 // fc0.weight, fc0.bias, fc1.weight, fc1.bias.

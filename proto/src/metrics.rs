@@ -204,13 +204,24 @@ pub struct LossSpread {
     /// so comparing the two at one α compares noises of different sizes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relative_norms: Vec<f64>,
+    /// ‖x_i − x‖² of each worker's perturbation over all parameters, for the curvature along
+    /// the noise: (mean of `losses` − the unperturbed loss) / mean of these (GNC §3.2; GNC's
+    /// first-order terms cancel, as its ω_i sum to zero).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub squared_norms: Vec<f64>,
 }
 
 impl LossSpread {
-    /// The spread of `losses`, with the perturbations' sizes ([`LossSpread::relative_norms`]).
-    pub fn with_sizes(losses: Vec<f64>, relative_norms: Vec<f64>) -> LossSpread {
+    /// The spread of `losses`, with the perturbations' sizes ([`LossSpread::relative_norms`],
+    /// [`LossSpread::squared_norms`]).
+    pub fn with_sizes(
+        losses: Vec<f64>,
+        relative_norms: Vec<f64>,
+        squared_norms: Vec<f64>,
+    ) -> LossSpread {
         LossSpread {
             relative_norms,
+            squared_norms,
             ..LossSpread::of(losses)
         }
     }
@@ -226,6 +237,7 @@ impl LossSpread {
             max: losses.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             losses,
             relative_norms: Vec::new(),
+            squared_norms: Vec::new(),
         }
     }
 }

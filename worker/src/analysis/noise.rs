@@ -75,14 +75,15 @@ impl Perturbed<'_> {
     pub fn losses(&self, objective: &dyn Objective) -> PerturbedLosses {
         let x = super::model::flatten(self.params);
         let spread = |perturbation: &dyn Perturbation| {
-            let (losses, sizes) = (0..self.workers)
-                .map(|worker| {
-                    let prev = self.saved.as_ref().map(|s| s[worker].clone());
-                    let xi = perturbation.weights_of(self.params, worker, prev);
-                    (objective.loss(&xi), relative_size(self.params, &x, &xi))
-                })
-                .unzip();
-            LossSpread::with_sizes(losses, sizes)
+            let (mut losses, mut sizes, mut squared) = (Vec::new(), Vec::new(), Vec::new());
+            for worker in 0..self.workers {
+                let prev = self.saved.as_ref().map(|s| s[worker].clone());
+                let xi = perturbation.weights_of(self.params, worker, prev);
+                losses.push(objective.loss(&xi));
+                sizes.push(relative_size(self.params, &x, &xi));
+                squared.push(squared_distance(&x, &xi));
+            }
+            LossSpread::with_sizes(losses, sizes, squared)
         };
         let gnc = self.saved.as_ref().map(|_| {
             spread(&GncPerturbation::new(
@@ -101,6 +102,14 @@ impl Perturbed<'_> {
             rnc: spread(&rnc),
         }
     }
+}
+
+/// ‖x_i − x‖² over all parameters, summed in f64 in index order.
+fn squared_distance(x: &[f32], xi: &[f32]) -> f64 {
+    x.iter()
+        .zip(xi)
+        .map(|(&a, &b)| (f64::from(b) - f64::from(a)).powi(2))
+        .sum()
 }
 
 /// The mean over filters of ‖x_i^(p) − x^(p)‖ / ‖x^(p)‖, for the flat parameter vectors `x`
