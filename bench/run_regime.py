@@ -139,13 +139,44 @@ def rnc_alpha(gnc_alpha):
     """RNC's α for the GNC arm of `gnc_alpha` (D3; the rule fixed before any D3 run): RNC's
     per-filter relative perturbation is α η by construction, so α = s / η, where s is the
     mean per-filter relative size of GNC's noise measured over the diagnostics records of that
-    GNC arm's seed-1 run. None until that run has finished."""
-    a = next(x for x in DESIGNS["d3"]["arms"] if x["name"] == f"gnc{gnc_alpha:g}-lr{D3_LR:g}")
-    out = OUT / "d3" / a["name"] / "seed-1"
-    if not complete(out):
-        return None
-    summary = noise_summary(out, "gnc")
+    GNC arm's seed-1 run. None until that run has finished.
+
+    Added when GNC α = 1.6 and 3.2 diverged at their iterations 9 and 6, before their first
+    record of GNC's noise (iteration 28), and before any RNC run matched to them: such an arm's
+    s is measured over the iterations its run made before diverging, by the same run again up
+    to there with a record every iteration ([`calibrate`]); diagnostics change no bit, so it
+    is the same trajectory."""
+    name = f"gnc{gnc_alpha:g}-lr{D3_LR:g}"
+    a = next(x for x in DESIGNS["d3"]["arms"] if x["name"] == name)
+    out = OUT / "d3" / name / "seed-1"
+    if complete(out):
+        summary = noise_summary(out, "gnc")
+    else:
+        row = next((r for r in load() if r["design"] == "d3" and r["arm"] == name
+                    and r["seed"] == 1 and r["spec_sha256"] == sha(spec_text("d3", a, 1))), None)
+        if row is None or not row["diverged"]:
+            return None
+        summary = calibrate(a, row["diverged_at"])
     return None if summary is None else float(f"{summary['relative_size'] / D3_LR:.4g}")
+
+
+def calibrate(a, diverged_at):
+    """GNC's noise in D3's seed-1 run of arm `a`, which diverged at `diverged_at`: the run
+    again up to there, with its perturbed models measured every iteration."""
+    out = OUT / "d3-calibration" / a["name"]
+    if not (out / "metrics.jsonl").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        text = spec_text("d3", a, 1).replace("every_iterations = 28", "every_iterations = 1")
+        text = text.replace(f'output_dir = "bench/out/regime/d3/{a["name"]}/seed-1"',
+                            f'output_dir = "bench/out/regime/d3-calibration/{a["name"]}"')
+        spec = out.parent / f"{a['name']}.toml"
+        spec.write_text(text)
+        command = [str(ROOT / "target/release/gncctl"), "run", str(spec), "--json", "--threads",
+                   "1", "--out", str(out), "--stop-after", str(diverged_at - 1)]
+        code, stderr = run_until_deadline(command, time.time() + 3600)
+        if code != 0:
+            sys.exit(f"{spec}: calibration failed ({code}):\n{stderr[-3000:]}")
+    return noise_summary(out, "gnc")
 
 
 def d3_arms():
