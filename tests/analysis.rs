@@ -98,6 +98,31 @@ fn analyze_measures_the_end_point_without_touching_the_run() {
     );
     assert_eq!(at(1.0), other["loss"].as_f64().unwrap());
     assert!(other["top_eigenvalue"].is_null());
+    // The Hessian-vector step: 1e-3 of ‖x‖ (at least 1) unless asked; at a tenth of it, a
+    // step ten times smaller.
+    let step = top["step"].as_f64().unwrap();
+    let finer = analysis(
+        &a,
+        &[
+            "--power-iterations",
+            "4",
+            "--hvp-step",
+            "1e-4",
+            "--ascent-steps",
+            "0",
+        ],
+    );
+    let finer_step = finer["top_eigenvalue"]["step"].as_f64().unwrap();
+    assert!(
+        (finer_step * 10.0 / step - 1.0).abs() < 1e-12,
+        "{step} {finer_step}"
+    );
+    assert!(
+        finer["top_eigenvalue"]["value"]
+            .as_f64()
+            .unwrap()
+            .is_finite()
+    );
     // Noise anisotropy from the GNC run's per-worker gradients, beside RNC's, for every
     // layer; the baseline's checkpoint keeps no per-worker gradients.
     assert!(first["anisotropy"].is_null(), "{first}");
@@ -166,6 +191,12 @@ fn analyze_names_what_it_cannot_analyse() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         stderr.contains("nothing/spec.json (the run's job spec)"),
+        "{stderr}"
+    );
+    let o = analyze(&dir.path().join("nothing"), &["--hvp-step", "0"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("\"0\" is not a positive number"),
         "{stderr}"
     );
     // A run with a different model cannot be on the same line.

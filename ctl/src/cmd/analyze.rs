@@ -14,6 +14,11 @@ pub struct Args {
     /// Hessian-vector products at most, for the top Hessian eigenvalue (0: skip it).
     #[arg(long, value_name = "K", default_value_t = 20)]
     pub power_iterations: usize,
+    /// The finite-difference step h of its Hessian-vector products, relative to the end
+    /// point's ‖x‖ (at least 1): run it again at h/10 to see whether the eigenvalue depends on
+    /// the step (it is exact for a quadratic; a ReLU network is not one).
+    #[arg(long, value_name = "H", default_value_t = 1e-3, value_parser = positive)]
+    pub hvp_step: f64,
     /// ε of Keskar's ε-sharpness, one per flag (default: 1e-3 and 5e-4, the paper's).
     #[arg(long = "epsilon", value_name = "EPS")]
     pub epsilons: Vec<f64>,
@@ -37,5 +42,13 @@ impl Args {
         } else {
             self.epsilons.clone()
         }
+    }
+}
+
+/// A finite number above zero.
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a positive number")),
     }
 }

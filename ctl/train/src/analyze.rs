@@ -23,8 +23,6 @@ use gnc_ctl::cmd::analyze::Args;
 
 /// The power iteration stops once the eigenvalue changes by less than this (relative).
 const TOLERANCE: f64 = 1e-3;
-/// The finite-difference step of the Hessian-vector products, relative to ‖x‖.
-const RELATIVE_STEP: f64 = 1e-3;
 /// Seeds of the starting points (fixed: an analysis is reproducible too).
 const SEED: u64 = 0x616e616c;
 
@@ -74,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let top = (args.power_iterations > 0).then(|| {
         let length = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-        let h = RELATIVE_STEP * length.max(1.0);
+        let h = args.hvp_step * length.max(1.0);
         top_eigenvalue(&objective, &x, args.power_iterations, TOLERANCE, h, SEED)
     });
     let sharpness = args
