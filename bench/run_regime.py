@@ -36,6 +36,7 @@ Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d2-full
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -164,8 +165,11 @@ def calibrate(a, diverged_at):
     """GNC's noise in D3's seed-1 run of arm `a`, which diverged at `diverged_at`: the run
     again up to there, with its perturbed models measured every iteration."""
     out = OUT / "d3-calibration" / a["name"]
-    if not (out / "metrics.jsonl").exists():
-        out.mkdir(parents=True, exist_ok=True)
+    done = out / "calibrated"
+    if not done.exists():
+        # From the start: an interrupted calibration's records are a part of the window.
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
         text = spec_text("d3", a, 1).replace("every_iterations = 28", "every_iterations = 1")
         text = text.replace(f'output_dir = "bench/out/regime/d3/{a["name"]}/seed-1"',
                             f'output_dir = "bench/out/regime/d3-calibration/{a["name"]}"')
@@ -176,6 +180,7 @@ def calibrate(a, diverged_at):
         code, stderr = run_until_deadline(command, time.time() + 3600)
         if code != 0:
             sys.exit(f"{spec}: calibration failed ({code}):\n{stderr[-3000:]}")
+        done.write_text(f"iterations 0-{diverged_at - 2} replayed\n")
     return noise_summary(out, "gnc")
 
 
