@@ -117,7 +117,7 @@ def noise_records(out, kind):
     for r in metric_records(out):
         p = r.get("perturbed") if r["kind"] == "diagnostics" else None
         if p and p.get(kind):
-            found.append({**p[kind], "unperturbed": p["unperturbed"]})
+            found.append({**p[kind], "unperturbed": p["unperturbed"], "lr": p["lr"]})
     return found
 
 
@@ -125,22 +125,27 @@ def noise_summary(out, kind):
     """A run's own noise, averaged over its diagnostics records: the mean per-filter relative
     perturbation ‖x_i^(p) − x^(p)‖/‖x^(p)‖, and the curvature along the noise,
     (mean_i L(x_i) − L(x)) / mean_i ‖x_i − x‖² (GNC §3.2); None without records."""
-    spreads = noise_records(out, kind)
-    sizes = [sum(s["relative_norms"]) / len(s["relative_norms"]) for s in spreads
-             if s.get("relative_norms")]
+    spreads = [s for s in noise_records(out, kind) if s.get("relative_norms")]
+    sizes = [sum(s["relative_norms"]) / len(s["relative_norms"]) for s in spreads]
     curvatures = [(s["mean"] - s["unperturbed"]) / (sum(s["squared_norms"]) / len(s["squared_norms"]))
                   for s in spreads if s.get("squared_norms")]
     if not sizes:
         return None
     return {"records": len(spreads), "relative_size": sum(sizes) / len(sizes),
-            "curvature": sum(curvatures) / len(curvatures) if curvatures else None}
+            "curvature": sum(curvatures) / len(curvatures) if curvatures else None,
+            # The α at which RNC (size α η_t by construction) has the same mean size over the
+            # same records: Σ size / Σ η_t.
+            "rnc_alpha": sum(sizes) / sum(s["lr"] for s in spreads)}
 
 
 def rnc_alpha(gnc_alpha):
     """RNC's α for the GNC arm of `gnc_alpha` (D3; the rule fixed before any D3 run): RNC's
-    per-filter relative perturbation is α η by construction, so α = s / η, where s is the
-    mean per-filter relative size of GNC's noise measured over the diagnostics records of that
-    GNC arm's seed-1 run. None until that run has finished.
+    per-filter relative perturbation is α η_t by construction, so α = Σ s_t / Σ η_t over the
+    diagnostics records of that GNC arm's seed-1 run, s_t the mean per-filter relative size of
+    GNC's noise in record t and η_t its rate: the α at which RNC's mean size over those records
+    is GNC's. None until that run has finished. (The first RNC runs used the base rate, s̄ / η,
+    which ignores the schedule's decay and gave RNC about half GNC's mean size: corrected
+    before the comparison was read, and those runs redone.)
 
     Added when GNC α = 1.6 and 3.2 diverged at their iterations 9 and 6, before their first
     record of GNC's noise (iteration 28), and before any RNC run matched to them: such an arm's
@@ -158,7 +163,7 @@ def rnc_alpha(gnc_alpha):
         if row is None or not row["diverged"]:
             return None
         summary = calibrate(a, row["diverged_at"])
-    return None if summary is None else float(f"{summary['relative_size'] / D3_LR:.4g}")
+    return None if summary is None else float(f"{summary['rnc_alpha']:.4g}")
 
 
 def calibrate(a, diverged_at):
