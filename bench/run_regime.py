@@ -403,9 +403,19 @@ def train(design, a, seed, deadline):
     text = spec_text(design, a, seed)
     assert text is not None, f"{a['name']}: its method cannot be made yet"
     out = OUT / design / a["name"] / f"seed-{seed}"
-    out.mkdir(parents=True, exist_ok=True)
     spec = out.parent / f"seed-{seed}.toml"
+    # Which spec the run in `out` is of: its marker, or (runs begun before markers) the spec
+    # file beside it.
+    marker = out / "spec.sha256"
+    recorded = (marker.read_text().strip() if marker.exists()
+                else sha(spec.read_text()) if spec.exists() else None)
+    if out.exists() and recorded not in (None, sha(text)):
+        # The arm's spec changed (D3's corrected RNC α): that run, finished or not, is another
+        # job's; kept aside, never adopted or resumed.
+        out.rename(out.with_name(f"{out.name}.superseded-{recorded[:8]}"))
+    out.mkdir(parents=True, exist_ok=True)
     spec.write_text(text)
+    marker.write_text(sha(text) + "\n")
     began = time.time()
     done = out / "result.json"
     if done.exists() and json.loads(done.read_text()).get("complete"):
