@@ -143,9 +143,10 @@ def rnc_alpha(gnc_alpha):
     per-filter relative perturbation is α η_t by construction, so α = Σ s_t / Σ η_t over the
     diagnostics records of that GNC arm's seed-1 run, s_t the mean per-filter relative size of
     GNC's noise in record t and η_t its rate: the α at which RNC's mean size over those records
-    is GNC's. None until that run has finished. (The first RNC runs used the base rate, s̄ / η,
-    which ignores the schedule's decay and gave RNC about half GNC's mean size: corrected
-    before the comparison was read, and those runs redone.)
+    is GNC's. None until that run has finished. (The first implementation divided by the base
+    rate, s̄ / η, which ignores the schedule's decay and gave RNC about half GNC's mean size;
+    seen in the sizes of the noise table after two RNC seed-1 runs had finished, corrected,
+    and those runs redone.)
 
     Added when GNC α = 1.6 and 3.2 diverged at their iterations 9 and 6, before their first
     record of GNC's noise (iteration 28), and before any RNC run matched to them: such an arm's
