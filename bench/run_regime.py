@@ -19,6 +19,10 @@ is seen and are not to be changed after:
   αη = 0.64, RNC α = 0.01, each paired with the baseline at its η; seeds 1–3.
 - **d1-stable**: D1's baseline at η = 0.2 and 0.1 (seeds 1–3), to find D1's largest stable η
   for D3 (none of D1's grid is).
+- **d3**: magnitude or direction at η = 0.2: GNC α ∈ {0.1, 0.4, 1.6, 3.2} against RNC of the
+  same measured relative perturbation; seeds 1–5.
+- **keskar**: small- and large-batch end points at one training loss (loss trigger), then
+  `gncctl analyze` (ε-sharpness, λ_max at h and h/10, the line between them); seeds 1–3.
 
 A run that diverges is an outcome, not an error: its row is flagged `diverged` (with the
 iteration) and its accuracy is that of its last evaluation (none: 10 %, chance on 10 classes,
@@ -29,7 +33,7 @@ over many invocations (`--budget-minutes`). Finished runs are kept in bench/regi
 (keyed by the spec's SHA-256: a changed spec is a new run); runs are bit-reproducible, so a
 finished run is never re-run.
 
-Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d2-full|d1|d1-stable] [--budget-minutes 85]
+Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d2-full|d1|d1-stable|d3|keskar] [--budget-minutes 85]
                                             [--report-only]
 """
 
@@ -37,6 +41,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -267,6 +272,23 @@ DESIGNS = {
         "model": DEMO_MLP, "epochs": 40, "warmup_epochs": 1, "seeds": [1, 2, 3, 4, 5],
         "arms": d3_arms(), "diagnostics_seeds": [1],
     },
+    # Sharp minima (Keskar et al. 2017; issue 24 item 4), registered 2026-12-06 before any of
+    # its runs: D1's network at its largest stable rate (0.2, d1-stable), the large batch's
+    # baseline and GNC alpha = 0.1, and the small batch (B = 256) at the linear rule's rate
+    # (0.2 x 256 / 8,192, as the d2 designs' small batch), all trained to one training loss:
+    # a constant rate after the warmup, halved once when the loss (mean over an epoch of
+    # iterations) falls below 0.30, and the run ended below 0.25 (at most 80 epochs). Then
+    # `gncctl analyze` of each end point: epsilon-sharpness at 1e-3 and 5e-4, lambda_max with
+    # the Hessian-vector step h = 1e-3 |x| and h/10, and for the large batch's arms the loss on
+    # the line towards the small batch's end point of the same seed.
+    "keskar": {
+        "model": DEMO_MLP, "epochs": 80, "warmup_epochs": 1, "seeds": [1, 2, 3],
+        "decay": '{ kind = "constant" }', "loss_trigger": (0.30, 0.25),
+        "arms": [arm("sb-baseline", SMALL_WORKERS, 0.2 * SMALL_WORKERS / LARGE_WORKERS),
+                 arm("lb-baseline", LARGE_WORKERS, 0.2, ref="sb-baseline"),
+                 arm("lb-gnc0.1", LARGE_WORKERS, 0.2, GNC, ref="sb-baseline")],
+        "analyze": {"towards": "sb-baseline"},
+    },
 }
 
 
@@ -282,6 +304,13 @@ def spec_text(design, a, seed):
     warmup_start = 0.025 * a["workers"] / LARGE_WORKERS
     iters_per_epoch = 60000 // (a["workers"] * SMALL_BATCH)
     every = max(1, min(200, iters_per_epoch * 2))
+    decay = d.get("decay", f'{{ kind = "step", milestones = [{epochs // 2}, {epochs * 3 // 4}], '
+                           'factor = 0.1 }')
+    trigger = ""
+    if d.get("loss_trigger"):
+        halve, stop = d["loss_trigger"]
+        trigger = (f"loss_trigger = {{ halve_below = {halve:g}, stop_below = {stop:g}, "
+                   f"window = {iters_per_epoch} }}\n")
     return f"""# Written by bench/run_regime.py (issue 24, design {design}, arm {a['name']}).
 name = "{design}-{a['name'].replace(".", "_")}-{seed}"
 seed = {seed}
@@ -311,8 +340,8 @@ epochs = {epochs}
 base_lr = {a['lr']:g}
 warmup_epochs = {d['warmup_epochs']}
 warmup_start_lr = {warmup_start:g}
-decay = {{ kind = "step", milestones = [{epochs // 2}, {epochs * 3 // 4}], factor = 0.1 }}
-
+decay = {decay}
+{trigger}
 [eval]
 every_epochs = 2
 
@@ -425,7 +454,58 @@ def train(design, a, seed, deadline):
         outcome = run_until(spec, out, deadline)
         if outcome == "stopped":
             return None
-    return row(design, a, seed, text, out, outcome, (time.time() - began) / 60)
+    r = row(design, a, seed, text, out, outcome, (time.time() - began) / 60)
+    if DESIGNS[design].get("analyze") and outcome == "done":
+        r["analysis"] = analyze(design, a, seed, out)
+    return r
+
+
+def analyze(design, a, seed, out):
+    """Keskar's measures of a finished run's end point (`gncctl analyze`): λ_max with the
+    Hessian-vector step h/10, then ε-sharpness at 1e-3 and 5e-4 and λ_max at h = 1e-3 ‖x‖
+    (what analysis.json keeps), with the loss on the line towards the `towards` arm's end
+    point of the same seed for the other arms."""
+    def run(*flags):
+        command = [str(ROOT / "target/release/gncctl"), "analyze", str(out), "--json", *flags]
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"{out}: gncctl analyze failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout)
+    towards = DESIGNS[design]["analyze"]["towards"]
+    finer = run("--hvp-step", "1e-4", "--ascent-steps", "0", "--epsilon", "1e-3")
+    line = [] if a["name"] == towards else ["--towards", str(OUT / design / towards / f"seed-{seed}")]
+    full = run(*line)
+    points = (full.get("line") or {}).get("points", [])
+    inside = [p["loss"] for p in points if 0 < p["alpha"] < 1 and p["loss"] is not None]
+    return {
+        "iteration": full["iteration"], "loss": full["loss"],
+        "lambda_max": full["top_eigenvalue"]["value"],
+        "lambda_max_h10": finer["top_eigenvalue"]["value"],
+        "sharpness": {f"{e['epsilon']:g}": e["sharpness"] for e in full["epsilon_sharpness"]},
+        "line_max_between": max(inside) if inside else None,
+    }
+
+
+def analysis_table(d, rows):
+    """Each end point's sharpness (designs with `analyze`)."""
+    out = ["End points (`gncctl analyze`, over 2,048 training examples): λ_max by power "
+           "iteration with the Hessian-vector step h = 1e-3 ‖x‖ and h/10, Keskar's ε-sharpness "
+           "(percent of 1 + loss), and the largest loss on the line to the small batch's end "
+           "point strictly between the two.", "",
+           "| arm | seed | iteration | loss | λ_max (h) | λ_max (h/10) | ε = 1e-3 | ε = 5e-4 | "
+           "line maximum |", "|---|---|---|---|---|---|---|---|---|"]
+    for a in d["arms"]:
+        for seed in d["seeds"]:
+            r = rows.get((a["name"], seed))
+            z = r and r.get("analysis")
+            if not z:
+                continue
+            line = "—" if z["line_max_between"] is None else f"{z['line_max_between']:.4f}"
+            out.append(f"| {a['name']} | {seed} | {z['iteration']} | {z['loss']:.4f} | "
+                       f"{z['lambda_max']:.4g} | {z['lambda_max_h10']:.4g} | "
+                       f"{z['sharpness'].get('0.001', float('nan')):.4g} | "
+                       f"{z['sharpness'].get('0.0005', float('nan')):.4g} | {line} |")
+    return out + [""]
 
 
 def cell(r):
@@ -489,6 +569,8 @@ def section(rows):
         out.append("")
         if d.get("diagnostics_seeds"):
             out += noise_table(d, mine)
+        if d.get("analyze"):
+            out += analysis_table(d, mine)
         out += paired(d, mine)
     out.append(END)
     return "\n".join(out) + "\n"
