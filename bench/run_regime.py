@@ -505,7 +505,7 @@ def analysis_table(d, rows):
                        f"{z['lambda_max']:.4g} | {z['lambda_max_h10']:.4g} | "
                        f"{z['sharpness'].get('0.001', float('nan')):.4g} | "
                        f"{z['sharpness'].get('0.0005', float('nan')):.4g} | {line} |")
-    return out + [""]
+    return out + [""] if len(out) > 4 else []
 
 
 def cell(r):
@@ -595,7 +595,7 @@ def noise_table(d, rows):
             curv = "—" if n["curvature"] is None else f"{n['curvature']:.4g}"
             out.append(f"| {a['name']} | {seed} | {method} | {n['relative_size']:.4g} | {curv} | "
                        f"{n['records']} |")
-    return out + [""]
+    return out + [""] if len(out) > 4 else []
 
 
 def paired(d, rows):
