@@ -143,6 +143,9 @@ def noise_summary(out, kind):
             "rnc_alpha": sum(sizes) / sum(s["lr"] for s in spreads)}
 
 
+_RNC_ALPHAS = {}
+
+
 def rnc_alpha(gnc_alpha):
     """RNC's α for the GNC arm of `gnc_alpha` (D3; the rule fixed before any D3 run): RNC's
     per-filter relative perturbation is α η_t by construction, so α = Σ s_t / Σ η_t over the
@@ -158,6 +161,8 @@ def rnc_alpha(gnc_alpha):
     s is measured over the iterations its run made before diverging, by the same run again up
     to there with a record every iteration ([`calibrate`]); diagnostics change no bit, so it
     is the same trajectory."""
+    if gnc_alpha in _RNC_ALPHAS:  # measured once: a finished run never changes
+        return _RNC_ALPHAS[gnc_alpha]
     name = f"gnc{gnc_alpha:g}-lr{D3_LR:g}"
     a = next(x for x in DESIGNS["d3"]["arms"] if x["name"] == name)
     out = OUT / "d3" / name / "seed-1"
@@ -169,7 +174,10 @@ def rnc_alpha(gnc_alpha):
         if row is None or not row["diverged"]:
             return None
         summary = calibrate(a, row["diverged_at"])
-    return None if summary is None else float(f"{summary['rnc_alpha']:.4g}")
+    if summary is None:
+        return None
+    _RNC_ALPHAS[gnc_alpha] = float(f"{summary['rnc_alpha']:.4g}")
+    return _RNC_ALPHAS[gnc_alpha]
 
 
 def calibrate(a, diverged_at):
@@ -488,24 +496,31 @@ def analyze(design, a, seed, out):
 
 def analysis_table(d, rows):
     """Each end point's sharpness (designs with `analyze`)."""
-    out = ["End points (`gncctl analyze`, over 2,048 training examples): λ_max by power "
-           "iteration with the Hessian-vector step h = 1e-3 ‖x‖ and h/10, Keskar's ε-sharpness "
-           "(percent of 1 + loss), and the largest loss on the line to the small batch's end "
-           "point strictly between the two.", "",
-           "| arm | seed | iteration | loss | λ_max (h) | λ_max (h/10) | ε = 1e-3 | ε = 5e-4 | "
-           "line maximum |", "|---|---|---|---|---|---|---|---|---|"]
-    for a in d["arms"]:
-        for seed in d["seeds"]:
-            r = rows.get((a["name"], seed))
-            z = r and r.get("analysis")
-            if not z:
-                continue
-            line = "—" if z["line_max_between"] is None else f"{z['line_max_between']:.4f}"
-            out.append(f"| {a['name']} | {seed} | {z['iteration']} | {z['loss']:.4f} | "
-                       f"{z['lambda_max']:.4g} | {z['lambda_max_h10']:.4g} | "
-                       f"{z['sharpness'].get('0.001', float('nan')):.4g} | "
-                       f"{z['sharpness'].get('0.0005', float('nan')):.4g} | {line} |")
-    return out + [""] if len(out) > 4 else []
+    def cells(a, seed, r, z):
+        line = "—" if z["line_max_between"] is None else f"{z['line_max_between']:.4f}"
+        sharp = [f"{z['sharpness'].get(e, float('nan')):.4g}" for e in ("0.001", "0.0005")]
+        return [a["name"], seed, z["iteration"], f"{z['loss']:.4f}", f"{z['lambda_max']:.4g}",
+                f"{z['lambda_max_h10']:.4g}", *sharp, line]
+    return per_run_table(
+        d, rows, "analysis",
+        "End points (`gncctl analyze`, over 2,048 training examples): λ_max by power "
+        "iteration with the Hessian-vector step h = 1e-3 ‖x‖ and h/10, Keskar's ε-sharpness "
+        "(percent of 1 + loss), and the largest loss on the line to the small batch's end "
+        "point strictly between the two.",
+        ["arm", "seed", "iteration", "loss", "λ_max (h)", "λ_max (h/10)", "ε = 1e-3",
+         "ε = 5e-4", "line maximum"], cells)
+
+
+def per_run_table(d, rows, key, caption, header, cells):
+    """A table of one row per run of `d` whose stored row has `key`, each row's cells from
+    `cells(arm, seed, row, row[key])`; nothing where no run has it."""
+    body = [cells(a, seed, r, r[key]) for a in d["arms"] for seed in d["seeds"]
+            if (r := rows.get((a["name"], seed))) and r.get(key)]
+    if not body:
+        return []
+    line = lambda values: "| " + " | ".join(str(v) for v in values) + " |"  # noqa: E731
+    return ([caption, "", line(header), "|" + "---|" * len(header)]
+            + [line(b) for b in body] + [""])
 
 
 def cell(r):
@@ -579,23 +594,19 @@ def section(rows):
 def noise_table(d, rows):
     """Each run's own noise, from its diagnostics records: the method, the mean per-filter
     relative perturbation and the curvature along the noise."""
-    out = ["The runs' own noise, averaged over their diagnostics records (seed 1, every 4 epochs): "
-           "per-filter relative perturbation ‖x_i − x‖/‖x‖ (mean over filters and workers), and "
-           "the curvature along the noise, (mean_i L(x_i) − L(x)) / mean_i ‖x_i − x‖². RNC's α "
-           "is GNC's measured relative size over η (seed 1 of the GNC arm it is matched to).", "",
-           "| arm | seed | method | relative perturbation | curvature along the noise | records |",
-           "|---|---|---|---|---|---|"]
-    for a in d["arms"]:
-        for seed in d["seeds"]:
-            r = rows.get((a["name"], seed))
-            n = r and r.get("noise")
-            if not n:
-                continue
-            method = r["method"].replace("\n", ", ").replace('"', "")
-            curv = "—" if n["curvature"] is None else f"{n['curvature']:.4g}"
-            out.append(f"| {a['name']} | {seed} | {method} | {n['relative_size']:.4g} | {curv} | "
-                       f"{n['records']} |")
-    return out + [""] if len(out) > 4 else []
+    def cells(a, seed, r, n):
+        method = r["method"].replace("\n", ", ").replace('"', "")
+        curv = "—" if n["curvature"] is None else f"{n['curvature']:.4g}"
+        return [a["name"], seed, method, f"{n['relative_size']:.4g}", curv, n["records"]]
+    return per_run_table(
+        d, rows, "noise",
+        "The runs' own noise, averaged over their diagnostics records (seed 1, every 4 epochs): "
+        "per-filter relative perturbation ‖x_i − x‖/‖x‖ (mean over filters and workers), and "
+        "the curvature along the noise, (mean_i L(x_i) − L(x)) / mean_i ‖x_i − x‖². RNC's α "
+        "is Σ_t s_t / Σ_t η_t over the records of the GNC arm it is matched to (seed 1): the "
+        "same mean size.",
+        ["arm", "seed", "method", "relative perturbation", "curvature along the noise",
+         "records"], cells)
 
 
 def paired(d, rows):
