@@ -1,6 +1,6 @@
 """Helpers shared by gnc's benchmark runners: the pinned environment, the results file, runs
-stopped at a deadline, training outcomes (divergence), Student's t and interval estimates, and
-the gradient noise scale from iteration records."""
+stopped at a deadline, training outcomes (divergence), Student's t and interval estimates, the
+gradient noise scale from iteration records, and figures drawn with `gncctl plot`."""
 
 import json
 import math
@@ -349,3 +349,67 @@ def b_simple_by_phase(iters, bounds):
         phases.append({"epochs": [lo, hi], "iterations": len(inside),
                        "b_simple": trace / grad_sq if inside and grad_sq > 0 else None})
     return phases
+
+
+# --- Figures (`gncctl plot`) -----------------------------------------------------------------
+
+GNCCTL = ROOT / "target" / "release" / "gncctl"
+
+
+def gncctl_plot(dirs, metrics, output):
+    """Draws `metrics` (gncctl plot's names, one panel each) of the runs in `dirs` into `output`
+    with `gncctl plot`; whether it wrote it. A failure is printed to stderr, not raised: a
+    figure only illustrates a report's tables, so a report is written without it."""
+    command = [str(GNCCTL), "plot", *map(str, dirs), "-o", str(output)]
+    for metric in metrics:
+        command += ["--metric", metric]
+    try:
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    except OSError as e:  # no gncctl built
+        print(f"gncctl plot failed: {e}", file=sys.stderr)
+        return False
+    if proc.returncode != 0:
+        print(f"gncctl plot failed ({Path(output).name}): {proc.stderr[-2000:]}",
+              file=sys.stderr)
+    return proc.returncode == 0
+
+
+def _dig(record, *keys):
+    """record[keys[0]][keys[1]]...; None where a key is missing (a record of another kind or
+    version)."""
+    for key in keys:
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
+
+
+def _finite(value):
+    """Whether `value` is a finite number (gncctl plot draws only those; NaN is stored as null)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+# gncctl plot's metrics of diagnostics records, in its order, each with where a record carries
+# it (ctl/src/cmd/plot/series.rs, `Metric::diagnostic`; κ is a median over layers there, any
+# finite layer's κ here, for presence only).
+DIAGNOSTIC_METRICS = {
+    "predictiveness": lambda d: [_dig(d, "predictiveness")],
+    "loss-stability": lambda d: [_dig(d, "smoothness", "loss_range")],
+    "gradient-change": lambda d: (_dig(d, "smoothness", "gradient_change_range") or [])[1:],
+    "beta-smoothness": lambda d: [_dig(d, "smoothness", "beta")],
+    "kappa-gnc": lambda d: [layer.get("kappa") for layer in _dig(d, "anisotropy", "gnc") or []],
+    "kappa-rnc": lambda d: [layer.get("kappa") for layer in _dig(d, "anisotropy", "rnc") or []],
+    "perturbed-spread-gnc": lambda d: [_dig(d, "perturbed", "gnc", "std")],
+    "perturbed-spread-rnc": lambda d: [_dig(d, "perturbed", "rnc", "std")],
+}
+
+
+def diagnostics_records(out):
+    """The diagnostics records of the run in `out` (its `[diagnostics]` measurements)."""
+    return [r for r in metric_records(out) if r["kind"] == "diagnostics"]
+
+
+def diagnostic_metrics(dirs):
+    """The gncctl plot metrics of DIAGNOSTIC_METRICS that some run in `dirs` has a finite value
+    of, in gncctl's order: gncctl plot refuses a whole figure over one metric no run has."""
+    records = [d for out in dirs for d in diagnostics_records(out)]
+    return [name for name, values in DIAGNOSTIC_METRICS.items()
+            if any(_finite(v) for d in records for v in values(d))]

@@ -36,8 +36,8 @@ import time
 import tomllib
 from pathlib import Path
 
-from benchlib import (ROOT, b_simple_by_phase, diverged_fields, fieller, machine, mean_interval,
-                      metric_records, outcome, replace_section, sh)
+from benchlib import (ROOT, b_simple_by_phase, diverged_fields, fieller, gncctl_plot, machine,
+                      mean_interval, metric_records, outcome, replace_section, sh)
 
 EXAMPLES = ROOT / "examples" / "fashion-mnist"
 OUT = ROOT / "bench" / "out" / "methods"
@@ -283,14 +283,7 @@ def plot(rows):
         mine = sorted((r for r in rows if r["name"] == name), key=lambda r: r["seed"])
         if mine and (OUT / name / f"seed-{mine[0]['seed']}" / "metrics.jsonl").exists():
             dirs.append(str(OUT / name / f"seed-{mine[0]['seed']}"))
-    if not dirs:
-        return False
-    proc = subprocess.run([str(ROOT / "target/release/gncctl"), "plot", *dirs, "--metric",
-                           "test-accuracy", "--metric", "loss", "-o", str(PLOT)],
-                          cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"gncctl plot failed: {proc.stderr[-2000:]}", file=sys.stderr)
-    return proc.returncode == 0
+    return bool(dirs) and gncctl_plot(dirs, ["test-accuracy", "loss"], PLOT)
 
 
 def section(rows, plotted):

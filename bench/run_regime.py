@@ -33,6 +33,12 @@ over many invocations (`--budget-minutes`). Finished runs are kept in bench/regi
 (keyed by the spec's SHA-256: a changed spec is a new run); runs are bit-reproducible, so a
 finished run is never re-run.
 
+The report (also `--report-only`, which trains nothing) draws with `gncctl plot`, for each
+design with finished or diverged runs, test accuracy (and training loss) against epoch of each
+arm's lowest such seed (bench/regime-<design>.png), and for a design with `[diagnostics]` the
+diagnostics of seed 1 of each arm (bench/regime-<design>-diagnostics.png); a figure gncctl
+cannot draw is left out and the report written without it.
+
 Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d2-full|d1|d1-stable|d3|keskar] [--budget-minutes 85]
                                             [--report-only]
 """
@@ -46,13 +52,17 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import (CHANCE, ROOT, b_simple_by_phase, machine, mean_interval, metric_records,
-                      outcome, replace_section, run_until_deadline)
+from benchlib import (CHANCE, ROOT, b_simple_by_phase, diagnostic_metrics, diagnostics_records,
+                      gncctl_plot, machine, mean_interval, metric_records, outcome,
+                      replace_section, run_until_deadline)
 
 OUT = ROOT / "bench" / "out" / "regime"
 STORE = ROOT / "bench" / "regime-runs.json"
 START, END = "<!-- regime:start -->", "<!-- regime:end -->"
 LARGE_WORKERS, SMALL_WORKERS, SMALL_BATCH = 256, 8, 32
+# Figures drawn by hand for RESULTS.md's summary, kept as they are: a generated figure that
+# would have one of these names takes another (`figure_path`).
+HAND_MADE = {"regime-d1-lr0.4-seed3.png", "regime-d2-matrix-seed1.png", "regime-d2-pilot.png"}
 
 VGG = 'kind = "vgg"\nchannels = [16, 32, 64]\nconvs_per_stage = 2'
 
@@ -119,8 +129,8 @@ def noise_records(out, kind):
     """The `kind` ("gnc" or "rnc") perturbed-loss spreads of a run's diagnostics records, each
     with the record's unperturbed loss."""
     found = []
-    for r in metric_records(out):
-        p = r.get("perturbed") if r["kind"] == "diagnostics" else None
+    for r in diagnostics_records(out):
+        p = r.get("perturbed")
         if p and p.get(kind):
             found.append({**p[kind], "unperturbed": p["unperturbed"], "lr": p["lr"]})
     return found
@@ -587,6 +597,7 @@ def section(rows):
         if d.get("analyze"):
             out += analysis_table(d, mine)
         out += paired(d, mine)
+        out += accuracy_figure(design, d, mine) + diagnostics_figure(design, d, mine)
     out.append(END)
     return "\n".join(out) + "\n"
 
@@ -637,6 +648,121 @@ def paired(d, rows):
                    f"{mean + half:+.2f} | {verdict} |")
     # A design whose arms all are references (d1-stable's baselines) has no differences.
     return out + [""] if len(out) > 4 else []
+
+
+def figure_path(design, suffix=""):
+    """Where the report draws a figure of `design`: bench/regime-<design><suffix>.png, or
+    -accuracy added to the name where a hand-made figure has that name (never overwritten)."""
+    name = f"regime-{design}{suffix}.png"
+    return ROOT / "bench" / (name.replace(".png", "-accuracy.png") if name in HAND_MADE else name)
+
+
+def first_runs(design, d, rows, seeds):
+    """Each arm's lowest seed of `seeds` with a finished or diverged run (a row of `rows`) whose
+    records are on disk and of that row's spec: (arm name, seed, run directory, row), in the
+    design's arm order."""
+    found = []
+    for a in d["arms"]:
+        for seed in sorted(seeds):
+            r, out = rows.get((a["name"], seed)), OUT / design / a["name"] / f"seed-{seed}"
+            marker = out / "spec.sha256"
+            # Runs begun before markers have none; their rows are of the spec beside them.
+            if r and (out / "metrics.jsonl").exists() and (
+                    not marker.exists() or marker.read_text().strip() == r["spec_sha256"]):
+                found.append((a["name"], seed, out, r))
+                break
+    return found
+
+
+def which_runs(d, runs):
+    """The caption's words for which runs a figure draws: the seed, and the arms unless all."""
+    seeds = {seed for _, seed, _, _ in runs}
+    names = [name for name, _, _, _ in runs]
+    if len(seeds) == 1:
+        arms = ("every arm" if len(names) == len(d["arms"])
+                else f"arm {names[0]}" if len(names) == 1 else "arms " + ", ".join(names))
+        return f"seed {seeds.pop()} of {arms}" + (", one line each" if len(names) > 1 else "")
+    return "one line per arm, its lowest seed with a finished or diverged run: " + ", ".join(
+        f"{name} (seed {seed})" for name, seed, _, _ in runs)
+
+
+def named(name, r):
+    """An arm's name in a caption, with where its run diverged if it did."""
+    return f"{name} (diverged at iteration {r['diverged_at']})" if r["diverged"] else name
+
+
+def accuracy_curve(r):
+    """A row's evaluations as (epoch, test accuracy) pairs: what its line in a figure is."""
+    return tuple((e["epoch"], e["test_accuracy"]) for e in r["evals"])
+
+
+def hidden_lines(runs):
+    """Which drawn runs' accuracy lines lie exactly under a later run's (gncctl draws in order),
+    as "a's line lies under b's": a caption says why a legend's line is not seen (D2's GNC→RNC
+    diverged before its switch, so its run is GNC's)."""
+    on_top = {accuracy_curve(r): name for name, _, _, r in runs}  # the last drawn of each
+    return [f"{name}'s line lies under {on_top[accuracy_curve(r)]}'s" for name, _, _, r in runs
+            if len(r["evals"]) > 1 and on_top[accuracy_curve(r)] != name]
+
+
+def figure_lines(path, alt, caption):
+    """A figure in RESULTS.md: the image (relative to bench/, as RESULTS.md is) and its caption."""
+    return [f"![{alt}]({path.name})", "", f"*{path.name}: {caption}*", ""]
+
+
+def accuracy_figure(design, d, rows):
+    """The design's figure of test accuracy (and training loss) against epoch, one line per arm
+    (its lowest seed with a finished or diverged run), as RESULTS.md lines; none where gncctl
+    plot fails (the tables stand without it), a sentence where no run has a line to draw."""
+    runs = first_runs(design, d, rows, d["seeds"])
+    if not runs:
+        return []
+    if all(len(r["evals"]) < 2 for _, _, _, r in runs):
+        # D1: every arm's seed 1 diverged within 30 iterations, at most one evaluation each.
+        return ["No figure of test accuracy: each arm's lowest seed with a finished or diverged "
+                "run was evaluated at most once (a line needs two points).", ""]
+    # A diverged run's training loss grows by orders of magnitude before it stops (to 1e30 in
+    # D2's matrix); on gncctl plot's linear axis it would flatten every other run's line.
+    diverged = [name for name, _, _, r in runs if r["diverged"]]
+    metrics = ["test-accuracy"] + ([] if diverged else ["loss"])
+    path = figure_path(design)
+    if not gncctl_plot([out for _, _, out, _ in runs], metrics, path):
+        return []
+    drawn = "test accuracy" + ("" if diverged else " and training loss")
+    caption = f"{drawn} against epoch, {which_runs(d, runs)}"
+    unlined = [named(name, r) for name, _, _, r in runs if len(r["evals"]) < 2]
+    if unlined:
+        caption += "; no line (fewer than two evaluations): " + ", ".join(unlined)
+    if hidden := hidden_lines(runs):
+        caption += "; " + ", ".join(hidden) + " (the same evaluations)"
+    if diverged:
+        caption += ("; training loss left out: " + ", ".join(diverged) + " diverged, and a "
+                    "diverged run's loss would set the panel's linear scale")
+    return figure_lines(path, f"{design}: {drawn}", caption + ".")
+
+
+def diagnostics_figure(design, d, rows):
+    """The design's figure of its `[diagnostics]` records (every gncctl plot metric they carry)
+    against epoch, seed 1 of each arm, as RESULTS.md lines; none for a design without
+    diagnostics or where gncctl plot fails."""
+    seeds = d.get("diagnostics_seeds")
+    runs = seeds and [x for x in first_runs(design, d, rows, [min(seeds)])
+                      if diagnostics_records(x[2])]
+    metrics = runs and diagnostic_metrics([out for _, _, out, _ in runs])
+    if not metrics:
+        return []
+    path = figure_path(design, "-diagnostics")
+    if not gncctl_plot([out for _, _, out, _ in runs], metrics, path):
+        return []
+    caption = (f"the `[diagnostics]` records ({', '.join(metrics)}) against epoch, "
+               f"{which_runs(d, runs)}")
+    few = [named(name, r) for name, _, out, r in runs if len(diagnostics_records(out)) < 2]
+    if few:
+        caption += "; no line (one record): " + ", ".join(few)
+    if "perturbed-spread-rnc" in metrics:
+        caption += ("; perturbed-spread-rnc is RNC's noise at the run's own α (in a GNC arm "
+                    "RNC at GNC's α: neither that arm's noise nor its size)")
+    return figure_lines(path, f"{design}: diagnostics", caption + ".")
 
 
 def train_missing(design, deadline):

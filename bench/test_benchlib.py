@@ -2,11 +2,17 @@
 """Checks of bench/benchlib.py's statistics against known values (no test framework needed):
 .venv/bin/python bench/test_benchlib.py"""
 
+import contextlib
+import io
+import json
 import math
 import statistics
+import tempfile
+from pathlib import Path
 
-from benchlib import (b_simple_by_phase, diverged_fields, fieller, mean_interval, outcome,
-                      t_cdf, t_quantile, t95, welch)
+import benchlib
+from benchlib import (b_simple_by_phase, diagnostic_metrics, diverged_fields, fieller,
+                      gncctl_plot, mean_interval, outcome, t_cdf, t_quantile, t95, welch)
 
 
 def close(a, b, tol):
@@ -75,6 +81,43 @@ def test_b_simple():
     phases = b_simple_by_phase(iters, [0, 1, 2, 3])
     assert [p["b_simple"] for p in phases] == [4.0, 4.0, None]
     assert [p["iterations"] for p in phases] == [10, 10, 0]
+
+
+
+def test_diagnostic_metrics():
+    # gncctl plot refuses a metric no run has: only those some record carries, finite (NaN is
+    # stored as null), in gncctl's order.
+    records = [
+        {"kind": "iter", "iter": 0, "loss": 2.3},
+        {"kind": "diagnostics", "iter": 0, "predictiveness": 0.9,
+         "smoothness": {"loss_range": 0.4, "gradient_change_range": [1.0, 7.0], "beta": None},
+         "perturbed": {"unperturbed": 2.7, "rnc": {"std": 0.01}}},
+        {"kind": "diagnostics", "iter": 28, "predictiveness": 0.5,
+         "smoothness": {"loss_range": 0.1, "gradient_change_range": [0.5, 2.0], "beta": None},
+         "anisotropy": {"gnc": [{"kappa": 3.5}], "rnc": []},
+         "perturbed": {"unperturbed": 0.5, "gnc": {"std": 0.02}, "rnc": {"std": 0.03}}},
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        assert diagnostic_metrics([tmp, Path(tmp) / "absent"]) == [
+            "predictiveness", "loss-stability", "gradient-change", "kappa-gnc",
+            "perturbed-spread-gnc", "perturbed-spread-rnc"]
+        assert diagnostic_metrics([Path(tmp) / "absent"]) == []
+
+
+def test_gncctl_plot_failure_is_reported_not_raised():
+    # A report goes on without its figure: a failing or missing gncctl is a False and a line on
+    # stderr.
+    saved = benchlib.GNCCTL
+    try:
+        for gncctl in ("/bin/false", "/nonexistent/gncctl"):
+            benchlib.GNCCTL = Path(gncctl)
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                assert gncctl_plot(["run"], ["test-accuracy"], "/tmp/x.png") is False
+            assert "gncctl plot failed" in err.getvalue()
+    finally:
+        benchlib.GNCCTL = saved
 
 
 if __name__ == "__main__":
