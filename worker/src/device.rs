@@ -31,9 +31,10 @@ impl Device {
         self.0
     }
 
-    /// f32 `values` as a tensor of `shape`.
+    /// f32 `values` as a tensor of `shape` (made on the CPU in one copy, without
+    /// `Tensor::from_slice`'s zero fill first).
     pub fn floats(self, values: &[f32], shape: &[i64]) -> Tensor {
-        self.place(Tensor::from_slice(values).view(shape))
+        self.place(gnc_kernels::tensor::from_values(values, shape))
     }
 
     /// i64 `values` as a vector (class labels).

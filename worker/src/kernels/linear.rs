@@ -18,6 +18,8 @@ use std::sync::Mutex;
 
 use tch::{Kind, Tensor};
 
+use gnc_kernels::tensor::{from_values, written};
+
 use super::gemm::{Strided, gemm, matmul};
 
 /// One portable linear layer of a forward pass, as its backward needs it.
@@ -93,10 +95,6 @@ pub fn values(t: &Tensor) -> Vec<f32> {
     v
 }
 
-fn tensor(values: &[f32], shape: &[i64]) -> Tensor {
-    Tensor::from_slice(values).view(shape)
-}
-
 /// `y = h Wᵀ + b` for `h` of shape `[n, in]`. The forward pass alone when `tape` is `None`
 /// (inference); otherwise the output is a leaf that requires grad and the layer is recorded.
 pub fn forward(
@@ -132,15 +130,14 @@ pub fn forward_values(
         Strided::rows(&hv, rows, inputs).t(),
         &mut yt,
     );
-    let mut y = buffer(rows * outputs);
-    for (r, row) in y.chunks_exact_mut(outputs).enumerate() {
-        for (o, (v, &b)) in row.iter_mut().zip(&bv).enumerate() {
-            *v = yt[o * rows + r] + b;
+    let y = written(&[rows as i64, outputs as i64], |y| {
+        for (r, row) in y.chunks_exact_mut(outputs).enumerate() {
+            for (o, (v, &b)) in row.iter_mut().zip(&bv).enumerate() {
+                *v = yt[o * rows + r] + b;
+            }
         }
-    }
-    let y_values = y;
-    let y = tensor(&y_values, &[rows as i64, outputs as i64]);
-    for v in [yt, y_values, bv] {
+    });
+    for v in [yt, bv] {
         recycle(v);
     }
     match tape {
@@ -167,45 +164,54 @@ pub fn forward_values(
     }
 }
 
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = buffer(v.len());
+/// `t` = the transpose of `v`, a row-major `rows × cols` matrix.
+fn transpose_into(v: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
     for (r, row) in v.chunks_exact(cols).enumerate() {
         for (c, &x) in row.iter().enumerate() {
             t[c * rows + r] = x;
         }
     }
-    t
 }
 
-/// What one layer's backward hands on: ∂W, ∂b and, when the input is not the data, ∂h.
-struct LayerGrads {
-    w: Vec<f32>,
-    b: Vec<f32>,
-    h: Option<Vec<f32>>,
+/// ∂W = dyᵀ h into `w` (row-major out × in): dy is the small operand, h is read in place.
+fn weight_gradient(rec: &LinearRecord, dy: &[f32], w: &mut [f32]) {
+    matmul(
+        Strided::rows(dy, rec.rows, rec.outputs).t(),
+        &rec.h,
+        rec.inputs,
+        w,
+    );
 }
 
-fn backward(rec: &LinearRecord, dy: &[f32]) -> LayerGrads {
+/// ∂h as a tensor, or `None` for the first layer, whose input is the data (no gradient flows
+/// there). ∂hᵀ = Wᵀ dyᵀ, so the large W is `a`, read in place (k-major), and the small dy is
+/// packed; each element is the same chain over o as in ∂h = dy W (fma's product commutes
+/// exactly). The transpose back is written straight into the tensor.
+fn input_gradient(rec: &LinearRecord, dy: &[f32]) -> Option<Tensor> {
     let (n, i, o) = (rec.rows, rec.inputs, rec.outputs);
-    let dy_m = Strided::rows(dy, n, o);
-    let mut w = buffer(o * i);
-    matmul(dy_m.t(), &rec.h, i, &mut w);
-    // The first layer's input is the data: no gradient flows there. ∂hᵀ = Wᵀ dyᵀ, so the
-    // large W is `a`, read in place (k-major), and the small dy is packed; each element is
-    // the same chain over o as in ∂h = dy W (fma's product commutes exactly).
-    let h = rec.input.requires_grad().then(|| {
+    rec.input.requires_grad().then(|| {
         let mut ht = buffer(i * n);
-        gemm(Strided::rows(&rec.w, o, i).t(), dy_m.t(), &mut ht);
-        let h = transpose(&ht, i, n);
+        gemm(
+            Strided::rows(&rec.w, o, i).t(),
+            Strided::rows(dy, n, o).t(),
+            &mut ht,
+        );
+        let h = written(&[n as i64, i as i64], |h| transpose_into(&ht, i, n, h));
         recycle(ht);
         h
-    });
-    let mut b = vec![0.0f32; o];
-    for row in dy.chunks_exact(o) {
-        for (acc, &g) in b.iter_mut().zip(row) {
-            *acc += g;
+    })
+}
+
+/// ∂b: each output's column of dy summed in row order from +0.0.
+fn bias_gradient(rec: &LinearRecord, dy: &[f32]) -> Tensor {
+    written(&[rec.outputs as i64], |b| {
+        b.fill(0.0);
+        for row in dy.chunks_exact(rec.outputs) {
+            for (acc, &g) in b.iter_mut().zip(row) {
+                *acc += g;
+            }
         }
-    }
-    LayerGrads { w, b, h }
+    })
 }
 
 /// The gradient of `objective` with respect to `weights` (the leaves of the pass, in canonical
@@ -288,26 +294,26 @@ fn sweep(
             Some(g) => values(&g),
             None => vec![0.0; rec.rows * rec.outputs],
         };
-        let g = backward(rec, &dy);
-        let o = rec.outputs as i64;
-        let first = acc[rec.weight].is_none();
-        add(
-            &mut acc,
-            &mut raw,
-            rec.weight,
-            tensor(&g.w, &[o, rec.inputs as i64]),
-        );
-        add(&mut acc, &mut raw, rec.bias, tensor(&g.b, &[o]));
-        if let Some(h) = g.h {
-            let dh = tensor(&h, &[rec.rows as i64, rec.inputs as i64]);
+        // A weight gradient that is kept as values is computed into them and copied into its
+        // tensor; any other is computed straight into the tensor.
+        let shape = [rec.outputs as i64, rec.inputs as i64];
+        let kept = (keep && acc[rec.weight].is_none()).then(|| {
+            let mut w = buffer(rec.outputs * rec.inputs);
+            weight_gradient(rec, &dy, &mut w);
+            w
+        });
+        let w = match &kept {
+            Some(w) => from_values(w, &shape),
+            None => written(&shape, |w| weight_gradient(rec, &dy, w)),
+        };
+        add(&mut acc, &mut raw, rec.weight, w);
+        add(&mut acc, &mut raw, rec.bias, bias_gradient(rec, &dy));
+        if let Some(dh) = input_gradient(rec, &dy) {
             autograd(&mut acc, &mut raw, &(&rec.input * dh).sum(Kind::Float));
-            recycle(h);
         }
         recycle(dy);
-        if keep && first {
-            raw[rec.weight] = Some(g.w);
-        } else {
-            recycle(g.w);
+        if kept.is_some() {
+            raw[rec.weight] = kept;
         }
     }
     for rec in records {

@@ -23,6 +23,12 @@ pub fn sqrt(x: &Tensor) -> Tensor {
     if !portable() {
         return x.sqrt();
     }
-    let v: Vec<f32> = linear::values(x).into_iter().map(f32::sqrt).collect();
-    Tensor::from_slice(&v).view(x.size().as_slice())
+    let v = linear::values(x);
+    let root = gnc_kernels::tensor::written(&x.size(), |r| {
+        for (r, &v) in r.iter_mut().zip(&v) {
+            *r = v.sqrt();
+        }
+    });
+    linear::recycle(v);
+    root
 }
