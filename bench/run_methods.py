@@ -277,12 +277,20 @@ def hashes(rows):
 
 
 def plot(rows):
-    """Test accuracy through training of each method's lowest seed (gncctl plot)."""
-    dirs = []
+    """Test accuracy through training of each method's lowest seed (gncctl plot). Drawn only
+    when every method's run is on this machine's disk: rows combine invocations on several
+    machines, and a figure of the few runs one machine has would replace the whole one."""
+    dirs, missing = [], []
     for name in ORDER:
         mine = sorted((r for r in rows if r["name"] == name), key=lambda r: r["seed"])
-        if mine and (OUT / name / f"seed-{mine[0]['seed']}" / "metrics.jsonl").exists():
-            dirs.append(str(OUT / name / f"seed-{mine[0]['seed']}"))
+        if not mine:
+            continue
+        out = OUT / name / f"seed-{mine[0]['seed']}"
+        (dirs if (out / "metrics.jsonl").exists() else missing).append(out)
+    if missing:
+        print(f"{PLOT.name} kept as it is: not on this disk: "
+              + ", ".join(str(m.relative_to(ROOT)) for m in missing), file=sys.stderr)
+        return False
     return bool(dirs) and gncctl_plot(dirs, ["test-accuracy", "loss"], PLOT)
 
 
