@@ -23,6 +23,8 @@ is seen and are not to be changed after:
   same measured relative perturbation; seeds 1–5.
 - **keskar**: small- and large-batch end points at one training loss (loss trigger), then
   `gncctl analyze` (ε-sharpness, λ_max at h and h/10, the line between them); seeds 1–3.
+- **keskar-same-rate** (exploratory, added after keskar's results): keskar with the small batch
+  at the large batch's rate 0.2, as Keskar et al. train both.
 
 A run that diverges is an outcome, not an error: its row is flagged `diverged` (with the
 iteration) and its accuracy is that of its last evaluation (none: 10 %, chance on 10 classes,
@@ -39,7 +41,7 @@ arm's lowest such seed (bench/regime-<design>.png), and for a design with `[diag
 diagnostics of seed 1 of each arm (bench/regime-<design>-diagnostics.png); a figure gncctl
 cannot draw is left out and the report written without it.
 
-Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d2-full|d1|d1-stable|d3|keskar] [--budget-minutes 85]
+Usage: .venv/bin/python bench/run_regime.py [--design d2-pilot|d2-matrix|d2-full|d1|d1-stable|d3|keskar|keskar-same-rate] [--budget-minutes 85]
                                             [--report-only]
 """
 
@@ -306,6 +308,22 @@ DESIGNS = {
                  arm("lb-baseline", LARGE_WORKERS, 0.2, ref="sb-baseline"),
                  arm("lb-gnc0.1", LARGE_WORKERS, 0.2, GNC, ref="sb-baseline")],
         "analyze": {"towards": "sb-baseline"},
+    },
+    # Added 2026-12-06 AFTER keskar's results, so exploratory, not pre-registered: keskar's
+    # small batch at the linear rule's rate ended sharper than the large batch (lambda_max
+    # 34-52 against 15), the opposite of Keskar et al., whose small and large batches train
+    # at one rate. With momentum 0.9, gradient descent is stable only where lambda_max <
+    # 2 (1 + 0.9) / eta: 19 at 0.2, 608 at 0.00625, so the large batch sits near its bound
+    # and the small batch far below its own. This design trains the small batch at the large
+    # batch's rate, 0.2 (Keskar's protocol), everything else as keskar; its large-batch arms
+    # are keskar's jobs (same bits) so that the line runs towards this small batch.
+    "keskar-same-rate": {
+        "model": DEMO_MLP, "epochs": 80, "warmup_epochs": 1, "seeds": [1, 2, 3],
+        "decay": '{ kind = "constant" }', "loss_trigger": (0.30, 0.25),
+        "arms": [arm("sb-baseline-lr0.2", SMALL_WORKERS, 0.2),
+                 arm("lb-baseline", LARGE_WORKERS, 0.2, ref="sb-baseline-lr0.2"),
+                 arm("lb-gnc0.1", LARGE_WORKERS, 0.2, GNC, ref="sb-baseline-lr0.2")],
+        "analyze": {"towards": "sb-baseline-lr0.2"},
     },
 }
 
