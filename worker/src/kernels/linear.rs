@@ -14,7 +14,8 @@
 //! `∂b[o] = Σ_r ∂y[r][o]` (in row order); `∂h[r][i] = Σ_o ∂y[r][o] W[o][i]`; each Σ one fma
 //! chain in index order, as [`super::gemm`] defines.
 
-use std::sync::Mutex;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 
 use tch::{Kind, Tensor};
 
@@ -29,7 +30,7 @@ pub struct LinearRecord {
     /// Its values, row-major n × in.
     h: Vec<f32>,
     /// The weight's values, row-major out × in.
-    w: Vec<f32>,
+    w: WeightValues,
     /// Canonical indexes of the weight and the bias among the pass's parameters.
     weight: usize,
     bias: usize,
@@ -38,6 +39,35 @@ pub struct LinearRecord {
     rows: usize,
     inputs: usize,
     outputs: usize,
+}
+
+/// A layer's weight as values, row-major out × in: the worker's own (GNC makes each worker's,
+/// a copy is made of a tensor's), handed back to the buffer pool after its backward; or the
+/// iteration's, shared by every worker that computes at the parameters themselves (one copy
+/// per iteration instead of one per worker).
+pub enum WeightValues {
+    Own(Vec<f32>),
+    Shared(Arc<Vec<f32>>),
+}
+
+impl Deref for WeightValues {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            WeightValues::Own(v) => v,
+            WeightValues::Shared(v) => v,
+        }
+    }
+}
+
+impl WeightValues {
+    /// Hands the values back to the pool if they are the worker's own.
+    fn recycle(self) {
+        if let WeightValues::Own(v) = self {
+            recycle(v);
+        }
+    }
 }
 
 /// The portable layers of one or more forward passes, in the order they ran.
@@ -104,14 +134,16 @@ pub fn forward(
     params: (usize, usize),
     tape: Option<&mut Tape>,
 ) -> Tensor {
-    forward_values(h, values(w), w.size()[0] as usize, b, params, tape)
+    let outputs = w.size()[0] as usize;
+    forward_values(h, WeightValues::Own(values(w)), outputs, b, params, tape)
 }
 
 /// [`forward`] with the weight given by its values, row-major `outputs × in` (GNC makes each
-/// worker's weights as values, and they need no tensor: see [`gradients`]).
+/// worker's weights as values, the baseline shares the iteration's, and they need no tensor:
+/// see [`gradients`]).
 pub fn forward_values(
     h: &Tensor,
-    wv: Vec<f32>,
+    wv: WeightValues,
     outputs: usize,
     b: &Tensor,
     (weight, bias): (usize, usize),
@@ -120,6 +152,7 @@ pub fn forward_values(
     let (rows, inputs) = h.size2().expect("a linear layer's input is [n, features]");
     let (rows, inputs) = (rows as usize, inputs as usize);
     assert_eq!(wv.len(), outputs * inputs, "the weight is outputs × inputs");
+    assert_eq!(b.numel(), outputs, "the bias has one value per output");
     let hv = values(h);
     let bv = values(b);
     // yᵀ = W hᵀ: the large operand W is `a`, read in place; h is the small `b`, read through
@@ -143,7 +176,7 @@ pub fn forward_values(
     match tape {
         None => {
             recycle(hv);
-            recycle(wv);
+            wv.recycle();
             y
         }
         Some(tape) => {
@@ -318,7 +351,7 @@ fn sweep(
     }
     for rec in records {
         recycle(rec.h);
-        recycle(rec.w);
+        rec.w.recycle();
     }
     let grads = acc
         .into_iter()

@@ -7,7 +7,12 @@ use super::{At, Method, Perturbation, Unperturbed};
 pub struct Baseline;
 
 impl Method for Baseline {
-    fn perturbation(&self, _: At, _: &[Tensor], _: Option<&[Tensor]>) -> Box<dyn Perturbation> {
-        Box::new(Unperturbed)
+    fn perturbation(
+        &self,
+        _: At,
+        params: &[Tensor],
+        _: Option<&[Tensor]>,
+    ) -> Box<dyn Perturbation> {
+        Box::new(Unperturbed::at(params))
     }
 }

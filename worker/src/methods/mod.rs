@@ -19,9 +19,12 @@ mod gnc_to_rnc;
 mod noise_enhancement;
 mod rnc;
 
+use std::sync::Arc;
+
 use gnc_proto::MethodSpec;
 use tch::Tensor;
 
+use crate::kernels;
 use crate::model::ParamCursor;
 use crate::state::SavedGradient;
 
@@ -116,7 +119,27 @@ pub trait Perturbation: Send {
 }
 
 /// x_i = x: every worker differentiates at the parameters themselves.
-pub struct Unperturbed;
+pub struct Unperturbed {
+    /// At the portable level, the parameters' values, copied once for the iteration and read
+    /// by every worker's linear layers (as GNC's weights are made from values copied once);
+    /// empty at the native level, whose layers read the tensors.
+    values: Vec<Arc<Vec<f32>>>,
+}
+
+impl Unperturbed {
+    /// For an iteration at `params` (the parameters every worker's cursor is then given).
+    pub fn at(params: &[Tensor]) -> Self {
+        let values = if kernels::portable() {
+            params
+                .iter()
+                .map(|p| Arc::new(kernels::linear::values(p)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Unperturbed { values }
+    }
+}
 
 impl Perturbation for Unperturbed {
     fn alpha(&self) -> Option<f64> {
@@ -124,7 +147,9 @@ impl Perturbation for Unperturbed {
     }
 
     fn share(&self) -> Box<dyn Perturbation> {
-        Box::new(Unperturbed)
+        Box::new(Unperturbed {
+            values: self.values.clone(),
+        })
     }
 
     fn cursor<'a>(
@@ -133,7 +158,12 @@ impl Perturbation for Unperturbed {
         _worker: usize,
         _prev: Option<SavedGradient>,
     ) -> ParamCursor<'a> {
-        ParamCursor::leaves(params.iter().map(Tensor::detach).collect())
+        let leaves = params.iter().map(Tensor::detach).collect();
+        if self.values.is_empty() {
+            ParamCursor::leaves(leaves)
+        } else {
+            ParamCursor::leaves_with_values(leaves, &self.values)
+        }
     }
 
     fn weights_of(

@@ -12,8 +12,13 @@ pub struct NoiseEnhancement {
 }
 
 impl Method for NoiseEnhancement {
-    fn perturbation(&self, _: At, _: &[Tensor], _: Option<&[Tensor]>) -> Box<dyn Perturbation> {
-        Box::new(Unperturbed)
+    fn perturbation(
+        &self,
+        _: At,
+        params: &[Tensor],
+        _: Option<&[Tensor]>,
+    ) -> Box<dyn Perturbation> {
+        Box::new(Unperturbed::at(params))
     }
 
     fn second_batch(&self) -> Option<f64> {

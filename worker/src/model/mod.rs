@@ -10,13 +10,18 @@ mod onnx;
 mod resnet;
 mod vgg;
 
+use std::sync::Arc;
+
 use gnc_contract::architecture::Architecture;
 pub use gnc_contract::architecture::{Init, ParamSpec};
 use gnc_proto::ModelSpec;
 use tch::{Kind, Tensor};
 
 use crate::device::Device;
-use crate::kernels::{self, linear::Tape};
+use crate::kernels::{
+    self,
+    linear::{Tape, WeightValues},
+};
 use crate::methods::GncWeights;
 use crate::rng::{Purpose, Stream};
 use crate::state::SavedGradient;
@@ -121,8 +126,10 @@ pub struct ParamCursor<'a> {
 enum Source<'a> {
     /// These tensors, as they are (inference, or a second pass over weights already made).
     Given(&'a [Tensor]),
-    /// Fresh leaf tensors that require grad, handed out as they are.
-    Leaves(Vec<Tensor>),
+    /// Fresh leaf tensors that require grad, handed out as they are; with their values too
+    /// where the iteration shares them (`methods::Unperturbed`), which the portable linear
+    /// layers then read instead of copying each weight out of its tensor per worker.
+    Leaves(Vec<Tensor>, Option<&'a [Arc<Vec<f32>>]>),
     /// GNC (methods/gnc.rs): parameter k is base_k + neg_scale_k ⊙ g_k(t-1), made from g_k(t-1)
     /// (consumed) when the pass first asks for it, as a fresh leaf that requires grad, or as
     /// values for a portable linear layer. Made layer by layer, it is still in cache when the
@@ -145,6 +152,17 @@ impl<'a> ParamCursor<'a> {
 
     /// Leaves to differentiate with respect to: each is made a leaf that requires grad.
     pub fn leaves(weights: Vec<Tensor>) -> Self {
+        Self::leaves_with(weights, None)
+    }
+
+    /// [`ParamCursor::leaves`] whose values are also given, one row-major `Vec` per weight
+    /// (the same values as the tensors'), for the portable linear layers to read in place.
+    pub fn leaves_with_values(weights: Vec<Tensor>, values: &'a [Arc<Vec<f32>>]) -> Self {
+        assert_eq!(weights.len(), values.len(), "one values per weight");
+        Self::leaves_with(weights, Some(values))
+    }
+
+    fn leaves_with(weights: Vec<Tensor>, values: Option<&'a [Arc<Vec<f32>>]>) -> Self {
         ParamCursor {
             made: Vec::with_capacity(weights.len()),
             source: Source::Leaves(
@@ -152,6 +170,7 @@ impl<'a> ParamCursor<'a> {
                     .into_iter()
                     .map(|w| w.set_requires_grad(true))
                     .collect(),
+                values,
             ),
             next: 0,
             tape: Tape::default(),
@@ -174,7 +193,7 @@ impl<'a> ParamCursor<'a> {
         self.next += 1;
         match &mut self.source {
             Source::Given(params) => params[k].shallow_clone(),
-            Source::Leaves(leaves) => {
+            Source::Leaves(leaves, _) => {
                 self.made.push(leaves[k].shallow_clone());
                 leaves[k].shallow_clone()
             }
@@ -206,11 +225,23 @@ impl<'a> ParamCursor<'a> {
             self.made.push(Tensor::new());
             let b = self.next();
             let tape = Some(&mut self.tape);
+            let wv = WeightValues::Own(wv);
             return kernels::linear::forward_values(h, wv, outputs, &b, (k, k + 1), tape);
         }
+        let shared = match &self.source {
+            Source::Leaves(_, Some(values)) => Some(values[k].clone()),
+            _ => None,
+        };
         let (w, b) = (self.next(), self.next());
         if !kernels::portable() {
             return h.linear(&w, Some(&b));
+        }
+        if let Some(wv) = shared {
+            // A leaf: its gradient comes from the tape, so the layer is always recorded.
+            let outputs = w.size()[0] as usize;
+            let tape = Some(&mut self.tape);
+            let wv = WeightValues::Shared(wv);
+            return kernels::linear::forward_values(h, wv, outputs, &b, (k, k + 1), tape);
         }
         let tape = w.requires_grad().then_some(&mut self.tape);
         kernels::linear::forward(h, &w, &b, (k, k + 1), tape)
@@ -226,7 +257,7 @@ impl<'a> ParamCursor<'a> {
     pub fn into_made(self) -> (Vec<Tensor>, Tape) {
         let expected = match &self.source {
             Source::Given(_) => 0,
-            Source::Leaves(leaves) => leaves.len(),
+            Source::Leaves(leaves, _) => leaves.len(),
             Source::Gnc { prev, .. } => prev.len(),
         };
         {
