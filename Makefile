@@ -19,8 +19,9 @@ demo: setup build
 
 ## The whole test suite (unit, reference, end-to-end), after format and lint checks.
 ## Every test binary runs even after a failure; the summary names each failed test.
-## Fault injection (GNC_TEST_KILL_AT, GNC_TEST_HANG_AT) is compiled into the test build only.
-TEST_FEATURES := --features gnc-worker/fault-injection
+## Fault injection (GNC_TEST_KILL_AT, GNC_TEST_HANG_AT) and the check that every tensor gnc
+## writes in place is written whole (gnc-kernels' check-written) are in the test build only.
+TEST_FEATURES := --features gnc-worker/fault-injection,gnc-kernels/check-written
 test: setup lint
 	-@$(MAKE) --no-print-directory nspawn-root
 	$(CARGO) build --release --workspace $(TEST_FEATURES)

@@ -10,6 +10,13 @@
 //! Why this is sound: the tensor is created here and no other handle to its storage exists
 //! until [`written`] returns it, so the slice handed to `write` is the only access to that
 //! memory while it lives; the caller's closure cannot reach the tensor itself.
+//!
+//! What it asks of callers: `write` stores every element before reading any. A caller that
+//! skipped one would hand libtorch whatever the allocator left there, often an earlier
+//! gradient, and possibly the same from run to run, where golden hashes would not notice. So
+//! with the `check-written` feature (the test suite's) every element starts as a signalling
+//! NaN of a payload no arithmetic produces, and [`written`] panics if that NaN, or its quieted
+//! form (what reading it into arithmetic gives), is left after `write`.
 
 use tch::{Device, Kind, Tensor};
 
@@ -23,6 +30,7 @@ pub fn written(shape: &[i64], write: impl FnOnce(&mut [f32])) -> Tensor {
         write(&mut []);
         return tensor;
     }
+    assert!(tensor.is_contiguous(), "a new tensor is contiguous");
     let data = tensor.data_ptr().cast::<f32>();
     assert!(
         !data.is_null() && data.is_aligned(),
@@ -36,11 +44,28 @@ pub fn written(shape: &[i64], write: impl FnOnce(&mut [f32])) -> Tensor {
     // a Rust allocation the compiler knows to be uninitialised, and every bit pattern is a
     // valid f32.
     let values = unsafe { std::slice::from_raw_parts_mut(data, n) };
+    #[cfg(feature = "check-written")]
+    values.fill(f32::from_bits(UNWRITTEN));
     write(values);
+    #[cfg(feature = "check-written")]
+    if let Some(i) = values
+        .iter()
+        .position(|v| v.to_bits() & !QUIET == UNWRITTEN)
+    {
+        panic!("element {i} of a written tensor of shape {shape:?} was not written");
+    }
     tensor
 }
 
-/// [`written`] with a copy of `values`: `Tensor::from_slice(values).view(shape)` in one pass.
+/// The signalling NaN every element starts as under `check-written`; `QUIET` is the bit
+/// arithmetic sets when it reads one.
+#[cfg(feature = "check-written")]
+const UNWRITTEN: u32 = 0x7fa0_c0de;
+#[cfg(feature = "check-written")]
+const QUIET: u32 = 0x0040_0000;
+
+/// [`written`] with a copy of `values`: the values of `Tensor::from_slice(values).view(shape)`
+/// (a tensor of its own, not a view) with one pass over memory instead of two.
 pub fn from_values(values: &[f32], shape: &[i64]) -> Tensor {
     written(shape, |t| t.copy_from_slice(values))
 }
@@ -74,6 +99,23 @@ mod tests {
     fn an_empty_shape_gives_an_empty_tensor() {
         let t = written(&[0, 5], |v| assert!(v.is_empty()));
         assert_eq!(t.size(), [0, 5]);
+    }
+
+    #[test]
+    #[cfg(feature = "check-written")]
+    fn an_element_left_unwritten_is_caught() {
+        let skipped = std::panic::catch_unwind(|| written(&[3], |v| v[..2].fill(1.0)));
+        assert!(skipped.is_err(), "element 2 was never written");
+        let read_first = std::panic::catch_unwind(|| written(&[2], |v| v[1] += 1.0));
+        assert!(
+            read_first.is_err(),
+            "element 1 was read before it was written"
+        );
+        let whole = written(&[3], |v| v.fill(f32::NAN));
+        assert!(
+            whole.isnan().all().int64_value(&[]) == 1,
+            "a NaN written is a value"
+        );
     }
 
     #[test]
