@@ -34,18 +34,17 @@
 //! * masked edge tiles (columns) and narrower ones (rows);
 //! * optionally threads over row tiles of the output (`Plan::threads`), never over k.
 //!
-//! The unsafe code (intrinsics, raw pointers, MXCSR) lives in the module `simd`, with a
-//! `// SAFETY:` comment per block; its entry point checks every bound a kernel relies on. The
-//! `tch` feature adds the crate's one other unsafe module, [`tensor`]: new libtorch tensors
-//! whose memory the caller's product or copy writes in place. The crate's lints allow unsafe
-//! code in those two modules alone.
+//! The unsafe code (intrinsics, raw pointers, MXCSR) lives in the one module `simd`, the only
+//! one the crate's lints allow it in, with a `// SAFETY:` comment per block; its entry point
+//! checks every bound a kernel relies on. With the `tch` feature, its submodule
+//! [`tensor`] (`simd/tensor.rs`) adds the other raw pointer the kernels need: new libtorch
+//! tensors whose memory the caller's product or copy writes in place.
 
 #[allow(unsafe_code)]
 mod simd;
 
 #[cfg(feature = "tch")]
-#[allow(unsafe_code)]
-pub mod tensor;
+pub use simd::tensor;
 
 use std::cell::RefCell;
 use std::sync::OnceLock;

@@ -1,8 +1,9 @@
 //! The microkernels with explicit intrinsics, and the floating-point environment: the only
 //! module of the crate allowed unsafe code (intrinsics that read and write through raw
-//! pointers, `stmxcsr`). Every unsafe block states why it is sound; the safe entry point
-//! [`run`] checks every bound a kernel relies on before calling it, so no caller of this
-//! module can make a kernel read or write out of bounds.
+//! pointers, `stmxcsr`; with the `tch` feature, the submodule [`tensor`]: a new libtorch
+//! tensor's memory written in place). Every unsafe block states why it is sound; the safe
+//! entry point [`run`] checks every bound a kernel relies on before calling it, so no caller
+//! of this module can make a kernel read or write out of bounds.
 //!
 //! Each kernel holds a tile of `rows` × `NR` outputs in vector registers for one block of the
 //! inner dimension: it starts every chain at +0.0 (or, for a later block, at the value the
@@ -12,6 +13,9 @@
 //! `acc = fma(a, b, acc)` once per k: the module's definition (`crate`) element by element.
 
 use crate::{Isa, Tile};
+
+#[cfg(feature = "tch")]
+pub mod tensor;
 
 /// Runs `t` on `isa`'s microkernel, after checking every index the kernel will touch.
 ///
