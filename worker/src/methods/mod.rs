@@ -48,13 +48,16 @@ pub struct At {
 /// A training method.
 pub trait Method: Send + Sync {
     /// The weights the workers differentiate at in iteration `at`, around `params`; `prev_mean`
-    /// is g~(t-1) where the previous iteration kept it.
+    /// is g~(t-1) where the previous iteration kept it. By default the parameters themselves
+    /// ([`Unperturbed`]); the methods that inject noise say otherwise.
     fn perturbation(
         &self,
-        at: At,
+        _at: At,
         params: &[Tensor],
-        prev_mean: Option<&[Tensor]>,
-    ) -> Box<dyn Perturbation>;
+        _prev_mean: Option<&[Tensor]>,
+    ) -> Box<dyn Perturbation> {
+        Box::new(Unperturbed::at(params))
+    }
 
     /// Whether iteration `at` keeps each worker's gradient g_i(t) and the mean g~(t) for the
     /// next one. Where it does not, the engine drops the memory before the iteration.

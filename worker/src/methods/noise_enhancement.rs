@@ -3,24 +3,13 @@
 //! (drawn from its own data order, `rng::Purpose::SecondBatchOrder`); for α > 1 this amplifies
 //! the gradient noise without changing its mean. Every worker computes at x.
 
-use tch::Tensor;
-
-use super::{At, Method, Perturbation, Unperturbed};
+use super::Method;
 
 pub struct NoiseEnhancement {
     pub alpha: f64,
 }
 
 impl Method for NoiseEnhancement {
-    fn perturbation(
-        &self,
-        _: At,
-        params: &[Tensor],
-        _: Option<&[Tensor]>,
-    ) -> Box<dyn Perturbation> {
-        Box::new(Unperturbed::at(params))
-    }
-
     fn second_batch(&self) -> Option<f64> {
         Some(self.alpha)
     }
