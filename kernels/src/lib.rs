@@ -37,8 +37,9 @@
 //! The unsafe code (intrinsics, raw pointers, MXCSR) lives in the one module `simd`, the only
 //! one the crate's lints allow it in, with a `// SAFETY:` comment per block; its entry point
 //! checks every bound a kernel relies on. With the `tch` feature, its submodule
-//! [`tensor`] (`simd/tensor.rs`) adds the other raw pointer the kernels need: new libtorch
-//! tensors whose memory the caller's product or copy writes in place.
+//! [`tensor`] (`simd/tensor.rs`) adds the other raw pointers the kernels need: new libtorch
+//! tensors whose memory the caller's product or copy writes in place, and libtorch's norm of
+//! values read in place.
 
 #[allow(unsafe_code)]
 mod simd;

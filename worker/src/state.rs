@@ -115,7 +115,7 @@ impl TrainState {
         self.prev_mean = take_set(&mut map, "prev_mean", specs, &self.params)?;
         for (w, g) in self.prev_grads.iter_mut().enumerate() {
             let tensors = take_set(&mut map, &format!("prev_grad/{w}"), specs, &self.params)?;
-            *g = tensors.map(|ts| ts.iter().map(crate::kernels::linear::values).collect());
+            *g = tensors.map(|ts| ts.iter().map(crate::kernels::buffers::values).collect());
         }
         if let Some(extra) = map.keys().next() {
             return Err(CheckpointError::Unexpected(extra.clone()));

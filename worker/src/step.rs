@@ -5,16 +5,21 @@
 //! the squared norm of its gradient — so that one tree reduction combines all of them.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use tch::{Kind, Tensor};
 
 use crate::data::{self, Augment, Examples, order::EpochOrder};
 use crate::device::Device;
 use crate::kernels;
+use crate::kernels::buffers::values;
 use crate::methods::Perturbation;
 use crate::model::{BatchNorm, Model, ParamCursor};
 use crate::state::SavedGradient;
-use crate::tree::{Bundle, TreeSum};
+use crate::tree::{Bundle, Part, TreeSum};
+
+/// A worker's gradient kept for GNC while the tree sum may still read the same values.
+type Kept = Vec<Arc<Vec<f32>>>;
 
 /// The second, independent batch of noise enhancement (NE Eq. 6): the gradient becomes
 /// α g_B + (1 - α) g_B'.
@@ -115,14 +120,10 @@ impl BlockTask<'_> {
         )
     }
 
-    /// Gradient, BatchNorm statistics and loss of one logical worker, and its gradient as
-    /// values when the method keeps it. Consumes its previous gradient (GNC makes the
-    /// worker's weights from it and reuses its buffers).
-    fn worker(
-        &self,
-        worker: usize,
-        prev_grad: Option<SavedGradient>,
-    ) -> (Bundle, Option<SavedGradient>) {
+    /// Gradient, BatchNorm statistics and loss of one logical worker, in the bundle's layout,
+    /// and its gradient as values when the method keeps it. Consumes its previous gradient
+    /// (GNC makes the worker's weights from it and reuses its buffers).
+    fn worker(&self, worker: usize, prev_grad: Option<SavedGradient>) -> (Vec<Part>, Option<Kept>) {
         let (x, y) = self.batch(self.order, worker);
         let mut cursor = self.perturbation.cursor(&self.params, worker, prev_grad);
         let (loss, stats) = loss_of(self.model, &mut cursor, &x, &y);
@@ -137,24 +138,29 @@ impl BlockTask<'_> {
                 &loss * second.alpha + loss2 * (1.0 - second.alpha)
             }
         };
-        let (grads, kept) = if self.keep_grads {
-            let (grads, kept) = kernels::linear::gradients_and_values(&objective, &weights, tape);
-            (grads, Some(kept))
-        } else {
-            (kernels::linear::gradients(&objective, &weights, tape), None)
-        };
-        let grad_sq = Tensor::stack(&grads.iter().map(Tensor::norm).collect::<Vec<_>>(), 0)
+        let grads = kernels::linear::gradient_parts(&objective, &weights, tape);
+        // Kept values are the leaf's own (shared, not copied); a tensor's are copied out.
+        let kept = self.keep_grads.then(|| {
+            grads
+                .iter()
+                .map(|g| match g {
+                    Part::Values(v, _) => Arc::clone(v),
+                    Part::Tensor(t) => Arc::new(values(t)),
+                })
+                .collect()
+        });
+        let grad_sq = Tensor::stack(&grads.iter().map(Part::norm).collect::<Vec<_>>(), 0)
             .square()
             .sum(Kind::Float)
             .view([1]);
-        let mut bundle: Bundle = grads.iter().map(Tensor::shallow_clone).collect();
+        let mut leaf = grads;
         for (mean, var) in stats {
-            bundle.push(mean);
-            bundle.push(var);
+            leaf.push(Part::Tensor(mean));
+            leaf.push(Part::Tensor(var));
         }
-        bundle.push(loss.detach().view([1]));
-        bundle.push(grad_sq);
-        (bundle, kept)
+        leaf.push(Part::Tensor(loss.detach().view([1])));
+        leaf.push(Part::Tensor(grad_sq));
+        (leaf, kept)
     }
 
     /// Runs the block's workers in index order, folding their bundles in tree order.
@@ -164,13 +170,26 @@ impl BlockTask<'_> {
         let mut sum = TreeSum::new();
         let mut grads = Vec::with_capacity(self.workers.len());
         for (j, worker) in self.workers.clone().enumerate() {
-            let (bundle, g) = self.worker(worker, previous.get(j));
-            sum.push(bundle);
+            let (leaf, g) = self.worker(worker, previous.get(j));
+            sum.push(leaf);
             grads.push(g);
         }
+        let sum = sum.finish().expect("a block has at least one worker");
+        // The tree has let go of every leaf: each kept gradient's values are its own again.
+        let grads = grads
+            .into_iter()
+            .map(|g| {
+                g.map(|parts| {
+                    parts
+                        .into_iter()
+                        .map(|v| Arc::try_unwrap(v).unwrap_or_else(|v| v.to_vec()))
+                        .collect()
+                })
+            })
+            .collect();
         BlockResult {
             workers: self.workers.clone(),
-            sum: sum.finish().expect("a block has at least one worker"),
+            sum,
             grads,
         }
     }

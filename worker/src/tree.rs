@@ -10,9 +10,20 @@
 //! counter whose equal-sized neighbours merge as soon as both exist. For a node whose size is
 //! not a power of two, the partial sums left at the end are the node's power-of-two
 //! decomposition, and folding them right to left is exactly the split rule above.
+//!
+//! A leaf's parts are tensors, summed by libtorch, or values gnc computed itself (a portable
+//! layer's weight gradient), summed here with no tensor made per worker: a leaf that completes
+//! k nodes at once is added to all k left neighbours in one pass over memory (k + 1 reads and
+//! one write per element, where k separate additions would make 3k), each addition still one
+//! f32 addition of the same operands in the same order, so the bits are the same.
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use gnc_tree::split;
 use tch::Tensor;
+
+use crate::kernels::buffers::{buffer, recycle};
 
 /// A bundle of tensors summed together: one logical worker's gradients, BatchNorm statistics
 /// and scalars, all in a fixed order.
@@ -21,8 +32,191 @@ pub type Bundle = Vec<Tensor>;
 /// The sum of the bundles of the logical workers [lo, hi), a node of the tree.
 pub type BlockSum = ((usize, usize), Bundle);
 
-/// `a + b` for a pair of leaves (a fresh result: the leaves may be kept by their owner);
-/// `a += b` in place for partial sums, which belong to the accumulator.
+/// One part of a logical worker's contribution, as [`TreeSum`] takes it.
+pub enum Part {
+    /// Summed by libtorch.
+    Tensor(Tensor),
+    /// Values row-major, with their shape, summed by gnc. Shared, because GNC keeps a worker's
+    /// gradient as the same values (the saved gradient owns them alone once the tree has read
+    /// them); a partial sum's are the tree's own.
+    Values(Arc<Vec<f32>>, Vec<i64>),
+}
+
+impl Part {
+    pub fn values(values: Vec<f32>, shape: Vec<i64>) -> Part {
+        Part::Values(Arc::new(values), shape)
+    }
+
+    /// The part as a tensor (values are copied once, and their buffer goes back to the pool
+    /// unless someone else still holds it).
+    pub fn into_tensor(self) -> Tensor {
+        match self {
+            Part::Tensor(t) => t,
+            Part::Values(v, shape) => {
+                let t = gnc_kernels::tensor::from_values(&v, &shape);
+                release(v);
+                t
+            }
+        }
+    }
+
+    /// libtorch's 2-norm of the part (the bits of `into_tensor().norm()`), read in place.
+    pub fn norm(&self) -> Tensor {
+        match self {
+            Part::Tensor(t) => t.norm(),
+            Part::Values(v, _) => gnc_kernels::tensor::norm(v),
+        }
+    }
+}
+
+/// Drops a holder of `v`; the last one hands the buffer back to the pool.
+fn release(v: Arc<Vec<f32>>) {
+    if let Ok(v) = Arc::try_unwrap(v) {
+        recycle(v);
+    }
+}
+
+/// A node of the tree in the streaming sum: its leaf count and its sum.
+type Node = (usize, Vec<Part>);
+
+/// `lefts[last] + (… + (lefts[0] + right))`, part by part: the nodes `lefts` (nearest first)
+/// each add `right`'s running sum as their right operand. A left node of one leaf is a
+/// caller's leaf and is only read (the result is fresh); a larger one is a partial sum that
+/// belongs to the accumulator and the result is written in place.
+fn add_chain(lefts: Vec<Node>, right: Vec<Part>) -> Vec<Part> {
+    let sizes: Vec<usize> = lefts.iter().map(|l| l.0).collect();
+    let mut columns: Vec<std::vec::IntoIter<Part>> =
+        lefts.into_iter().map(|l| l.1.into_iter()).collect();
+    right
+        .into_iter()
+        .map(|r| {
+            let column: Vec<Part> = columns
+                .iter_mut()
+                .map(|c| c.next().expect("every bundle has the same parts"))
+                .collect();
+            add_part(&sizes, column, r)
+        })
+        .collect()
+}
+
+fn add_part(sizes: &[usize], lefts: Vec<Part>, right: Part) -> Part {
+    let all_values = std::iter::once(&right)
+        .chain(&lefts)
+        .all(|p| matches!(p, Part::Values(..)));
+    if !all_values {
+        // A worker whose part is a tensor where another's are values: sum as tensors.
+        let mut sum = right.into_tensor();
+        for (&size, left) in sizes.iter().zip(lefts) {
+            let mut left = left.into_tensor();
+            sum = if size == 1 {
+                &left + &sum
+            } else {
+                let _ = left.g_add_(&sum);
+                left
+            };
+        }
+        return Part::Tensor(sum);
+    }
+    let unwrap = |p: Part| match p {
+        Part::Values(v, shape) => (v, shape),
+        Part::Tensor(_) => unreachable!("checked: every part is values"),
+    };
+    let (right, shape) = unwrap(right);
+    let mut lefts: Vec<Arc<Vec<f32>>> = lefts.into_iter().map(|p| unwrap(p).0).collect();
+    let outer = lefts.pop().expect("a chain has at least one left node");
+    let n = right.len();
+    let inner: Vec<&[f32]> = lefts.iter().map(|v| v.as_slice()).collect();
+    let sum = if *sizes.last().expect("as many sizes as nodes") == 1 {
+        let mut out = buffer(n);
+        chain(&inner, &right, |range, partial| {
+            for ((o, &l), &p) in out[range.clone()]
+                .iter_mut()
+                .zip(&outer[range])
+                .zip(partial)
+            {
+                *o = l + p;
+            }
+        });
+        release(outer);
+        out
+    } else {
+        let mut outer = Arc::try_unwrap(outer).expect("a partial sum belongs to the tree alone");
+        chain(&inner, &right, |range, partial| {
+            for (o, &p) in outer[range].iter_mut().zip(partial) {
+                *o += p;
+            }
+        });
+        outer
+    };
+    drop(inner);
+    for v in lefts.into_iter().chain([right]) {
+        release(v);
+    }
+    Part::values(sum, shape)
+}
+
+/// Runs `inner[last] + (… + (inner[0] + right))` over `right`'s elements a cache-sized block
+/// at a time, handing each block's result to `outer` with the block's range.
+fn chain(inner: &[&[f32]], right: &[f32], mut outer: impl FnMut(Range<usize>, &[f32])) {
+    const BLOCK: usize = 512;
+    let mut partial = [0f32; BLOCK];
+    for start in (0..right.len()).step_by(BLOCK) {
+        let range = start..(start + BLOCK).min(right.len());
+        let partial = &mut partial[..range.len()];
+        partial.copy_from_slice(&right[range.clone()]);
+        for left in inner {
+            // left + partial: f32 addition commutes exactly, so `+=` has its bits.
+            for (p, &l) in partial.iter_mut().zip(&left[range.clone()]) {
+                *p += l;
+            }
+        }
+        outer(range, partial);
+    }
+}
+
+/// Streaming sum of the leaves of one tree node, pushed in index order.
+#[derive(Default)]
+pub struct TreeSum {
+    /// Nodes, sizes strictly decreasing from bottom to top.
+    stack: Vec<Node>,
+}
+
+impl TreeSum {
+    pub fn new() -> TreeSum {
+        TreeSum::default()
+    }
+
+    /// Adds the next leaf: it completes the nodes of sizes 1, 2, 4, … on top of the stack.
+    pub fn push(&mut self, leaf: Vec<Part>) {
+        let mut size = 1;
+        let mut lefts = Vec::new();
+        while self.stack.last().is_some_and(|top| top.0 == size) {
+            lefts.push(self.stack.pop().expect("checked non-empty"));
+            size *= 2;
+        }
+        let node = if lefts.is_empty() {
+            leaf
+        } else {
+            add_chain(lefts, leaf)
+        };
+        self.stack.push((size, node));
+    }
+
+    /// The node's sum; `None` if nothing was pushed.
+    pub fn finish(mut self) -> Option<Bundle> {
+        let (_, top) = self.stack.pop()?;
+        let lefts: Vec<Node> = self.stack.into_iter().rev().collect();
+        let sum = if lefts.is_empty() {
+            top
+        } else {
+            add_chain(lefts, top)
+        };
+        Some(sum.into_iter().map(Part::into_tensor).collect())
+    }
+}
+
+/// `a + b` for a pair of blocks' sums: fresh if `a` is a single leaf's (its owner may keep
+/// it), else in place.
 fn add(mut a: (usize, Bundle), b: Bundle) -> Bundle {
     if a.0 == 1 {
         a.1.iter().zip(&b).map(|(x, y)| x + y).collect()
@@ -31,42 +225,6 @@ fn add(mut a: (usize, Bundle), b: Bundle) -> Bundle {
             let _ = x.g_add_(y);
         }
         a.1
-    }
-}
-
-/// Streaming sum of the leaves of one tree node, pushed in index order.
-#[derive(Default)]
-pub struct TreeSum {
-    /// (leaf count, partial sum), sizes strictly decreasing from bottom to top.
-    stack: Vec<(usize, Bundle)>,
-}
-
-impl TreeSum {
-    pub fn new() -> TreeSum {
-        TreeSum::default()
-    }
-
-    /// Adds the next leaf.
-    pub fn push(&mut self, leaf: Bundle) {
-        let mut node = (1usize, leaf);
-        while self.stack.last().is_some_and(|top| top.0 == node.0) {
-            let left = self.stack.pop().expect("checked non-empty");
-            let size = left.0 + node.0;
-            node = (size, add(left, node.1));
-        }
-        self.stack.push(node);
-    }
-
-    /// The node's sum; `None` if nothing was pushed.
-    pub fn finish(mut self) -> Option<Bundle> {
-        let (mut size, mut acc) = self.stack.pop()?;
-        while let Some(left) = self.stack.pop() {
-            let left_size = left.0;
-            acc = add(left, acc);
-            size += left_size;
-        }
-        let _ = size;
-        Some(acc)
     }
 }
 
@@ -120,9 +278,70 @@ mod tests {
     fn streaming(values: &[f32], lo: usize, hi: usize) -> f32 {
         let mut t = TreeSum::new();
         for &v in &values[lo..hi] {
-            t.push(vec![Tensor::from_slice(&[v])]);
+            t.push(vec![Part::Tensor(Tensor::from_slice(&[v]))]);
         }
         t.finish().unwrap()[0].double_value(&[0]) as f32
+    }
+
+    /// Each leaf's parts as values, as tensors, and mixed (values in every other leaf); the
+    /// values parts long enough to span several of the chain's blocks.
+    fn streaming_parts(values: &[f32], lo: usize, hi: usize) -> [Vec<f32>; 3] {
+        const N: usize = 1300;
+        let leaf = |i: usize, as_values: bool| {
+            let v: Vec<f32> = (0..N).map(|j| values[i] * (1.0 + j as f32)).collect();
+            if as_values {
+                Part::values(v, vec![N as i64])
+            } else {
+                Part::Tensor(Tensor::from_slice(&v))
+            }
+        };
+        let sum = |as_values: &dyn Fn(usize) -> bool| {
+            let mut t = TreeSum::new();
+            for i in lo..hi {
+                t.push(vec![leaf(i, as_values(i)), leaf(i, !as_values(i))]);
+            }
+            let sum = t.finish().unwrap();
+            let [a, b] = [&sum[0], &sum[1]].map(|t| Vec::<f32>::try_from(t).unwrap());
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "the two parts summed the same values");
+            a
+        };
+        [sum(&|_| true), sum(&|_| false), sum(&|i| i % 2 == 0)]
+    }
+
+    #[test]
+    fn values_sum_to_the_bits_of_the_recursive_tree_in_one_pass() {
+        for m in 1..=40 {
+            let v = leaves(m);
+            let reference: Vec<u32> = (0..1300)
+                .map(|j| {
+                    let scaled: Vec<f32> = v.iter().map(|x| x * (1.0 + j as f32)).collect();
+                    reference(&scaled, 0, m).to_bits()
+                })
+                .collect();
+            for (kind, sum) in ["values", "tensors", "mixed"]
+                .iter()
+                .zip(streaming_parts(&v, 0, m))
+            {
+                let bits: Vec<u32> = sum.iter().map(|x| x.to_bits()).collect();
+                assert!(bits == reference, "m = {m}, {kind}");
+            }
+        }
+    }
+
+    #[test]
+    fn kept_values_are_read_and_left_as_they_were() {
+        let kept: Vec<Arc<Vec<f32>>> = (0..5).map(|i| Arc::new(vec![i as f32; 600])).collect();
+        let mut t = TreeSum::new();
+        for k in &kept {
+            t.push(vec![Part::Values(Arc::clone(k), vec![600])]);
+        }
+        let sum = t.finish().unwrap();
+        assert_eq!(Vec::<f32>::try_from(&sum[0]).unwrap(), vec![10.0; 600]);
+        for (i, k) in kept.into_iter().enumerate() {
+            let k = Arc::try_unwrap(k).expect("the tree holds no reference once finished");
+            assert_eq!(k, vec![i as f32; 600]);
+        }
     }
 
     #[test]
@@ -170,8 +389,8 @@ mod tests {
         let a = Tensor::from_slice(&[1f32, 2.0]);
         let b = Tensor::from_slice(&[3f32, 4.0]);
         let mut t = TreeSum::new();
-        t.push(vec![a.shallow_clone()]);
-        t.push(vec![b.shallow_clone()]);
+        t.push(vec![Part::Tensor(a.shallow_clone())]);
+        t.push(vec![Part::Tensor(b.shallow_clone())]);
         let s = t.finish().unwrap();
         assert_eq!(Vec::<f32>::try_from(&s[0]).unwrap(), vec![4.0, 6.0]);
         assert_eq!(Vec::<f32>::try_from(&a).unwrap(), vec![1.0, 2.0]);

@@ -303,9 +303,9 @@ fn rnc_iterations_match_the_float64_reference() {
 /// workers cancel up to float32 rounding.
 #[test]
 fn gnc_noise_sums_to_zero_over_workers() {
-    use gnc_worker::kernels::linear::values;
+    use gnc_worker::kernels::buffers::values;
     use gnc_worker::methods::{GncPerturbation, Perturbation};
-    use gnc_worker::tree::TreeSum;
+    use gnc_worker::tree::{Part, TreeSum};
     let workers = 16;
     let shapes: [&[i64]; 2] = [&[6, 5], &[6]];
     let params: Vec<Tensor> = shapes.iter().map(|s| random(1, s, 1.0)).collect();
@@ -314,7 +314,7 @@ fn gnc_noise_sums_to_zero_over_workers() {
         .collect();
     let mut sum = TreeSum::new();
     for g in &grads {
-        sum.push(g.iter().map(Tensor::shallow_clone).collect());
+        sum.push(g.iter().map(|t| Part::Tensor(t.shallow_clone())).collect());
     }
     let mean: Vec<Tensor> = sum
         .finish()
@@ -352,7 +352,7 @@ fn gnc_noise_sums_to_zero_over_workers() {
 /// once: a fused multiply-add), for a matrix with a scale per row and a vector with one.
 #[test]
 fn gnc_weights_from_values_match_libtorch_addcmul() {
-    use gnc_worker::kernels::linear::values;
+    use gnc_worker::kernels::buffers::values;
     use gnc_worker::methods::{GncPerturbation, Perturbation, filter_norms};
     use gnc_worker::model::ParamCursor;
     let shapes: [&[i64]; 2] = [&[37, 53], &[37]];

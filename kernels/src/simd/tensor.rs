@@ -17,6 +17,10 @@
 //! with the `check-written` feature (the test suite's) every element starts as a signalling
 //! NaN of a payload no arithmetic produces, and [`written`] panics if that NaN, or its quieted
 //! form (what reading it into arithmetic gives), is left after `write`.
+//!
+//! [`norm`] goes the other way: libtorch's 2-norm of values gnc holds, read in place through a
+//! view that never leaves the function (a worker's squared gradient norm is recorded in every
+//! run's `noise_norm`, so its bits must stay libtorch's, while the gradient itself is gnc's).
 
 use tch::{Device, Kind, Tensor};
 
@@ -70,6 +74,32 @@ pub fn from_values(values: &[f32], shape: &[i64]) -> Tensor {
     written(shape, |t| t.copy_from_slice(values))
 }
 
+/// libtorch's `Tensor::norm` (the 2-norm over every element, a 0-dimensional tensor) of
+/// `values`, read where they are: the bits of `Tensor::from_slice(values).norm()` without
+/// the copy.
+pub fn norm(values: &[f32]) -> Tensor {
+    if values.is_empty() {
+        return Tensor::from_slice(values).norm();
+    }
+    // SAFETY: the view covers exactly `values` (`len` f32 from its start, contiguous, on the
+    // CPU), which the borrow keeps alive and unchanged until this function returns. libtorch
+    // only reads it: `norm` writes a new tensor, and since the view does not require grad,
+    // no autograd node keeps a reference to it. The view is dropped before the borrow ends,
+    // and no other handle to it was ever made, so nothing reads the memory afterwards.
+    let view = unsafe {
+        Tensor::from_blob(
+            values.as_ptr().cast::<u8>(),
+            &[values.len() as i64],
+            &[],
+            Kind::Float,
+            Device::Cpu,
+        )
+    };
+    let n = view.norm();
+    drop(view);
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +146,32 @@ mod tests {
             whole.isnan().all().int64_value(&[]) == 1,
             "a NaN written is a value"
         );
+    }
+
+    #[test]
+    fn the_norm_in_place_has_the_bits_of_a_tensors_norm_at_any_alignment() {
+        // Lengths around libtorch's vector widths and reduction chunks, and large gradients;
+        // offsets that move the start off every alignment a vector load could care about.
+        let data: Vec<f32> = (0..400_017)
+            .map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 1e-3 * (1.0 + (i % 37) as f32))
+            .collect();
+        for n in [1, 7, 8, 15, 16, 17, 31, 64, 1000, 4099, 65_537, 392_000] {
+            for offset in 0..5 {
+                let v = &data[offset..offset + n];
+                let reference = Tensor::from_slice(v).norm();
+                let shaped = Tensor::from_slice(v).view([1, n as i64]).norm();
+                let ours = norm(v);
+                assert_eq!(ours.size(), reference.size());
+                for r in [reference, shaped] {
+                    assert_eq!(
+                        ours.double_value(&[]).to_bits(),
+                        r.double_value(&[]).to_bits(),
+                        "n = {n}, offset = {offset}"
+                    );
+                }
+            }
+        }
+        assert_eq!(norm(&[]).double_value(&[]), 0.0);
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub fn det(shape: &[i64], salt: u64, scale: f64) -> Tensor {
 }
 
 fn fp(t: &Tensor) -> String {
-    let v = linear::values(&t.detach());
+    let v = super::buffers::values(&t.detach());
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
     hex::encode(Sha256::digest(&bytes))[..16].to_string()
 }

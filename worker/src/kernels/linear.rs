@@ -15,11 +15,14 @@
 //! chain in index order, as [`super::gemm`] defines.
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tch::{Kind, Tensor};
 
-use gnc_kernels::tensor::{from_values, written};
+use gnc_kernels::tensor::written;
+
+use super::buffers::{buffer, recycle, values};
+use crate::tree::Part;
 
 use super::gemm::{Strided, gemm, matmul};
 
@@ -78,51 +81,6 @@ impl Tape {
     pub fn append(&mut self, mut other: Tape) {
         self.0.append(&mut other.0);
     }
-}
-
-/// Buffers of finished layers and consumed gradients, kept for the next worker's layers of the
-/// same sizes: a fresh one would be zero-filled (and, past glibc's mmap threshold, faulted in
-/// page by page) only to be overwritten. One pool for the process, not one per thread: the
-/// engine's extra compute threads live for one iteration, and GNC's saved gradients move
-/// between the pool and the workers' state, so buffers must outlive the thread that freed them.
-static SPARE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
-
-/// How many buffers the pool keeps (a few layers' worth of inputs, weights and gradients for
-/// each of a few threads).
-const SPARE_BUFFERS: usize = 128;
-
-fn spare() -> std::sync::MutexGuard<'static, Vec<Vec<f32>>> {
-    // A panic while the lock was held leaves only spare buffers behind, all still valid.
-    SPARE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A buffer of `n` floats whose values are left over from earlier use: every caller
-/// overwrites all of them.
-pub fn buffer(n: usize) -> Vec<f32> {
-    let found = {
-        let mut spare = spare();
-        let found = spare.iter().position(|v| v.len() == n);
-        found.map(|k| spare.swap_remove(k))
-    };
-    found.unwrap_or_else(|| vec![0.0; n])
-}
-
-/// Hands a buffer back for [`buffer`].
-pub fn recycle(v: Vec<f32>) {
-    let mut spare = spare();
-    if spare.len() < SPARE_BUFFERS {
-        spare.push(v);
-    }
-}
-
-/// A tensor's values, row-major.
-pub fn values(t: &Tensor) -> Vec<f32> {
-    let n = t.numel();
-    let mut v = buffer(n);
-    t.copy_data(&mut v, n);
-    v
 }
 
 /// `y = h Wᵀ + b` for `h` of shape `[n, in]`. The forward pass alone when `tape` is `None`
@@ -253,34 +211,16 @@ fn bias_gradient(rec: &LinearRecord, dy: &[f32]) -> Tensor {
 /// differentiated by autograd (their gradients come from the tape), so they may be given as
 /// empty placeholders.
 pub fn gradients(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec<Tensor> {
-    sweep(objective, weights, tape, false).0
-}
-
-/// [`gradients`], and also each parameter's gradient as values (row-major), as GNC keeps them
-/// for the next iteration: a portable layer's weight gradient is handed over as computed,
-/// without a copy.
-pub fn gradients_and_values(
-    objective: &Tensor,
-    weights: &[Tensor],
-    tape: Tape,
-) -> (Vec<Tensor>, Vec<Vec<f32>>) {
-    let (grads, kept) = sweep(objective, weights, tape, true);
-    let kept = kept
+    gradient_parts(objective, weights, tape)
         .into_iter()
-        .zip(&grads)
-        .map(|(k, g)| k.unwrap_or_else(|| values(g)))
-        .collect();
-    (grads, kept)
+        .map(Part::into_tensor)
+        .collect()
 }
 
-/// The sweep behind [`gradients`]; with `keep`, the values of every weight gradient that came
-/// whole from one portable layer.
-fn sweep(
-    objective: &Tensor,
-    weights: &[Tensor],
-    tape: Tape,
-    keep: bool,
-) -> (Vec<Tensor>, Vec<Option<Vec<f32>>>) {
+/// [`gradients`] as the tree sums them: a portable layer's weight gradient that came whole
+/// from its layer stays the values its product wrote (no tensor is made for one worker's
+/// gradient); every other gradient is a tensor.
+pub fn gradient_parts(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec<Part> {
     let records = tape.0;
     let nw = weights.len();
     let on_tape = |k: usize| records.iter().any(|r| r.weight == k);
@@ -296,67 +236,64 @@ fn sweep(
             Some(j) => records[j].output.shallow_clone(),
         })
         .collect();
+    // A gradient so far is a tensor (`acc`) or a weight gradient's values (`raw`), never both.
     let mut acc: Vec<Option<Tensor>> = (0..nw + records.len()).map(|_| None).collect();
-    let mut raw: Vec<Option<Vec<f32>>> = (0..nw).map(|_| None).collect();
-    let add = |acc: &mut Vec<Option<Tensor>>, raw: &mut Vec<Option<Vec<f32>>>, k: usize, g| {
-        acc[k] = Some(match acc[k].take() {
+    let mut raw: Vec<Option<(Vec<f32>, Vec<i64>)>> = (0..nw).map(|_| None).collect();
+    let add = |acc: &mut Vec<Option<Tensor>>, raw: &mut Vec<Option<_>>, k: usize, g| {
+        // A second contribution to a gradient held as values: the sum is a tensor.
+        let so_far = acc[k].take().or_else(|| {
+            raw.get_mut(k)
+                .and_then(Option::take)
+                .map(|(v, shape): (Vec<f32>, Vec<i64>)| Part::values(v, shape).into_tensor())
+        });
+        acc[k] = Some(match so_far {
             None => g,
-            Some(sum) => {
-                // A second contribution: the kept values, if any, are no longer the sum.
-                if let Some(v) = raw.get_mut(k).and_then(Option::take) {
-                    recycle(v);
-                }
-                sum + g
-            }
+            Some(sum) => sum + g,
         });
     };
-    let autograd =
-        |acc: &mut Vec<Option<Tensor>>, raw: &mut Vec<Option<Vec<f32>>>, root: &Tensor| {
-            for (k, g) in Tensor::run_backward(&[root], &inputs, false, false)
-                .into_iter()
-                .enumerate()
-            {
-                if g.defined() {
-                    add(acc, raw, slots[k], g);
-                }
+    let autograd = |acc: &mut Vec<Option<Tensor>>, raw: &mut Vec<Option<_>>, root: &Tensor| {
+        for (k, g) in Tensor::run_backward(&[root], &inputs, false, false)
+            .into_iter()
+            .enumerate()
+        {
+            if g.defined() {
+                add(acc, raw, slots[k], g);
             }
-        };
+        }
+    };
     autograd(&mut acc, &mut raw, objective);
     for (j, rec) in records.iter().enumerate().rev() {
         let dy = match acc[nw + j].take() {
             Some(g) => values(&g),
             None => vec![0.0; rec.rows * rec.outputs],
         };
-        // A weight gradient that is kept as values is computed into them and copied into its
-        // tensor; any other is computed straight into the tensor.
+        // The weight's first contribution stays values; a later one is added as a tensor.
         let shape = [rec.outputs as i64, rec.inputs as i64];
-        let kept = (keep && acc[rec.weight].is_none()).then(|| {
+        if acc[rec.weight].is_none() && raw[rec.weight].is_none() {
             let mut w = buffer(rec.outputs * rec.inputs);
             weight_gradient(rec, &dy, &mut w);
-            w
-        });
-        let w = match &kept {
-            Some(w) => from_values(w, &shape),
-            None => written(&shape, |w| weight_gradient(rec, &dy, w)),
-        };
-        add(&mut acc, &mut raw, rec.weight, w);
+            raw[rec.weight] = Some((w, shape.to_vec()));
+        } else {
+            let w = written(&shape, |w| weight_gradient(rec, &dy, w));
+            add(&mut acc, &mut raw, rec.weight, w);
+        }
         add(&mut acc, &mut raw, rec.bias, bias_gradient(rec, &dy));
         if let Some(dh) = input_gradient(rec, &dy) {
             autograd(&mut acc, &mut raw, &(&rec.input * dh).sum(Kind::Float));
         }
         recycle(dy);
-        if kept.is_some() {
-            raw[rec.weight] = kept;
-        }
     }
     for rec in records {
         recycle(rec.h);
         rec.w.recycle();
     }
-    let grads = acc
-        .into_iter()
+    acc.into_iter()
+        .zip(raw)
         .zip(weights)
-        .map(|(g, w)| g.unwrap_or_else(|| w.zeros_like()))
-        .collect();
-    (grads, raw)
+        .map(|((g, v), w)| match (g, v) {
+            (_, Some((v, shape))) => Part::values(v, shape),
+            (Some(g), None) => Part::Tensor(g),
+            (None, None) => Part::Tensor(w.zeros_like()),
+        })
+        .collect()
 }

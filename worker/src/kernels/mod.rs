@@ -1,10 +1,12 @@
 //! The arithmetic whose bits gnc defines itself at the portable reproducibility level
 //! (`gnc_proto::repro`), where libtorch's CPU kernels would take them from a vendor library
 //! that chooses its code by CPU vendor: the linear layers' matrix products ([`gemm`],
-//! [`linear`]) and elementwise square roots ([`sqrt`]). At the native level each is libtorch's.
+//! [`linear`]) and elementwise square roots ([`sqrt`]), on buffers from one pool ([`buffers`]).
+//! At the native level each is libtorch's.
 //! `kernels::fingerprint` checks, kernel by kernel, that a machine computes them all as the
 //! reference machines do.
 
+pub mod buffers;
 pub mod fingerprint;
 pub mod gemm;
 pub mod linear;
@@ -23,12 +25,12 @@ pub fn sqrt(x: &Tensor) -> Tensor {
     if !portable() {
         return x.sqrt();
     }
-    let v = linear::values(x);
+    let v = buffers::values(x);
     let root = gnc_kernels::tensor::written(&x.size(), |r| {
         for (r, &v) in r.iter_mut().zip(&v) {
             *r = v.sqrt();
         }
     });
-    linear::recycle(v);
+    buffers::recycle(v);
     root
 }

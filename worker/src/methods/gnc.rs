@@ -18,7 +18,7 @@ use tch::Tensor;
 use super::filters::neg_scales;
 use super::{At, Method, Perturbation};
 use crate::device::Device;
-use crate::kernels::linear::values;
+use crate::kernels::buffers::values;
 use crate::model::ParamCursor;
 use crate::state::SavedGradient;
 

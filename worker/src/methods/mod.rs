@@ -135,7 +135,7 @@ impl Unperturbed {
         let values = if kernels::portable() {
             params
                 .iter()
-                .map(|p| Arc::new(kernels::linear::values(p)))
+                .map(|p| Arc::new(kernels::buffers::values(p)))
                 .collect()
         } else {
             Vec::new()
@@ -182,7 +182,7 @@ impl Perturbation for Unperturbed {
 /// Tensors' values, concatenated in order.
 fn flat_values<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Vec<f32> {
     tensors
-        .map(crate::kernels::linear::values)
+        .map(crate::kernels::buffers::values)
         .collect::<Vec<_>>()
         .concat()
 }

@@ -203,7 +203,7 @@ impl<'a> ParamCursor<'a> {
                     .device
                     .floats(&x, weights.shape(k))
                     .set_requires_grad(true);
-                kernels::linear::recycle(x);
+                kernels::buffers::recycle(x);
                 self.made.push(w.shallow_clone());
                 w
             }
