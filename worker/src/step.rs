@@ -138,7 +138,7 @@ impl BlockTask<'_> {
                 &loss * second.alpha + loss2 * (1.0 - second.alpha)
             }
         };
-        let grads = kernels::linear::gradient_parts(&objective, &weights, tape);
+        let (grads, norms) = kernels::linear::gradients_and_norms(&objective, &weights, tape);
         // Kept values are the leaf's own (shared, not copied); a tensor's are copied out.
         let kept = self.keep_grads.then(|| {
             grads
@@ -149,10 +149,7 @@ impl BlockTask<'_> {
                 })
                 .collect()
         });
-        let grad_sq = Tensor::stack(&grads.iter().map(Part::norm).collect::<Vec<_>>(), 0)
-            .square()
-            .sum(Kind::Float)
-            .view([1]);
+        let grad_sq = Tensor::stack(&norms, 0).square().sum(Kind::Float).view([1]);
         let mut leaf = grads;
         for (mean, var) in stats {
             leaf.push(Part::Tensor(mean));

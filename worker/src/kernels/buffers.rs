@@ -31,8 +31,9 @@ fn spare() -> std::sync::MutexGuard<'static, Vec<Vec<f32>>> {
 pub fn buffer(n: usize) -> Vec<f32> {
     let found = {
         let mut spare = spare();
-        let found = spare.iter().position(|v| v.len() == n);
-        found.map(|k| spare.swap_remove(k))
+        // The most recently returned: the likeliest still in cache.
+        let found = spare.iter().rposition(|v| v.len() == n);
+        found.map(|k| spare.remove(k))
     };
     found.unwrap_or_else(|| vec![0.0; n])
 }
@@ -40,9 +41,11 @@ pub fn buffer(n: usize) -> Vec<f32> {
 /// Hands a buffer back for [`buffer`].
 pub fn recycle(v: Vec<f32>) {
     let mut spare = spare();
-    if spare.len() < SPARE_BUFFERS {
-        spare.push(v);
+    if spare.len() == SPARE_BUFFERS {
+        // The oldest goes: the newest is the likeliest still in cache.
+        spare.remove(0);
     }
+    spare.push(v);
 }
 
 /// A tensor's values, row-major.

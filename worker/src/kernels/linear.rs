@@ -211,16 +211,33 @@ fn bias_gradient(rec: &LinearRecord, dy: &[f32]) -> Tensor {
 /// differentiated by autograd (their gradients come from the tape), so they may be given as
 /// empty placeholders.
 pub fn gradients(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec<Tensor> {
-    gradient_parts(objective, weights, tape)
+    sweep(objective, weights, tape, false)
+        .0
         .into_iter()
         .map(Part::into_tensor)
         .collect()
 }
 
-/// [`gradients`] as the tree sums them: a portable layer's weight gradient that came whole
-/// from its layer stays the values its product wrote (no tensor is made for one worker's
-/// gradient); every other gradient is a tensor.
-pub fn gradient_parts(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec<Part> {
+/// [`gradients`] as the tree sums them, and libtorch's 2-norm of each (`Tensor::norm`, whose
+/// bits every run records through its noise norm): a portable layer's weight gradient that
+/// came whole from its layer stays the values its product wrote (no tensor is made for one
+/// worker's gradient), and its norm is taken as soon as it is final, while the product's
+/// output is still in cache; every other gradient is a tensor.
+pub fn gradients_and_norms(
+    objective: &Tensor,
+    weights: &[Tensor],
+    tape: Tape,
+) -> (Vec<Part>, Vec<Tensor>) {
+    sweep(objective, weights, tape, true)
+}
+
+/// The sweep behind [`gradients`]; with `norms`, also each gradient's norm (else none).
+fn sweep(
+    objective: &Tensor,
+    weights: &[Tensor],
+    tape: Tape,
+    norms: bool,
+) -> (Vec<Part>, Vec<Tensor>) {
     let records = tape.0;
     let nw = weights.len();
     let on_tape = |k: usize| records.iter().any(|r| r.weight == k);
@@ -239,6 +256,7 @@ pub fn gradient_parts(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec
     // A gradient so far is a tensor (`acc`) or a weight gradient's values (`raw`), never both.
     let mut acc: Vec<Option<Tensor>> = (0..nw + records.len()).map(|_| None).collect();
     let mut raw: Vec<Option<(Vec<f32>, Vec<i64>)>> = (0..nw).map(|_| None).collect();
+    let mut early_norm: Vec<Option<Tensor>> = (0..nw).map(|_| None).collect();
     let add = |acc: &mut Vec<Option<Tensor>>, raw: &mut Vec<Option<_>>, k: usize, g| {
         // A second contribution to a gradient held as values: the sum is a tensor.
         let so_far = acc[k].take().or_else(|| {
@@ -262,7 +280,15 @@ pub fn gradient_parts(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec
         }
     };
     autograd(&mut acc, &mut raw, objective);
-    for (j, rec) in records.iter().enumerate().rev() {
+    // Whether a record is its weight's oldest, so its contribution (records are swept newest
+    // first) is the weight's last.
+    let last: Vec<bool> = (0..records.len())
+        .map(|j| records[..j].iter().all(|r| r.weight != records[j].weight))
+        .collect();
+    // Each record's buffers go back to the pool as soon as they are read for the last time, so
+    // the next layer's weight gradient (a layer of the same size) is written into memory that
+    // is still in cache.
+    for (j, rec) in records.into_iter().enumerate().rev() {
         let dy = match acc[nw + j].take() {
             Some(g) => values(&g),
             None => vec![0.0; rec.rows * rec.outputs],
@@ -271,23 +297,28 @@ pub fn gradient_parts(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec
         let shape = [rec.outputs as i64, rec.inputs as i64];
         if acc[rec.weight].is_none() && raw[rec.weight].is_none() {
             let mut w = buffer(rec.outputs * rec.inputs);
-            weight_gradient(rec, &dy, &mut w);
+            weight_gradient(&rec, &dy, &mut w);
+            // Final if this is the weight's last contribution: take its norm while in cache.
+            if norms && last[j] {
+                early_norm[rec.weight] = Some(gnc_kernels::tensor::norm(&w));
+            }
             raw[rec.weight] = Some((w, shape.to_vec()));
         } else {
-            let w = written(&shape, |w| weight_gradient(rec, &dy, w));
+            let w = written(&shape, |w| weight_gradient(&rec, &dy, w));
             add(&mut acc, &mut raw, rec.weight, w);
         }
-        add(&mut acc, &mut raw, rec.bias, bias_gradient(rec, &dy));
-        if let Some(dh) = input_gradient(rec, &dy) {
-            autograd(&mut acc, &mut raw, &(&rec.input * dh).sum(Kind::Float));
-        }
+        add(&mut acc, &mut raw, rec.bias, bias_gradient(&rec, &dy));
+        let dh = input_gradient(&rec, &dy);
         recycle(dy);
+        let LinearRecord { input, h, w, .. } = rec;
+        recycle(h);
+        w.recycle();
+        if let Some(dh) = dh {
+            autograd(&mut acc, &mut raw, &(&input * dh).sum(Kind::Float));
+        }
     }
-    for rec in records {
-        recycle(rec.h);
-        rec.w.recycle();
-    }
-    acc.into_iter()
+    let parts: Vec<Part> = acc
+        .into_iter()
         .zip(raw)
         .zip(weights)
         .map(|((g, v), w)| match (g, v) {
@@ -295,5 +326,15 @@ pub fn gradient_parts(objective: &Tensor, weights: &[Tensor], tape: Tape) -> Vec
             (Some(g), None) => Part::Tensor(g),
             (None, None) => Part::Tensor(w.zeros_like()),
         })
-        .collect()
+        .collect();
+    let norms = if norms {
+        parts
+            .iter()
+            .zip(early_norm)
+            .map(|(part, early)| early.unwrap_or_else(|| part.norm()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    (parts, norms)
 }
