@@ -179,7 +179,7 @@ impl BlockTask<'_> {
                 g.map(|parts| {
                     parts
                         .into_iter()
-                        .map(|v| Arc::try_unwrap(v).unwrap_or_else(|v| v.to_vec()))
+                        .map(|v| Arc::try_unwrap(v).expect("the tree holds no leaf once finished"))
                         .collect()
                 })
             })

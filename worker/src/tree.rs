@@ -60,7 +60,9 @@ impl Part {
         }
     }
 
-    /// libtorch's 2-norm of the part (the bits of `into_tensor().norm()`), read in place.
+    /// libtorch's 2-norm of the part (the bits of `into_tensor().norm()`), read in place. (The
+    /// linear layers take their weight gradients' norms as the products end; this is for the
+    /// rest.)
     pub fn norm(&self) -> Tensor {
         match self {
             Part::Tensor(t) => t.norm(),
@@ -80,9 +82,9 @@ fn release(v: Arc<Vec<f32>>) {
 type Node = (usize, Vec<Part>);
 
 /// `lefts[last] + (… + (lefts[0] + right))`, part by part: the nodes `lefts` (nearest first)
-/// each add `right`'s running sum as their right operand. A left node of one leaf is a
-/// caller's leaf and is only read (the result is fresh); a larger one is a partial sum that
-/// belongs to the accumulator and the result is written in place.
+/// each add `right`'s running sum as their right operand. Inner left nodes are only read. If
+/// the outermost is a single leaf (a caller's, possibly kept) the result is fresh; otherwise it
+/// is a partial sum that belongs to the accumulator, and the result is written in place.
 fn add_chain(lefts: Vec<Node>, right: Vec<Part>) -> Vec<Part> {
     let sizes: Vec<usize> = lefts.iter().map(|l| l.0).collect();
     let mut columns: Vec<std::vec::IntoIter<Part>> =
@@ -156,8 +158,8 @@ fn add_part(sizes: &[usize], lefts: Vec<Part>, right: Part) -> Part {
 }
 
 /// Runs `inner[last] + (… + (inner[0] + right))` over `right`'s elements a cache-sized block
-/// at a time, handing each block's result to `outer` with the block's range.
-fn chain(inner: &[&[f32]], right: &[f32], mut outer: impl FnMut(Range<usize>, &[f32])) {
+/// at a time, handing each block's result to `finish_block` with the block's range.
+fn chain(inner: &[&[f32]], right: &[f32], mut finish_block: impl FnMut(Range<usize>, &[f32])) {
     const BLOCK: usize = 512;
     let mut partial = [0f32; BLOCK];
     for start in (0..right.len()).step_by(BLOCK) {
@@ -165,12 +167,13 @@ fn chain(inner: &[&[f32]], right: &[f32], mut outer: impl FnMut(Range<usize>, &[
         let partial = &mut partial[..range.len()];
         partial.copy_from_slice(&right[range.clone()]);
         for left in inner {
-            // left + partial: f32 addition commutes exactly, so `+=` has its bits.
+            // left + partial: f32 addition commutes, so `+=` has its bits (NaN payloads
+            // aside, which no guarantee of gnc's covers).
             for (p, &l) in partial.iter_mut().zip(&left[range.clone()]) {
                 *p += l;
             }
         }
-        outer(range, partial);
+        finish_block(range, partial);
     }
 }
 
@@ -217,7 +220,7 @@ impl TreeSum {
 
 /// `a + b` for a pair of blocks' sums: fresh if `a` is a single leaf's (its owner may keep
 /// it), else in place.
-fn add(mut a: (usize, Bundle), b: Bundle) -> Bundle {
+fn add_blocks(mut a: (usize, Bundle), b: Bundle) -> Bundle {
     if a.0 == 1 {
         a.1.iter().zip(&b).map(|(x, y)| x + y).collect()
     } else {
@@ -251,7 +254,7 @@ fn combine(lo: usize, hi: usize, blocks: &mut std::collections::VecDeque<BlockSu
     let right = combine(mid, hi, blocks);
     // Both operands are partial sums owned here (never a caller's leaf), so add in place,
     // unless the left one is itself a single leaf block.
-    add((if mid - lo == 1 { 1 } else { 2 }, left), right)
+    add_blocks((if mid - lo == 1 { 1 } else { 2 }, left), right)
 }
 
 #[cfg(test)]
