@@ -23,7 +23,7 @@ use std::sync::Arc;
 use gnc_tree::split;
 use tch::Tensor;
 
-use crate::kernels::buffers::{buffer, recycle};
+use crate::kernels::buffers::{buffer, release};
 
 /// A bundle of tensors summed together: one logical worker's gradients, BatchNorm statistics
 /// and scalars, all in a fixed order.
@@ -68,13 +68,6 @@ impl Part {
             Part::Tensor(t) => t.norm(),
             Part::Values(v, _) => gnc_kernels::tensor::norm(v),
         }
-    }
-}
-
-/// Drops a holder of `v`; the last one hands the buffer back to the pool.
-fn release(v: Arc<Vec<f32>>) {
-    if let Ok(v) = Arc::try_unwrap(v) {
-        recycle(v);
     }
 }
 

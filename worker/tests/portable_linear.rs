@@ -1,15 +1,26 @@
 //! gnc's portable linear layers against libtorch's: the same function (to float32 rounding)
 //! and the same gradients through a graph cut at every layer, including a hidden layer's
-//! input gradient and two passes over the same weights (noise enhancement's objective).
+//! input gradient and two passes over the same weights (noise enhancement's objective); and
+//! the layers' own ReLU, with libtorch's ReLU's bits.
 
 use gnc_worker::kernels::fingerprint::det;
-use gnc_worker::kernels::linear::{Tape, forward, gradients, gradients_and_norms};
+use gnc_worker::kernels::linear::{Activation, Tape, forward, gradients, gradients_and_norms};
 use gnc_worker::tree::Part;
 use tch::{Kind, Tensor};
 
+/// How a network's layers are computed.
+#[derive(Clone, Copy, PartialEq)]
+enum Layers {
+    Libtorch,
+    /// gnc's products, libtorch's ReLU between them (autograd between every two layers).
+    Portable,
+    /// gnc's products with their own ReLU (no libtorch between layers).
+    PortableFused,
+}
+
 /// A 3-layer ReLU network's objective over `passes` batches (two: 0.7·L(x1) + 0.3·L(x2)), its
 /// 6 parameters, and the portable layers' tape.
-fn network(portable: bool, passes: usize) -> (Tensor, Vec<Tensor>, Tape) {
+fn network(layers: Layers, passes: usize) -> (Tensor, Vec<Tensor>, Tape) {
     let params: Vec<Tensor> = [
         det(&[40, 30], 1, 0.4),
         det(&[40], 2, 0.1),
@@ -26,12 +37,19 @@ fn network(portable: bool, passes: usize) -> (Tensor, Vec<Tensor>, Tape) {
         let mut h = x.shallow_clone();
         for l in 0..3 {
             let (w, b) = (&params[2 * l], &params[2 * l + 1]);
-            h = if portable {
-                forward(&h, w, b, (2 * l, 2 * l + 1), Some(&mut tape))
-            } else {
-                h.linear(w, Some(b))
+            let params = (2 * l, 2 * l + 1);
+            let relu = l < 2;
+            h = match layers {
+                Layers::Libtorch => h.linear(w, Some(b)),
+                Layers::Portable => {
+                    forward(&h, w, b, Activation::Identity, params, Some(&mut tape))
+                }
+                Layers::PortableFused => {
+                    let act = [Activation::Identity, Activation::Relu][relu as usize];
+                    forward(&h, w, b, act, params, Some(&mut tape))
+                }
             };
-            if l < 2 {
+            if relu && layers != Layers::PortableFused {
                 h = h.relu();
             }
         }
@@ -49,18 +67,25 @@ fn network(portable: bool, passes: usize) -> (Tensor, Vec<Tensor>, Tape) {
 }
 
 /// The gradients of the two-pass objective with respect to the 6 parameters.
-fn grads(portable: bool) -> Vec<Tensor> {
-    let (objective, params, tape) = network(portable, 2);
-    if portable {
-        gradients(&objective, &params, tape)
-    } else {
-        Tensor::run_backward(&[objective], &params, false, false)
+fn grads(layers: Layers) -> Vec<Tensor> {
+    let (objective, params, tape) = network(layers, 2);
+    match layers {
+        Layers::Libtorch => Tensor::run_backward(&[objective], &params, false, false),
+        _ => gradients(&objective, &params, tape),
     }
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    Vec::<f32>::try_from(t.flatten(0, -1))
+        .expect("f32 values")
+        .into_iter()
+        .map(f32::to_bits)
+        .collect()
 }
 
 #[test]
 fn portable_gradients_equal_libtorch_ones_to_rounding() {
-    let (ours, theirs) = (grads(true), grads(false));
+    let (ours, theirs) = (grads(Layers::Portable), grads(Layers::Libtorch));
     for (k, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(a.size(), b.size(), "parameter {k}");
         let scale = b.abs().max().double_value(&[]);
@@ -79,7 +104,8 @@ fn a_layer_whose_output_is_unused_gets_zero_gradients() {
     let b = det(&[5], 2, 1.0).set_requires_grad(true);
     let c = det(&[3], 3, 1.0).set_requires_grad(true);
     let mut tape = Tape::default();
-    let _unused = forward(&det(&[2, 4], 4, 1.0), &w, &b, (0, 1), Some(&mut tape));
+    let h = det(&[2, 4], 4, 1.0);
+    let _unused = forward(&h, &w, &b, Activation::Identity, (0, 1), Some(&mut tape));
     let objective = (&c * &c).sum(Kind::Float);
     let g = gradients(&objective, &[w, b, c.shallow_clone()], tape);
     assert_eq!(g[0].abs().max().double_value(&[]), 0.0);
@@ -93,7 +119,7 @@ fn a_layer_whose_output_is_unused_gets_zero_gradients() {
 #[test]
 fn norms_taken_while_in_cache_are_libtorchs_norms_of_the_final_gradients() {
     for passes in [1, 2] {
-        let (objective, params, tape) = network(true, passes);
+        let (objective, params, tape) = network(Layers::PortableFused, passes);
         let (parts, norms) = gradients_and_norms(&objective, &params, tape);
         let as_values = parts
             .iter()
@@ -109,4 +135,69 @@ fn norms_taken_while_in_cache_are_libtorchs_norms_of_the_final_gradients() {
             );
         }
     }
+}
+
+/// The layers' own ReLU, with ∂h handed from layer to layer, gives the bits of libtorch's ReLU
+/// between the layers and autograd through it: the objective and every gradient, with one
+/// pass and two (whose second pass starts a new chain of layers).
+#[test]
+fn fused_relu_layers_give_the_bits_of_libtorchs_relu_between_them() {
+    for passes in [1, 2] {
+        let (ob_fused, params_fused, tape_fused) = network(Layers::PortableFused, passes);
+        let (ob, params, tape) = network(Layers::Portable, passes);
+        assert_eq!(bits(&ob_fused), bits(&ob), "{passes} passes: objective");
+        let fused = gradients(&ob_fused, &params_fused, tape_fused);
+        let unfused = gradients(&ob, &params, tape);
+        for (k, (a, b)) in fused.iter().zip(&unfused).enumerate() {
+            assert_eq!(bits(a), bits(b), "{passes} passes, parameter {k}");
+        }
+    }
+}
+
+/// At the ReLU's edge cases: NaN passes with its payload and so does its gradient; negatives
+/// (-∞ and denormals included) give +0.0 and a +0.0 gradient; zeros give a +0.0 gradient. The
+/// weight is zero throughout, so each pre-activation is its bias. (A pre-activation is never
+/// -0.0: each product's chain starts at +0.0, and +0.0 + -0.0 is +0.0.)
+#[test]
+fn fused_relu_has_libtorchs_bits_at_nans_negatives_and_zeros() {
+    let b_values: Vec<f32> = vec![
+        -0.0,
+        0.0,
+        f32::from_bits(0x7fc0_0123),
+        f32::from_bits(0xffc0_0456),
+        -1.5,
+        2.5,
+        f32::NEG_INFINITY,
+        f32::INFINITY,
+        -1e-40,
+        1e-40,
+    ];
+    let outputs = b_values.len() as i64;
+    let run = |fused: bool| {
+        let w = Tensor::full([outputs, 3], -0.0, (Kind::Float, tch::Device::Cpu))
+            .set_requires_grad(true);
+        let b = Tensor::from_slice(&b_values).set_requires_grad(true);
+        let h = det(&[4, 3], 1, 1.0).abs().set_requires_grad(true);
+        let mut tape = Tape::default();
+        let act = [Activation::Identity, Activation::Relu][fused as usize];
+        let mut y = forward(&h, &w, &b, act, (0, 1), Some(&mut tape));
+        if !fused {
+            y = y.relu();
+        }
+        let seed = det(&[4, outputs], 2, 3.0);
+        let objective = (&y * &seed).sum(Kind::Float);
+        let g = gradients(&objective, &[w, b], tape);
+        (bits(&y), bits(&g[0]), bits(&g[1]))
+    };
+    let (fused, unfused) = (run(true), run(false));
+    assert_eq!(fused.0, unfused.0, "outputs");
+    assert_eq!(fused.1, unfused.1, "weight gradient");
+    assert_eq!(fused.2, unfused.2, "bias gradient");
+    // The cases are there: NaN payloads in the output, whose gradients pass; zero gradients
+    // where the output is zero.
+    assert_eq!(fused.0[2], 0x7fc0_0123);
+    assert_eq!(fused.0[3], 0xffc0_0456);
+    assert!(f32::from_bits(fused.2[2]).abs() > 0.0);
+    assert_eq!(fused.2[0], 0.0f32.to_bits());
+    assert_eq!(fused.2[4], 0.0f32.to_bits());
 }

@@ -5,7 +5,7 @@
 //! would be zero-filled (and, past glibc's mmap threshold, faulted in page by page) only to be
 //! overwritten, so finished ones come back here for the next.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tch::Tensor;
 
@@ -46,6 +46,13 @@ pub fn recycle(v: Vec<f32>) {
         spare.remove(0);
     }
     spare.push(v);
+}
+
+/// Drops a holder of shared values; the last one hands the buffer back to the pool.
+pub fn release(v: Arc<Vec<f32>>) {
+    if let Ok(v) = Arc::try_unwrap(v) {
+        recycle(v);
+    }
 }
 
 /// A tensor's values, row-major.

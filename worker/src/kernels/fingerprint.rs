@@ -99,7 +99,14 @@ fn gnc_linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Vec<String> {
     // x * 1 puts x behind an autograd node, as a hidden layer's input is.
     let h = &leaves[0] * 1.0;
     let mut tape = linear::Tape::default();
-    let y = linear::forward(&h, &leaves[1], &leaves[2], (1, 2), Some(&mut tape));
+    let y = linear::forward(
+        &h,
+        &leaves[1],
+        &leaves[2],
+        linear::Activation::Identity,
+        (1, 2),
+        Some(&mut tape),
+    );
     let seed = det(&y.size(), 99, 1.0);
     let g = linear::gradients(&(&y * seed).sum(Kind::Float), &leaves, tape);
     std::iter::once(fp(&y)).chain(g.iter().map(fp)).collect()

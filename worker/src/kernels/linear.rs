@@ -9,6 +9,15 @@
 //! Every parameter's gradient is the sum of its segments' contributions, added in the fixed
 //! order of the sweep.
 //!
+//! A layer may apply a ReLU to its output ([`Activation::Relu`]), with libtorch's bits: the
+//! output leaf is then the ReLU's, and the layer's backward masks ∂y as libtorch's ReLU
+//! backward does. And when a layer's input is the previous layer's output itself (an MLP), the
+//! layer's ∂h is handed straight to that layer as a contribution to its ∂y, with the same bits
+//! as the autograd segment in between would give (the gradient of `sum(h ⊙ ∂h)` with respect
+//! to the leaf `h` is `1 · ∂h`), and the layer reads that layer's output values instead of
+//! copying them out of the tensor: consecutive portable layers run without libtorch between
+//! them.
+//!
 //! The definitions, for a batch of n rows (`h`: n × in, `W`: out × in, `y`: n × out):
 //! `y[r][o] = Σ_i h[r][i] W[o][i] + b[o]`; `∂W[o][i] = Σ_r ∂y[r][o] h[r][i]`;
 //! `∂b[o] = Σ_r ∂y[r][o]` (in row order); `∂h[r][i] = Σ_o ∂y[r][o] W[o][i]`; each Σ one fma
@@ -21,24 +30,61 @@ use tch::{Kind, Tensor};
 
 use gnc_kernels::tensor::written;
 
-use super::buffers::{buffer, recycle, values};
+use super::buffers::{buffer, recycle, release, values};
 use crate::tree::Part;
 
 use super::gemm::{Strided, gemm, matmul};
+
+/// What a layer applies to its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    /// libtorch's ReLU (`clamp_min(0)`): x < 0 gives +0.0, anything else (-0.0 and NaN with
+    /// its payload included) passes unchanged. Its backward gives +0.0 where the output is
+    /// <= 0 and the incoming gradient elsewhere (NaN outputs included), as libtorch's
+    /// `threshold_backward(∂y, y, 0)` does.
+    Relu,
+}
+
+impl Activation {
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            Activation::Relu if v < 0.0 => 0.0,
+            _ => v,
+        }
+    }
+
+    /// `g` (the gradient with respect to the output `y`) as the gradient before the activation.
+    fn backward(self, y: &[f32], g: &mut [f32]) {
+        if self == Activation::Relu {
+            for (g, &y) in g.iter_mut().zip(y) {
+                if y <= 0.0 {
+                    *g = 0.0;
+                }
+            }
+        }
+    }
+}
 
 /// One portable linear layer of a forward pass, as its backward needs it.
 pub struct LinearRecord {
     /// The layer's input in the graph (it requires grad unless it is the data).
     input: Tensor,
-    /// Its values, row-major n × in.
-    h: Vec<f32>,
+    /// Whether `input` is the previous record's output leaf itself, so its ∂h goes straight
+    /// to that record.
+    follows: bool,
+    /// Its values, row-major n × in (the previous record's `y` when it follows it).
+    h: Arc<Vec<f32>>,
     /// The weight's values, row-major out × in.
     w: WeightValues,
     /// Canonical indexes of the weight and the bias among the pass's parameters.
     weight: usize,
     bias: usize,
-    /// The leaf that stands for the output.
+    /// The leaf that stands for the output, after the activation.
     output: Tensor,
+    /// Its values, row-major n × out.
+    y: Arc<Vec<f32>>,
+    activation: Activation,
     rows: usize,
     inputs: usize,
     outputs: usize,
@@ -83,17 +129,41 @@ impl Tape {
     }
 }
 
-/// `y = h Wᵀ + b` for `h` of shape `[n, in]`. The forward pass alone when `tape` is `None`
-/// (inference); otherwise the output is a leaf that requires grad and the layer is recorded.
+/// The weight and bias of a layer: the weight's values, its number of rows, and the bias.
+pub struct Weights<'a> {
+    pub w: WeightValues,
+    pub outputs: usize,
+    pub b: &'a Tensor,
+}
+
+/// `y = act(h Wᵀ + b)` for `h` of shape `[n, in]`. The forward pass alone when `tape` is
+/// `None` (inference); otherwise the output is a leaf that requires grad and the layer is
+/// recorded.
 pub fn forward(
     h: &Tensor,
     w: &Tensor,
     b: &Tensor,
+    activation: Activation,
     params: (usize, usize),
     tape: Option<&mut Tape>,
 ) -> Tensor {
-    let outputs = w.size()[0] as usize;
-    forward_values(h, WeightValues::Own(values(w)), outputs, b, params, tape)
+    let weights = Weights {
+        w: WeightValues::Own(values(w)),
+        outputs: w.size()[0] as usize,
+        b,
+    };
+    forward_values(h, weights, activation, params, tape)
+}
+
+/// Whether `h` is `output` itself (or a shallow clone of it): a leaf that requires grad over
+/// the same memory with the same geometry. (gnc's models never make a second leaf over a
+/// layer's output memory, the one thing this would mistake for it.)
+fn is_output(h: &Tensor, output: &Tensor) -> bool {
+    h.is_leaf()
+        && h.requires_grad()
+        && h.data_ptr() == output.data_ptr()
+        && h.size() == output.size()
+        && h.stride() == output.stride()
 }
 
 /// [`forward`] with the weight given by its values, row-major `outputs × in` (GNC makes each
@@ -101,9 +171,8 @@ pub fn forward(
 /// see [`gradients`]).
 pub fn forward_values(
     h: &Tensor,
-    wv: WeightValues,
-    outputs: usize,
-    b: &Tensor,
+    Weights { w: wv, outputs, b }: Weights,
+    activation: Activation,
     (weight, bias): (usize, usize),
     tape: Option<&mut Tape>,
 ) -> Tensor {
@@ -111,7 +180,14 @@ pub fn forward_values(
     let (rows, inputs) = (rows as usize, inputs as usize);
     assert_eq!(wv.len(), outputs * inputs, "the weight is outputs × inputs");
     assert_eq!(b.numel(), outputs, "the bias has one value per output");
-    let hv = values(h);
+    // The previous layer's output values, if `h` is that layer's output leaf.
+    let previous = tape
+        .as_deref()
+        .and_then(|t| t.0.last())
+        .filter(|prev| is_output(h, &prev.output))
+        .map(|prev| Arc::clone(&prev.y));
+    let follows = previous.is_some();
+    let hv = previous.unwrap_or_else(|| Arc::new(values(h)));
     let bv = values(b);
     // yᵀ = W hᵀ: the large operand W is `a`, read in place; h is the small `b`, read through
     // its transpose's strides into the product's packed panels (no copy of ours).
@@ -121,10 +197,18 @@ pub fn forward_values(
         Strided::rows(&hv, rows, inputs).t(),
         &mut yt,
     );
+    // The output is written twice in one pass: the tensor the graph goes on with, and the
+    // values the next layer and this layer's backward read.
+    let mut yv = buffer(rows * outputs);
     let y = written(&[rows as i64, outputs as i64], |y| {
-        for (r, row) in y.chunks_exact_mut(outputs).enumerate() {
-            for (o, (v, &b)) in row.iter_mut().zip(&bv).enumerate() {
-                *v = yt[o * rows + r] + b;
+        for (r, (row, vrow)) in y
+            .chunks_exact_mut(outputs)
+            .zip(yv.chunks_exact_mut(outputs))
+            .enumerate()
+        {
+            for (o, ((v, vv), &b)) in row.iter_mut().zip(vrow).zip(&bv).enumerate() {
+                *v = activation.apply(yt[o * rows + r] + b);
+                *vv = *v;
             }
         }
     });
@@ -133,7 +217,8 @@ pub fn forward_values(
     }
     match tape {
         None => {
-            recycle(hv);
+            release(hv);
+            recycle(yv);
             wv.recycle();
             y
         }
@@ -141,11 +226,14 @@ pub fn forward_values(
             let output = y.set_requires_grad(true);
             tape.0.push(LinearRecord {
                 input: h.shallow_clone(),
+                follows,
                 h: hv,
                 w: wv,
                 weight,
                 bias,
                 output: output.shallow_clone(),
+                y: Arc::new(yv),
+                activation,
                 rows,
                 inputs,
                 outputs,
@@ -174,11 +262,12 @@ fn weight_gradient(rec: &LinearRecord, dy: &[f32], w: &mut [f32]) {
     );
 }
 
-/// ∂h as a tensor, or `None` for the first layer, whose input is the data (no gradient flows
-/// there). ∂hᵀ = Wᵀ dyᵀ, so the large W is `a`, read in place (k-major), and the small dy is
-/// packed; each element is the same chain over o as in ∂h = dy W (fma's product commutes
-/// exactly). The transpose back is written straight into the tensor.
-fn input_gradient(rec: &LinearRecord, dy: &[f32]) -> Option<Tensor> {
+/// ∂h, row-major n × in, or `None` for the first layer, whose input is the data (no gradient
+/// flows there). ∂hᵀ = Wᵀ dyᵀ, so the large W is `a`, read in place (k-major), and the small dy
+/// is packed; each element is the same chain over o as in ∂h = dy W (fma's product commutes
+/// exactly). The transpose back is written straight into the tensor, or into values when it
+/// goes to the previous layer.
+fn input_gradient(rec: &LinearRecord, dy: &[f32]) -> Option<Part> {
     let (n, i, o) = (rec.rows, rec.inputs, rec.outputs);
     rec.input.requires_grad().then(|| {
         let mut ht = buffer(i * n);
@@ -187,7 +276,14 @@ fn input_gradient(rec: &LinearRecord, dy: &[f32]) -> Option<Tensor> {
             Strided::rows(dy, n, o).t(),
             &mut ht,
         );
-        let h = written(&[n as i64, i as i64], |h| transpose_into(&ht, i, n, h));
+        let shape = [n as i64, i as i64];
+        let h = if rec.follows {
+            let mut h = buffer(n * i);
+            transpose_into(&ht, i, n, &mut h);
+            Part::values(h, shape.to_vec())
+        } else {
+            Part::Tensor(written(&shape, |h| transpose_into(&ht, i, n, h)))
+        };
         recycle(ht);
         h
     })
@@ -253,33 +349,28 @@ fn sweep(
             Some(j) => records[j].output.shallow_clone(),
         })
         .collect();
-    // A gradient so far is a tensor (`acc`) or a weight gradient's values (`raw`), never both.
-    let mut acc: Vec<Option<Tensor>> = (0..nw + records.len()).map(|_| None).collect();
-    let mut raw: Vec<Option<(Vec<f32>, Vec<i64>)>> = (0..nw).map(|_| None).collect();
+    // The gradient so far of each weight, then of each record's output: its first
+    // contribution as it came (a weight gradient's or a handed-over ∂h's values stay values),
+    // a sum of several as a tensor, added in the order they came.
+    let mut acc: Vec<Option<Part>> = (0..nw + records.len()).map(|_| None).collect();
     let mut early_norm: Vec<Option<Tensor>> = (0..nw).map(|_| None).collect();
-    let add = |acc: &mut Vec<Option<Tensor>>, raw: &mut Vec<Option<_>>, k: usize, g| {
-        // A second contribution to a gradient held as values: the sum is a tensor.
-        let so_far = acc[k].take().or_else(|| {
-            raw.get_mut(k)
-                .and_then(Option::take)
-                .map(|(v, shape): (Vec<f32>, Vec<i64>)| Part::values(v, shape).into_tensor())
-        });
-        acc[k] = Some(match so_far {
+    let add = |acc: &mut Vec<Option<Part>>, k: usize, g: Part| {
+        acc[k] = Some(match acc[k].take() {
             None => g,
-            Some(sum) => sum + g,
+            Some(sum) => Part::Tensor(sum.into_tensor() + g.into_tensor()),
         });
     };
-    let autograd = |acc: &mut Vec<Option<Tensor>>, raw: &mut Vec<Option<_>>, root: &Tensor| {
+    let autograd = |acc: &mut Vec<Option<Part>>, root: &Tensor| {
         for (k, g) in Tensor::run_backward(&[root], &inputs, false, false)
             .into_iter()
             .enumerate()
         {
             if g.defined() {
-                add(acc, raw, slots[k], g);
+                add(acc, slots[k], Part::Tensor(g));
             }
         }
     };
-    autograd(&mut acc, &mut raw, objective);
+    autograd(&mut acc, objective);
     // Whether a record is its weight's oldest, so its contribution (records are swept newest
     // first) is the weight's last.
     let last: Vec<bool> = (0..records.len())
@@ -289,43 +380,54 @@ fn sweep(
     // the next layer's weight gradient (a layer of the same size) is written into memory that
     // is still in cache.
     for (j, rec) in records.into_iter().enumerate().rev() {
-        let dy = match acc[nw + j].take() {
-            Some(g) => values(&g),
+        let mut dy = match acc[nw + j].take() {
+            Some(Part::Tensor(g)) => values(&g),
+            Some(Part::Values(v, _)) => {
+                Arc::try_unwrap(v).expect("a handed-over ∂h is the sweep's alone")
+            }
             None => vec![0.0; rec.rows * rec.outputs],
         };
+        rec.activation.backward(&rec.y, &mut dy);
         // The weight's first contribution stays values; a later one is added as a tensor.
         let shape = [rec.outputs as i64, rec.inputs as i64];
-        if acc[rec.weight].is_none() && raw[rec.weight].is_none() {
+        if acc[rec.weight].is_none() {
             let mut w = buffer(rec.outputs * rec.inputs);
             weight_gradient(&rec, &dy, &mut w);
             // Final if this is the weight's last contribution: take its norm while in cache.
             if norms && last[j] {
                 early_norm[rec.weight] = Some(gnc_kernels::tensor::norm(&w));
             }
-            raw[rec.weight] = Some((w, shape.to_vec()));
+            acc[rec.weight] = Some(Part::values(w, shape.to_vec()));
         } else {
             let w = written(&shape, |w| weight_gradient(&rec, &dy, w));
-            add(&mut acc, &mut raw, rec.weight, w);
+            add(&mut acc, rec.weight, Part::Tensor(w));
         }
-        add(&mut acc, &mut raw, rec.bias, bias_gradient(&rec, &dy));
+        add(&mut acc, rec.bias, Part::Tensor(bias_gradient(&rec, &dy)));
         let dh = input_gradient(&rec, &dy);
         recycle(dy);
-        let LinearRecord { input, h, w, .. } = rec;
-        recycle(h);
+        let LinearRecord {
+            input,
+            follows,
+            h,
+            w,
+            y,
+            ..
+        } = rec;
+        release(h);
+        release(y);
         w.recycle();
-        if let Some(dh) = dh {
-            autograd(&mut acc, &mut raw, &(&input * dh).sum(Kind::Float));
+        match dh {
+            // The previous record's output is this layer's input itself: no autograd between.
+            Some(dh) if follows => add(&mut acc, nw + j - 1, dh),
+            Some(dh) => autograd(&mut acc, &(&input * dh.into_tensor()).sum(Kind::Float)),
+            None => {}
         }
     }
     let parts: Vec<Part> = acc
         .into_iter()
-        .zip(raw)
+        .take(nw)
         .zip(weights)
-        .map(|((g, v), w)| match (g, v) {
-            (_, Some((v, shape))) => Part::values(v, shape),
-            (Some(g), None) => Part::Tensor(g),
-            (None, None) => Part::Tensor(w.zeros_like()),
-        })
+        .map(|(g, w)| g.unwrap_or_else(|| Part::Tensor(w.zeros_like())))
         .collect();
     let norms = if norms {
         parts

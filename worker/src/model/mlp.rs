@@ -28,10 +28,11 @@ impl Model for Mlp {
     fn forward_with(&self, p: &mut ParamCursor, _bn: &mut BatchNorm, x: &Tensor) -> Tensor {
         let mut h = x.flatten(1, -1);
         for l in 0..self.layers {
-            h = p.linear(&h);
-            if l + 1 < self.layers {
-                h = h.relu();
-            }
+            h = if l + 1 < self.layers {
+                p.linear_relu(&h)
+            } else {
+                p.linear(&h)
+            };
         }
         h
     }

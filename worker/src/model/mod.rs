@@ -20,7 +20,7 @@ use tch::{Kind, Tensor};
 use crate::device::Device;
 use crate::kernels::{
     self,
-    linear::{Tape, WeightValues},
+    linear::{Activation, Tape, WeightValues, Weights},
 };
 use crate::methods::GncWeights;
 use crate::rng::{Purpose, Stream};
@@ -214,19 +214,30 @@ impl<'a> ParamCursor<'a> {
     /// at the native level, gnc's portable product at the portable level (recorded for the
     /// backward when W requires grad; see [`kernels::linear`]).
     pub fn linear(&mut self, h: &Tensor) -> Tensor {
+        self.linear_with(h, Activation::Identity)
+    }
+
+    /// `relu(h Wᵀ + b)`: [`ParamCursor::linear`] and libtorch's ReLU, the same bits; at the
+    /// portable level the ReLU is the layer's own, so that an MLP's layers run one after the
+    /// other with no libtorch between them (see [`kernels::linear`]).
+    pub fn linear_relu(&mut self, h: &Tensor) -> Tensor {
+        self.linear_with(h, Activation::Relu)
+    }
+
+    fn linear_with(&mut self, h: &Tensor, activation: Activation) -> Tensor {
         let k = self.next;
         if let (true, Source::Gnc { weights, prev }) = (kernels::portable(), &mut self.source) {
             // The worker's weights go from its saved gradient straight into the buffer the
             // product reads; the weight needs no tensor, as autograd does not differentiate
             // it (kernels::linear::gradients), so an empty one holds its place.
             let outputs = weights.shape(k)[0] as usize;
-            let wv = weights.make(k, std::mem::take(&mut prev[k]));
+            let w = WeightValues::Own(weights.make(k, std::mem::take(&mut prev[k])));
             self.next += 1;
             self.made.push(Tensor::new());
-            let b = self.next();
+            let b = &self.next();
             let tape = Some(&mut self.tape);
-            let wv = WeightValues::Own(wv);
-            return kernels::linear::forward_values(h, wv, outputs, &b, (k, k + 1), tape);
+            let weights = Weights { w, outputs, b };
+            return kernels::linear::forward_values(h, weights, activation, (k, k + 1), tape);
         }
         let shared = match &self.source {
             Source::Leaves(_, Some(values)) => Some(values[k].clone()),
@@ -234,17 +245,25 @@ impl<'a> ParamCursor<'a> {
         };
         let (w, b) = (self.next(), self.next());
         if !kernels::portable() {
-            return h.linear(&w, Some(&b));
+            let y = h.linear(&w, Some(&b));
+            return match activation {
+                Activation::Identity => y,
+                Activation::Relu => y.relu(),
+            };
         }
         if let Some(wv) = shared {
             // A leaf: its gradient comes from the tape, so the layer is always recorded.
             let outputs = w.size()[0] as usize;
             let tape = Some(&mut self.tape);
-            let wv = WeightValues::Shared(wv);
-            return kernels::linear::forward_values(h, wv, outputs, &b, (k, k + 1), tape);
+            let weights = Weights {
+                w: WeightValues::Shared(wv),
+                outputs,
+                b: &b,
+            };
+            return kernels::linear::forward_values(h, weights, activation, (k, k + 1), tape);
         }
         let tape = w.requires_grad().then_some(&mut self.tape);
-        kernels::linear::forward(h, &w, &b, (k, k + 1), tape)
+        kernels::linear::forward(h, &w, &b, activation, (k, k + 1), tape)
     }
 
     /// The portable layers recorded so far, for [`kernels::linear::gradients`].

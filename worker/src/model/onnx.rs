@@ -14,6 +14,10 @@ use super::{BatchNorm, Model, ParamCursor};
 pub struct OnnxNet {
     architecture: Architecture,
     graph: Arc<Graph>,
+    /// Per node: a fully connected layer whose output only the next node reads, a ReLU, which
+    /// the layer then applies itself ([`ParamCursor::linear_relu`]: the same bits, and an MLP's
+    /// layers run one after the other with no libtorch between them).
+    relu_fused: Vec<bool>,
 }
 
 impl OnnxNet {
@@ -23,11 +27,36 @@ impl OnnxNet {
             .onnx
             .clone()
             .expect("an ONNX model's architecture holds its graph");
+        let relu_fused = relu_fused(&graph);
         OnnxNet {
             architecture,
             graph,
+            relu_fused,
         }
     }
+}
+
+/// [`OnnxNet::relu_fused`] of each node of `g`.
+fn relu_fused(g: &Graph) -> Vec<bool> {
+    let readers = |value: usize| {
+        g.nodes
+            .iter()
+            .flat_map(|n| &n.inputs)
+            .filter(|o| **o == Operand::Value(value))
+            .count()
+    };
+    let mut fused = vec![false; g.nodes.len()];
+    for (i, pair) in g.nodes.windows(2).enumerate() {
+        let [layer, next] = pair else {
+            unreachable!("windows of two")
+        };
+        fused[i] = layer.op == Op::Linear
+            && next.op == Op::Relu
+            && next.inputs == [Operand::Value(layer.output)]
+            && readers(layer.output) == 1
+            && layer.output != g.output;
+    }
+    fused
 }
 
 impl Model for OnnxNet {
@@ -43,7 +72,7 @@ impl Model for OnnxNet {
             .chain(g.example_shape.iter().copied())
             .collect();
         slots[0] = Some(x.reshape(&input));
-        for node in &g.nodes {
+        for (i, node) in g.nodes.iter().enumerate() {
             let operand = |o: &Operand| match *o {
                 Operand::Value(s) => slots[s]
                     .as_ref()
@@ -58,6 +87,7 @@ impl Model for OnnxNet {
             };
             let h = operand(&node.inputs[0]);
             let y = match &node.op {
+                Op::Linear if self.relu_fused[i] => p.linear_relu(&h),
                 Op::Linear => p.linear(&h),
                 Op::Conv {
                     window,
@@ -79,6 +109,8 @@ impl Model for OnnxNet {
                     let (w, b) = (p.next(), p.next());
                     bn.apply_with_eps(&h, &w, &b, *eps)
                 }
+                // The layer before applied it.
+                Op::Relu if i > 0 && self.relu_fused[i - 1] => h,
                 Op::Relu => h.relu(),
                 // x where x > 0, else αx: PyTorch's LeakyReLU, value and gradient.
                 Op::LeakyRelu { alpha } => h.where_self(&h.gt(0.0), &(&h * *alpha)),
@@ -138,5 +170,64 @@ impl Model for OnnxNet {
         slots[g.output]
             .take()
             .expect("the output is computed by the graph")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(op: Op, inputs: &[usize], output: usize) -> gnc_onnx::Node {
+        gnc_onnx::Node {
+            name: format!("n{output}"),
+            op,
+            inputs: inputs.iter().map(|&v| Operand::Value(v)).collect(),
+            output,
+        }
+    }
+
+    fn graph(nodes: Vec<gnc_onnx::Node>, output: usize) -> Graph {
+        Graph {
+            example_shape: vec![4],
+            outputs: 2,
+            values: nodes.len() + 1,
+            nodes,
+            output,
+            params: Vec::new(),
+            batch_norms: Vec::new(),
+            constants: Vec::new(),
+            sha256: String::new(),
+        }
+    }
+
+    /// A layer takes its ReLU only where nothing else reads the layer's output.
+    #[test]
+    fn a_layer_fuses_the_relu_that_alone_reads_its_output() {
+        // An MLP: linear, relu, linear, relu, linear.
+        let mlp = graph(
+            vec![
+                node(Op::Linear, &[0], 1),
+                node(Op::Relu, &[1], 2),
+                node(Op::Linear, &[2], 3),
+                node(Op::Relu, &[3], 4),
+                node(Op::Linear, &[4], 5),
+            ],
+            5,
+        );
+        assert_eq!(relu_fused(&mlp), [true, false, true, false, false]);
+        // The first layer's output is also added back in; the second's ReLU is the output.
+        let shared = graph(
+            vec![
+                node(Op::Linear, &[0], 1),
+                node(Op::Relu, &[1], 2),
+                node(Op::Add, &[2, 1], 3),
+                node(Op::Linear, &[3], 4),
+                node(Op::Sigmoid, &[4], 5),
+            ],
+            5,
+        );
+        assert_eq!(relu_fused(&shared), [false; 5]);
+        let last = graph(vec![node(Op::Linear, &[0], 1), node(Op::Relu, &[1], 2)], 1);
+        assert_eq!(relu_fused(&last), [false; 2]);
     }
 }
