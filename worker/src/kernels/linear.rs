@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use tch::{Kind, Tensor};
 
-use gnc_kernels::tensor::written;
+use gnc_kernels::tensor::{from_values, written};
 
 use super::buffers::{buffer, recycle, release, values};
 use crate::tree::Part;
@@ -47,10 +47,13 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn apply(self, v: f32) -> f32 {
-        match self {
-            Activation::Relu if v < 0.0 => 0.0,
-            _ => v,
+    fn apply(self, y: &mut [f32]) {
+        if self == Activation::Relu {
+            for v in y {
+                if *v < 0.0 {
+                    *v = 0.0;
+                }
+            }
         }
     }
 
@@ -197,21 +200,18 @@ pub fn forward_values(
         Strided::rows(&hv, rows, inputs).t(),
         &mut yt,
     );
-    // The output is written twice in one pass: the tensor the graph goes on with, and the
-    // values the next layer and this layer's backward read.
+    // The output as values (read by the next layer and this layer's backward), then copied into
+    // the tensor the graph goes on with. The transpose reads yᵀ in order (its scattered writes
+    // stay in a few cache lines), and the bias and activation run along rows.
     let mut yv = buffer(rows * outputs);
-    let y = written(&[rows as i64, outputs as i64], |y| {
-        for (r, (row, vrow)) in y
-            .chunks_exact_mut(outputs)
-            .zip(yv.chunks_exact_mut(outputs))
-            .enumerate()
-        {
-            for (o, ((v, vv), &b)) in row.iter_mut().zip(vrow).zip(&bv).enumerate() {
-                *v = activation.apply(yt[o * rows + r] + b);
-                *vv = *v;
-            }
+    transpose_into(&yt, outputs, rows, &mut yv);
+    for row in yv.chunks_exact_mut(outputs) {
+        for (v, &b) in row.iter_mut().zip(&bv) {
+            *v += b;
         }
-    });
+        activation.apply(row);
+    }
+    let y = from_values(&yv, &[rows as i64, outputs as i64]);
     for v in [yt, bv] {
         recycle(v);
     }
