@@ -102,13 +102,7 @@ fn add_part(sizes: &[usize], lefts: Vec<Part>, right: Part) -> Part {
         // A worker whose part is a tensor where another's are values: sum as tensors.
         let mut sum = right.into_tensor();
         for (&size, left) in sizes.iter().zip(lefts) {
-            let mut left = left.into_tensor();
-            sum = if size == 1 {
-                &left + &sum
-            } else {
-                let _ = left.g_add_(&sum);
-                left
-            };
+            sum = add_tensors(left.into_tensor(), size, &sum);
         }
         return Part::Tensor(sum);
     }
@@ -211,17 +205,23 @@ impl TreeSum {
     }
 }
 
-/// `a + b` for a pair of blocks' sums: fresh if `a` is a single leaf's (its owner may keep
-/// it), else in place.
-fn add_blocks(mut a: (usize, Bundle), b: Bundle) -> Bundle {
-    if a.0 == 1 {
-        a.1.iter().zip(&b).map(|(x, y)| x + y).collect()
+/// `left + right` for a left node of `left_size` leaves: fresh if the node is a single leaf
+/// (its owner may keep it), else in place (a partial sum is the tree's own).
+fn add_tensors(mut left: Tensor, left_size: usize, right: &Tensor) -> Tensor {
+    if left_size == 1 {
+        &left + right
     } else {
-        for (x, y) in a.1.iter_mut().zip(&b) {
-            let _ = x.g_add_(y);
-        }
-        a.1
+        let _ = left.g_add_(right);
+        left
     }
+}
+
+/// `a + b` for a pair of blocks' sums, part by part, as [`add_tensors`].
+fn add_blocks((size, a): (usize, Bundle), b: Bundle) -> Bundle {
+    a.into_iter()
+        .zip(&b)
+        .map(|(x, y)| add_tensors(x, size, y))
+        .collect()
 }
 
 /// Combines the sums of `blocks` — consecutive nodes of the tree over [0, m) covering it —
