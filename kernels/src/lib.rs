@@ -422,6 +422,27 @@ pub(crate) struct Tile<'a> {
     load: bool,
 }
 
+/// `t` = the transpose of `v`, a row-major `rows × cols` matrix (`t` is row-major
+/// `cols × rows`): whole 8 × 8 blocks shuffled in AVX2 registers where the CPU has AVX2, the
+/// rest element by element. Values are moved, never computed, so every path gives the same
+/// bits.
+pub fn transpose(v: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
+    assert_eq!(v.len(), rows * cols, "v is rows × cols");
+    assert_eq!(t.len(), rows * cols, "t is cols × rows");
+    let blocked = simd::transpose_blocks(v, rows, cols, t);
+    let (full_rows, full_cols) = if blocked {
+        (rows / 8 * 8, cols / 8 * 8)
+    } else {
+        (0, 0)
+    };
+    // The columns right of the blocks, then the rows below them.
+    let right = (0..full_rows).flat_map(|r| (full_cols..cols).map(move |c| (r, c)));
+    let below = (full_rows..rows).flat_map(|r| (0..cols).map(move |c| (r, c)));
+    for (r, c) in right.chain(below) {
+        t[c * rows + r] = v[r * cols + c];
+    }
+}
+
 /// The scalar microkernel (6 × 16, safe code; bounds checked by `simd::run`).
 fn scalar_tile(t: Tile) {
     macro_rules! rows {

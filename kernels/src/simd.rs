@@ -54,6 +54,24 @@ pub(crate) fn run(isa: Isa, t: Tile) {
     }
 }
 
+/// The whole 8 × 8 blocks of [`crate::transpose`] with AVX2 shuffles, when this CPU has AVX2:
+/// rows `0..rows / 8 * 8` by columns `0..cols / 8 * 8` of `v` (row-major `rows × cols`) into
+/// `t` (row-major `cols × rows`). Whether it did them (else the caller does them all).
+pub(crate) fn transpose_blocks(v: &[f32], rows: usize, cols: usize, t: &mut [f32]) -> bool {
+    assert!(
+        v.len() >= rows * cols && t.len() >= rows * cols,
+        "a transpose of {rows} × {cols} needs that many values each side"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if Isa::Avx2.missing().is_none() {
+        // SAFETY: AVX2 was checked just above; `transpose_blocks_avx2` reads `v` and writes
+        // `t` only at indexes below `rows * cols`, which both hold (asserted above).
+        unsafe { x86::transpose_blocks_avx2(v, rows, cols, t) };
+        return true;
+    }
+    false
+}
+
 /// MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6) flags and its rounding
 /// control (bits 13–14, zero for round-to-nearest-even): the bits that change an FMA's result.
 #[cfg(target_arch = "x86_64")]
@@ -157,6 +175,56 @@ mod x86 {
             };
         }
         rows!(1 2 3 4 5 6 7 8 9 10 11 12)
+    }
+
+    /// See [`super::transpose_blocks`]: each 8 × 8 block is eight unaligned row loads, the
+    /// classic unpack / shuffle / 128-bit permute transpose in registers, and eight stores.
+    ///
+    /// # Safety
+    /// AVX2 is available; `v` and `t` each hold at least `rows * cols` floats.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose_blocks_avx2(v: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
+        let (vp, tp) = (v.as_ptr(), t.as_mut_ptr());
+        for r0 in (0..rows / 8 * 8).step_by(8) {
+            for c0 in (0..cols / 8 * 8).step_by(8) {
+                let r: [__m256; 8] = std::array::from_fn(|i| {
+                    // SAFETY: row r0 + i < rows and columns c0..c0 + 8 <= cols, so every index
+                    // read is below rows * cols <= v.len().
+                    unsafe { _mm256_loadu_ps(vp.add((r0 + i) * cols + c0)) }
+                });
+                let a0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let a1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let a2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let a3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let a4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let a5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let a6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let a7 = _mm256_unpackhi_ps(r[6], r[7]);
+                let b0 = _mm256_shuffle_ps::<0x44>(a0, a2);
+                let b1 = _mm256_shuffle_ps::<0xEE>(a0, a2);
+                let b2 = _mm256_shuffle_ps::<0x44>(a1, a3);
+                let b3 = _mm256_shuffle_ps::<0xEE>(a1, a3);
+                let b4 = _mm256_shuffle_ps::<0x44>(a4, a6);
+                let b5 = _mm256_shuffle_ps::<0xEE>(a4, a6);
+                let b6 = _mm256_shuffle_ps::<0x44>(a5, a7);
+                let b7 = _mm256_shuffle_ps::<0xEE>(a5, a7);
+                let out = [
+                    _mm256_permute2f128_ps::<0x20>(b0, b4),
+                    _mm256_permute2f128_ps::<0x20>(b1, b5),
+                    _mm256_permute2f128_ps::<0x20>(b2, b6),
+                    _mm256_permute2f128_ps::<0x20>(b3, b7),
+                    _mm256_permute2f128_ps::<0x31>(b0, b4),
+                    _mm256_permute2f128_ps::<0x31>(b1, b5),
+                    _mm256_permute2f128_ps::<0x31>(b2, b6),
+                    _mm256_permute2f128_ps::<0x31>(b3, b7),
+                ];
+                for (j, o) in out.into_iter().enumerate() {
+                    // SAFETY: row c0 + j < cols of t, columns r0..r0 + 8 <= rows, so every
+                    // index written is below rows * cols <= t.len().
+                    unsafe { _mm256_storeu_ps(tp.add((c0 + j) * rows + r0), o) };
+                }
+            }
+        }
     }
 
     /// `R` rows × 16 columns (two `__m256`) of `c`, chains over `t.k` steps.
