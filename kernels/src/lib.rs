@@ -427,14 +427,10 @@ pub(crate) struct Tile<'a> {
 /// rest element by element. Values are moved, never computed, so every path gives the same
 /// bits.
 pub fn transpose(v: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
-    assert_eq!(v.len(), rows * cols, "v is rows × cols");
-    assert_eq!(t.len(), rows * cols, "t is cols × rows");
-    let blocked = simd::transpose_blocks(v, rows, cols, t);
-    let (full_rows, full_cols) = if blocked {
-        (rows / 8 * 8, cols / 8 * 8)
-    } else {
-        (0, 0)
-    };
+    let n = rows.checked_mul(cols);
+    assert_eq!(Some(v.len()), n, "v is rows × cols");
+    assert_eq!(Some(t.len()), n, "t is cols × rows");
+    let (full_rows, full_cols) = simd::transpose_blocks(v, rows, cols, t);
     // The columns right of the blocks, then the rows below them.
     let right = (0..full_rows).flat_map(|r| (full_cols..cols).map(move |c| (r, c)));
     let below = (full_rows..rows).flat_map(|r| (0..cols).map(move |c| (r, c)));

@@ -56,20 +56,31 @@ pub(crate) fn run(isa: Isa, t: Tile) {
 
 /// The whole 8 × 8 blocks of [`crate::transpose`] with AVX2 shuffles, when this CPU has AVX2:
 /// rows `0..rows / 8 * 8` by columns `0..cols / 8 * 8` of `v` (row-major `rows × cols`) into
-/// `t` (row-major `cols × rows`). Whether it did them (else the caller does them all).
-pub(crate) fn transpose_blocks(v: &[f32], rows: usize, cols: usize, t: &mut [f32]) -> bool {
+/// `t` (row-major `cols × rows`). The rows and columns it covered, from 0 (none without AVX2:
+/// the caller does the rest element by element).
+pub(crate) fn transpose_blocks(
+    v: &[f32],
+    rows: usize,
+    cols: usize,
+    t: &mut [f32],
+) -> (usize, usize) {
+    // Checked, not wrapping: every index the kernel computes is below this product.
+    let n = rows
+        .checked_mul(cols)
+        .expect("a transpose's size fits in usize");
     assert!(
-        v.len() >= rows * cols && t.len() >= rows * cols,
+        v.len() >= n && t.len() >= n,
         "a transpose of {rows} × {cols} needs that many values each side"
     );
     #[cfg(target_arch = "x86_64")]
     if Isa::Avx2.missing().is_none() {
         // SAFETY: AVX2 was checked just above; `transpose_blocks_avx2` reads `v` and writes
-        // `t` only at indexes below `rows * cols`, which both hold (asserted above).
+        // `t` only at indexes below `rows * cols` (which does not overflow: checked above),
+        // and both hold that many values (asserted above).
         unsafe { x86::transpose_blocks_avx2(v, rows, cols, t) };
-        return true;
+        return (rows / 8 * 8, cols / 8 * 8);
     }
-    false
+    (0, 0)
 }
 
 /// MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6) flags and its rounding

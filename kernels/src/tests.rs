@@ -284,3 +284,10 @@ fn transpose_moves_every_value_to_its_place() {
         println!("AVX2 is missing here: only the scalar transpose was tested");
     }
 }
+
+/// Sizes whose product wraps around usize are refused, not read through.
+#[test]
+fn a_transpose_whose_size_overflows_is_refused() {
+    let r = std::panic::catch_unwind(|| crate::transpose(&[], 1 << 61, 8, &mut []));
+    assert!(r.is_err());
+}
