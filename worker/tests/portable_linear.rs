@@ -201,3 +201,55 @@ fn fused_relu_has_libtorchs_bits_at_nans_negatives_and_zeros() {
     assert_eq!(fused.2[0], 0.0f32.to_bits());
     assert_eq!(fused.2[4], 0.0f32.to_bits());
 }
+
+/// The hand-off where it meets other gradients: a ReLU layer's output also read by the
+/// objective directly (a second reader, whose gradient autograd brings first), and two layers
+/// with no activation between them. Against the same layers with every hand-off and fusion
+/// prevented (libtorch's ReLU, each layer's input a view, which is not the output leaf): the
+/// objective and every gradient bit for bit. (That reference crosses the one ReLU node from two
+/// segments, the objective's and the second layer's: the sweep must keep the graph.)
+#[test]
+fn handed_on_gradients_sum_with_other_readers_to_the_same_bits() {
+    let run = |fused: bool| {
+        let params: Vec<Tensor> = [
+            det(&[20, 12], 11, 0.5),
+            det(&[20], 12, 0.1),
+            det(&[16, 20], 13, 0.5),
+            det(&[16], 14, 0.1),
+            det(&[10, 16], 15, 0.5),
+            det(&[10], 16, 0.1),
+        ]
+        .into_iter()
+        .map(|t| t.set_requires_grad(true))
+        .collect();
+        let mut tape = Tape::default();
+        let x = det(&[8, 12], 17, 2.0);
+        let layer = |h: &Tensor, l: usize, act, tape: &mut Tape| {
+            let (w, b) = (&params[2 * l], &params[2 * l + 1]);
+            forward(h, w, b, act, (2 * l, 2 * l + 1), Some(tape))
+        };
+        let (y1, y3) = if fused {
+            let y1 = layer(&x, 0, Activation::Relu, &mut tape);
+            let y2 = layer(&y1, 1, Activation::Identity, &mut tape);
+            (
+                y1.shallow_clone(),
+                layer(&y2, 2, Activation::Identity, &mut tape),
+            )
+        } else {
+            let y1 = layer(&x, 0, Activation::Identity, &mut tape).relu();
+            let y2 = layer(&y1.view([8, 20]), 1, Activation::Identity, &mut tape);
+            let y3 = layer(&y2.view([8, 16]), 2, Activation::Identity, &mut tape);
+            (y1, y3)
+        };
+        let labels = Tensor::from_slice(&(0..8).map(|i| (i * 3) % 10).collect::<Vec<i64>>());
+        let objective = y3.log_softmax(-1, Kind::Float).nll_loss(&labels)
+            + (&y1 * det(&[8, 20], 18, 1.0)).sum(Kind::Float) * 0.5;
+        let g = gradients(&objective, &params, tape);
+        (bits(&objective), g.iter().map(bits).collect::<Vec<_>>())
+    };
+    let (fused, plain) = (run(true), run(false));
+    assert_eq!(fused.0, plain.0, "objective");
+    for (k, (a, b)) in fused.1.iter().zip(&plain.1).enumerate() {
+        assert_eq!(a, b, "parameter {k}");
+    }
+}

@@ -193,16 +193,18 @@ pub fn forward_values(
     let follows = previous.is_some();
     let hv = previous.unwrap_or_else(|| Arc::new(values(h)));
     let bv = values(b);
-    // yᵀ = W hᵀ: the large operand W is `a`, read in place; h is the small `b`, read through
-    // its transpose's strides into the product's packed panels (no copy of ours).
+    // yᵀ = W hᵀ: the large operand W is `a`, read in place; h's values (the previous layer's,
+    // or copied out of the tensor) are the small `b`, read through their transpose's strides
+    // into the product's packed panels.
     let mut yt = buffer(outputs * rows);
     gemm(
         Strided::rows(&wv, outputs, inputs),
         Strided::rows(&hv, rows, inputs).t(),
         &mut yt,
     );
-    // The output as values (read by the next layer and this layer's backward), then copied into
-    // the tensor the graph goes on with. The transpose moves 8 × 8 blocks in registers, and the
+    // The output as values (read by the next layer if it follows this one, and by this layer's
+    // ReLU backward; 4 bytes per output, kept whether or not they are), then copied into the
+    // tensor the graph goes on with. The transpose moves 8 × 8 blocks in registers, and the
     // bias and activation run along rows.
     let mut yv = buffer(rows * outputs);
     transpose(&yt, outputs, rows, &mut yv);
@@ -352,8 +354,11 @@ fn sweep(
             Some(sum) => Part::Tensor(sum.into_tensor() + g.into_tensor()),
         });
     };
+    // The graph is kept through every segment's backward: two segments may cross the same
+    // libtorch node (a ReLU's output read by two layers, or by a layer and the objective), and
+    // the first would otherwise free what the node saved for the second.
     let autograd = |acc: &mut Vec<Option<Part>>, root: &Tensor| {
-        for (k, g) in Tensor::run_backward(&[root], &inputs, false, false)
+        for (k, g) in Tensor::run_backward(&[root], &inputs, true, false)
             .into_iter()
             .enumerate()
         {
