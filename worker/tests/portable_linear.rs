@@ -18,20 +18,22 @@ enum Layers {
     PortableFused,
 }
 
+/// An MLP's parameters for layer widths `widths` (input first), each requiring grad: per layer
+/// a weight `[out, in]` of values up to `scale` and a bias of values up to 0.1, salted from
+/// `salt` on in canonical order.
+fn mlp_params(widths: &[i64], salt: u64, scale: f64) -> Vec<Tensor> {
+    widths
+        .windows(2)
+        .zip((salt..).step_by(2))
+        .flat_map(|(w, s)| [det(&[w[1], w[0]], s, scale), det(&[w[1]], s + 1, 0.1)])
+        .map(|t| t.set_requires_grad(true))
+        .collect()
+}
+
 /// A 3-layer ReLU network's objective over `passes` batches (two: 0.7·L(x1) + 0.3·L(x2)), its
 /// 6 parameters, and the portable layers' tape.
 fn network(layers: Layers, passes: usize) -> (Tensor, Vec<Tensor>, Tape) {
-    let params: Vec<Tensor> = [
-        det(&[40, 30], 1, 0.4),
-        det(&[40], 2, 0.1),
-        det(&[24, 40], 3, 0.4),
-        det(&[24], 4, 0.1),
-        det(&[10, 24], 5, 0.4),
-        det(&[10], 6, 0.1),
-    ]
-    .into_iter()
-    .map(|t| t.set_requires_grad(true))
-    .collect();
+    let params = mlp_params(&[30, 40, 24, 10], 1, 0.4);
     let mut tape = Tape::default();
     let mut loss = |x: &Tensor, y: &Tensor| {
         let mut h = x.shallow_clone();
@@ -211,17 +213,7 @@ fn fused_relu_has_libtorchs_bits_at_nans_negatives_and_zeros() {
 #[test]
 fn handed_on_gradients_sum_with_other_readers_to_the_same_bits() {
     let run = |fused: bool| {
-        let params: Vec<Tensor> = [
-            det(&[20, 12], 11, 0.5),
-            det(&[20], 12, 0.1),
-            det(&[16, 20], 13, 0.5),
-            det(&[16], 14, 0.1),
-            det(&[10, 16], 15, 0.5),
-            det(&[10], 16, 0.1),
-        ]
-        .into_iter()
-        .map(|t| t.set_requires_grad(true))
-        .collect();
+        let params = mlp_params(&[12, 20, 16, 10], 11, 0.5);
         let mut tape = Tape::default();
         let x = det(&[8, 12], 17, 2.0);
         let layer = |h: &Tensor, l: usize, act, tape: &mut Tape| {
