@@ -22,7 +22,9 @@
 //!   `ymm`), and a scalar `mul_add` path (6 × 16; the compiler may vectorise it, which changes
 //!   nothing); [`gemm_with`] forces one (tests, benchmarks);
 //! * `b` packed into zero-padded, 64-byte aligned panels of the tile's width (`k` rows of
-//!   `NR` floats), so the microkernel reads one contiguous stream whatever `b`'s layout; `a`
+//!   `NR` floats), so the microkernel reads one contiguous stream whatever `b`'s layout (a
+//!   transposed row-major `b`, as the forward and input-gradient products have, is packed
+//!   through the transpose's 8 × 8 register blocks); `a`
 //!   is read in place through its strides (a broadcast per row and step), so the large operand
 //!   should be `a` — the caller chooses the orientation (see `gnc-worker`'s `linear`); when
 //!   `a` is stored k-major (each step reads the next stored row, a stride too long for the
@@ -329,23 +331,23 @@ fn pack<'b>(b: Strided, nr: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
                 row[..w].copy_from_slice(&b.data[at..at + w]);
                 row[w..].fill(0.0);
             }
+        } else if b.row_stride == 1 && b.col_stride >= k {
+            // A transposed row-major matrix (rows not overlapping): the panel's columns are its
+            // rows, moved by the transpose's 8 × 8 register blocks, `b` read along its
+            // contiguous direction.
+            transpose_strided(
+                &b.data[j0 * b.col_stride..],
+                (w, k, b.col_stride),
+                panel,
+                nr,
+            );
+            for row in panel.chunks_exact_mut(nr) {
+                row[w..].fill(0.0);
+            }
         } else {
-            // Column by column within blocks of 64 rows: `b` is read along its contiguous
-            // direction when it is a transposed row-major matrix, and a block's part of the
-            // panel (8 KiB at 32 columns) stays in L1 while its columns are written.
-            for p0 in (0..k).step_by(64) {
-                let block = &mut panel[p0 * nr..(p0 + 64).min(k) * nr];
-                for jj in 0..nr {
-                    if jj < w {
-                        let col = (j0 + jj) * b.col_stride + p0 * b.row_stride;
-                        for (p, row) in block.chunks_exact_mut(nr).enumerate() {
-                            row[jj] = b.data[col + p * b.row_stride];
-                        }
-                    } else {
-                        for row in block.chunks_exact_mut(nr) {
-                            row[jj] = 0.0;
-                        }
-                    }
+            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
+                for (jj, x) in row.iter_mut().enumerate() {
+                    *x = if jj < w { b.at(p, j0 + jj) } else { 0.0 };
                 }
             }
         }
@@ -430,12 +432,23 @@ pub fn transpose(v: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
     let n = rows.checked_mul(cols);
     assert_eq!(Some(v.len()), n, "v is rows × cols");
     assert_eq!(Some(t.len()), n, "t is cols × rows");
-    let (full_rows, full_cols) = simd::transpose_blocks(v, rows, cols, t);
+    transpose_strided(v, (rows, cols, cols), t, rows);
+}
+
+/// [`transpose`] between row pitches: `v` is `rows × cols` with row `r` at `r * ldv`, and
+/// column `c` of it goes to row `c` of `t`, at `c * ldt`; nothing else of `t` is written.
+fn transpose_strided(
+    v: &[f32],
+    (rows, cols, ldv): (usize, usize, usize),
+    t: &mut [f32],
+    ldt: usize,
+) {
+    let (full_rows, full_cols) = simd::transpose_blocks(v, (rows, cols, ldv), t, ldt);
     // The columns right of the blocks, then the rows below them.
     let right = (0..full_rows).flat_map(|r| (full_cols..cols).map(move |c| (r, c)));
     let below = (full_rows..rows).flat_map(|r| (0..cols).map(move |c| (r, c)));
     for (r, c) in right.chain(below) {
-        t[c * rows + r] = v[r * cols + c];
+        t[c * ldt + r] = v[r * ldv + c];
     }
 }
 

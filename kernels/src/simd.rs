@@ -54,30 +54,43 @@ pub(crate) fn run(isa: Isa, t: Tile) {
     }
 }
 
-/// The whole 8 × 8 blocks of [`crate::transpose`] with AVX2 shuffles, when this CPU has AVX2:
-/// rows `0..rows / 8 * 8` by columns `0..cols / 8 * 8` of `v` (row-major `rows × cols`) into
-/// `t` (row-major `cols × rows`). The rows and columns it covered, from 0 (none without AVX2:
-/// the caller does the rest element by element).
+/// The whole 8 × 8 blocks of a transpose with AVX2 shuffles, when this CPU has AVX2: rows
+/// `0..rows / 8 * 8` by columns `0..cols / 8 * 8` of `v` (`rows × cols`, row `r` at
+/// `r * ldv`) into `t` (`cols × rows`, row `c` at `c * ldt`). The rows and columns it covered,
+/// from 0 (none without AVX2: the caller does the rest element by element).
 pub(crate) fn transpose_blocks(
     v: &[f32],
-    rows: usize,
-    cols: usize,
+    (rows, cols, ldv): (usize, usize, usize),
     t: &mut [f32],
+    ldt: usize,
 ) -> (usize, usize) {
-    // Checked, not wrapping: every index the kernel computes is below this product.
-    let n = rows
-        .checked_mul(cols)
-        .expect("a transpose's size fits in usize");
+    if rows == 0 || cols == 0 {
+        return (0, 0);
+    }
     assert!(
-        v.len() >= n && t.len() >= n,
-        "a transpose of {rows} × {cols} needs that many values each side"
+        ldv >= cols && ldt >= rows,
+        "a transpose's rows overlap (ldv {ldv} < cols {cols} or ldt {ldt} < rows {rows})"
+    );
+    // Checked, not wrapping: every index the kernel computes is at most one of these.
+    let v_end = (rows - 1)
+        .checked_mul(ldv)
+        .and_then(|x| x.checked_add(cols));
+    let t_end = (cols - 1)
+        .checked_mul(ldt)
+        .and_then(|x| x.checked_add(rows));
+    let (Some(v_end), Some(t_end)) = (v_end, t_end) else {
+        panic!("a transpose's size fits in usize");
+    };
+    assert!(
+        v.len() >= v_end && t.len() >= t_end,
+        "a transpose of {rows} × {cols} reaches past its values"
     );
     #[cfg(target_arch = "x86_64")]
     if Isa::Avx2.missing().is_none() {
-        // SAFETY: AVX2 was checked just above; `transpose_blocks_avx2` reads `v` and writes
-        // `t` only at indexes below `rows * cols` (which does not overflow: checked above),
-        // and both hold that many values (asserted above).
-        unsafe { x86::transpose_blocks_avx2(v, rows, cols, t) };
+        // SAFETY: AVX2 was checked just above; `transpose_blocks_avx2` reads `v` only below
+        // `(rows - 1) * ldv + cols` and writes `t` only below `(cols - 1) * ldt + rows` (which
+        // do not overflow: checked above), and both hold that many values (asserted above).
+        unsafe { x86::transpose_blocks_avx2(v, (rows, cols, ldv), t, ldt) };
         return (rows / 8 * 8, cols / 8 * 8);
     }
     (0, 0)
@@ -192,16 +205,22 @@ mod x86 {
     /// classic unpack / shuffle / 128-bit permute transpose in registers, and eight stores.
     ///
     /// # Safety
-    /// AVX2 is available; `v` and `t` each hold at least `rows * cols` floats.
+    /// AVX2 is available; `ldv >= cols`, `ldt >= rows`; `v` holds at least
+    /// `(rows - 1) * ldv + cols` floats and `t` at least `(cols - 1) * ldt + rows`.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn transpose_blocks_avx2(v: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
+    pub(super) unsafe fn transpose_blocks_avx2(
+        v: &[f32],
+        (rows, cols, ldv): (usize, usize, usize),
+        t: &mut [f32],
+        ldt: usize,
+    ) {
         let (vp, tp) = (v.as_ptr(), t.as_mut_ptr());
         for r0 in (0..rows / 8 * 8).step_by(8) {
             for c0 in (0..cols / 8 * 8).step_by(8) {
                 let r: [__m256; 8] = std::array::from_fn(|i| {
                     // SAFETY: row r0 + i < rows and columns c0..c0 + 8 <= cols, so every index
-                    // read is below rows * cols <= v.len().
-                    unsafe { _mm256_loadu_ps(vp.add((r0 + i) * cols + c0)) }
+                    // read is below (rows - 1) * ldv + cols <= v.len().
+                    unsafe { _mm256_loadu_ps(vp.add((r0 + i) * ldv + c0)) }
                 });
                 let a0 = _mm256_unpacklo_ps(r[0], r[1]);
                 let a1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -231,8 +250,8 @@ mod x86 {
                 ];
                 for (j, o) in out.into_iter().enumerate() {
                     // SAFETY: row c0 + j < cols of t, columns r0..r0 + 8 <= rows, so every
-                    // index written is below rows * cols <= t.len().
-                    unsafe { _mm256_storeu_ps(tp.add((c0 + j) * rows + r0), o) };
+                    // index written is below (cols - 1) * ldt + rows <= t.len().
+                    unsafe { _mm256_storeu_ps(tp.add((c0 + j) * ldt + r0), o) };
                 }
             }
         }

@@ -44,8 +44,8 @@ fn paths() -> Vec<Isa> {
         .collect()
 }
 
-/// Row-major a (m × k) and b (k × n), each also stored transposed and read through `.t()`:
-/// all four layouts, every available path, inner blocks 1, 7, 256 and k, one and three
+/// Row-major a (m × k) and b (k × n), each also stored transposed and read through `.t()`,
+/// and b also through a wider row pitch and through strides of 2: every layout, every available path, inner blocks 1, 7, 256 and k, one and three
 /// threads, against the reference bit for bit.
 fn check(m: usize, k: usize, n: usize, salt: u32) {
     let av = values(m * k, salt);
@@ -66,12 +66,44 @@ fn check(m: usize, k: usize, n: usize, salt: u32) {
     let bt = transpose(&bv, k, n);
     let a_t = Strided::rows(&at, k, m).t();
     let b_t = Strided::rows(&bt, n, k).t();
+    // bᵀ stored with a row pitch past its width (a view into a wider matrix), and b read
+    // through overlapping-free strides in neither direction contiguous.
+    let pitch = k + 3;
+    let bt_wide: Vec<f32> = (0..n * pitch)
+        .map(|x| {
+            if x % pitch < k {
+                bt[x / pitch * k + x % pitch]
+            } else {
+                f32::NAN
+            }
+        })
+        .collect();
+    let b_t_wide = Strided {
+        data: &bt_wide,
+        rows: k,
+        cols: n,
+        row_stride: 1,
+        col_stride: pitch,
+    };
+    let b_2n: Vec<f32> = bv.iter().flat_map(|&x| [x, f32::NAN]).collect();
+    let b_spread = Strided {
+        data: &b_2n,
+        rows: k,
+        cols: n,
+        row_stride: 2 * n,
+        col_stride: 2,
+    };
     for isa in paths() {
         for kc in [1, 7, 256, k.max(1)] {
             for threads in [1, 3] {
                 let plan = Plan { isa, kc, threads };
                 for (la, a) in [("a", a_rows), ("aT", a_t)] {
-                    for (lb, b) in [("b", b_rows), ("bT", b_t)] {
+                    for (lb, b) in [
+                        ("b", b_rows),
+                        ("bT", b_t),
+                        ("bT wide", b_t_wide),
+                        ("b spread", b_spread),
+                    ] {
                         let mut c = vec![f32::NAN; m * n];
                         gemm_with(&plan, a, b, &mut c);
                         assert_eq!(
@@ -283,6 +315,45 @@ fn transpose_moves_every_value_to_its_place() {
     if crate::Isa::Avx2.missing().is_some() {
         println!("AVX2 is missing here: only the scalar transpose was tested");
     }
+}
+
+/// The transpose between row pitches wider than the rows (as `pack` uses it on a transposed
+/// operand): every value in its place, and nothing written between the rows.
+#[test]
+fn a_transpose_between_pitches_writes_its_rows_alone() {
+    for rows in [1, 7, 8, 9, 16, 23] {
+        for cols in [1, 5, 8, 17, 32] {
+            let (ldv, ldt) = (cols + 3, rows + 5);
+            let v: Vec<f32> = (0..rows * ldv).map(|x| x as f32).collect();
+            let mut t = vec![f32::NAN; cols * ldt];
+            crate::transpose_strided(&v, (rows, cols, ldv), &mut t, ldt);
+            for c in 0..cols {
+                for x in 0..ldt {
+                    let want = if x < rows { v[x * ldv + c] } else { f32::NAN };
+                    assert_eq!(
+                        t[c * ldt + x].to_bits(),
+                        want.to_bits(),
+                        "{rows} × {cols} at row {c}, column {x}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A pitch shorter than the rows (rows that overlap) and one that reaches past the values are
+/// refused, not read through.
+#[test]
+fn a_transpose_past_its_values_is_refused() {
+    let v = vec![0.0; 64];
+    let mut t = vec![0.0; 64];
+    for (rows, cols, ldv, ldt) in [(8, 8, 7, 8), (8, 8, 8, 7), (8, 8, 9, 8), (8, 8, 8, 9)] {
+        let r = std::panic::catch_unwind(|| {
+            crate::transpose_strided(&v, (rows, cols, ldv), &mut t.clone(), ldt)
+        });
+        assert!(r.is_err(), "{rows} × {cols}, pitches {ldv} and {ldt}");
+    }
+    crate::transpose_strided(&v, (8, 8, 8), &mut t, 8);
 }
 
 /// Sizes whose product wraps around usize are refused, not read through.
