@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Issue 25, hand-run (`python3 bench/gnc_make_order.py`, numpy): does the order of GNC's weight making matter? Worker-major (each worker's 8 layers, then the
-next worker: the shared part of the weights, 7.6 MB, streams from memory per worker) against
+"""Issue 25, run by hand (`.venv/bin/python bench/gnc_make_order.py`; numpy): does the order of
+GNC's weight making matter? Worker-major (each worker's 8 layers, then the next worker: the shared part of the weights, 7.6 MB, streams from memory per worker) against
 layer-major (each layer for all 64 workers: the layer's shared part, <= 1.5 MB, stays in L2).
 Each make: x = fma(s, prev, base) in place (numpy: two passes, multiply then add, over a layer
 that is in L2 after the first). F1's layers, M = 64. Alternated, 7 rounds."""
-import numpy as np, time, statistics
+import statistics
+import time
+
+import numpy as np
+
 sizes = [784 * 500] + [500 * 500] * 6 + [500 * 10]
 M = 64
 rng = np.random.default_rng(0)
