@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Issue 25, run by hand (`.venv/bin/python bench/gnc_make_order.py`; numpy): does the order of
-GNC's weight making matter? Worker-major (each worker's 8 layers, then the next worker: the shared part of the weights, 7.6 MB, streams from memory per worker) against
-layer-major (each layer for all 64 workers: the layer's shared part, <= 1.5 MB, stays in L2).
-Each make: x = fma(s, prev, base) in place (numpy: two passes, multiply then add, over a layer
-that is in L2 after the first). F1's layers, M = 64. Alternated, 7 rounds."""
+GNC's weight making matter? Worker-major (each worker's 8 layers, then the next worker: the
+shared part of the weights, 7.6 MB, streams from memory per worker) against layer-major (each
+layer for all 64 workers: the layer's shared part, <= 1.5 MB, stays in L2). Each make: x =
+fma(s, prev, base) in place (numpy: two passes, multiply then add, over a layer that is in L2
+after the first). F1's layers, M = 64. Alternated, 7 rounds."""
 import statistics
 import time
 
