@@ -37,6 +37,12 @@ impl Device {
         self.place(gnc_kernels::tensor::from_values(values, shape))
     }
 
+    /// A tensor of `shape` whose values `write` writes in place on the host (no buffer and no
+    /// copy in between), then moved here.
+    pub fn floats_written(self, shape: &[i64], write: impl FnOnce(&mut [f32])) -> Tensor {
+        self.place(gnc_kernels::tensor::written(shape, write))
+    }
+
     /// i64 `values` as a vector (class labels).
     pub fn longs(self, values: &[i64]) -> Tensor {
         self.place(Tensor::from_slice(values))

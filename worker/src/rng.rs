@@ -42,6 +42,11 @@ impl Purpose {
     }
 }
 
+/// A 32-bit word's top 24 bits as a value on [0, 1), exactly representable as f32.
+fn unit(word: u32) -> f32 {
+    (word >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
+}
+
 /// A deterministic random stream for one (seed, purpose, coordinates).
 pub struct Stream(ChaCha8Rng);
 
@@ -64,7 +69,7 @@ impl Stream {
 
     /// Uniform on [0, 1) with 24 bits, exactly representable as f32.
     pub fn uniform_f32(&mut self) -> f32 {
-        (self.0.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
+        unit(self.0.next_u32())
     }
 
     /// Uniform on [lo, hi).
@@ -72,10 +77,22 @@ impl Stream {
         lo + (hi - lo) * self.uniform_f32()
     }
 
-    /// Fills `out` with uniform values on [lo, hi).
+    /// Fills `out` with uniform values on [lo, hi): the values of [`Stream::uniform_in`] called
+    /// once per element. The stream's 32-bit words are taken a block at a time (`fill_bytes`
+    /// hands out the same words in the same order as `next_u32` one by one, each as its
+    /// little-endian bytes) and converted in a loop the compiler vectorises (each value is
+    /// the same multiply and add of the same operands, so the same bits): RNC draws one value
+    /// per parameter per logical worker and iteration.
     pub fn fill_uniform(&mut self, out: &mut [f32], lo: f32, hi: f32) {
-        for v in out {
-            *v = self.uniform_in(lo, hi);
+        const WORDS: usize = 1024;
+        let mut bytes = [0u8; 4 * WORDS];
+        for chunk in out.chunks_mut(WORDS) {
+            let bytes = &mut bytes[..4 * chunk.len()];
+            self.0.fill_bytes(bytes);
+            for (v, word) in chunk.iter_mut().zip(bytes.chunks_exact(4)) {
+                let word = u32::from_le_bytes(word.try_into().expect("four bytes"));
+                *v = lo + (hi - lo) * unit(word);
+            }
         }
     }
 
@@ -144,6 +161,38 @@ mod tests {
             })
             .count();
         assert!((160..240).contains(&first_half), "{first_half}");
+    }
+
+    /// The bulk fill gives the bits of one `uniform_in` per element, at lengths around its
+    /// block of words, and from a stream that has already handed out an odd number of words.
+    #[test]
+    fn fill_uniform_equals_one_draw_per_element() {
+        for (len, skip) in [
+            (0, 0),
+            (1, 0),
+            (3, 1),
+            (1023, 0),
+            (1024, 3),
+            (1025, 0),
+            (5000, 1),
+        ] {
+            let stream = || {
+                let mut s = Stream::new(11, Purpose::RncNoise, &[len as u64]);
+                for _ in 0..skip {
+                    s.uniform_f32();
+                }
+                s
+            };
+            let mut bulk = vec![f32::NAN; len];
+            stream().fill_uniform(&mut bulk, -0.75, 1.25);
+            let mut one = stream();
+            let each: Vec<f32> = (0..len).map(|_| one.uniform_in(-0.75, 1.25)).collect();
+            assert_eq!(
+                bulk.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                each.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{len} values after {skip} words"
+            );
+        }
     }
 
     #[test]

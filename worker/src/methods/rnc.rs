@@ -101,12 +101,12 @@ impl Perturbation for RncPerturbation {
 
 /// ω for RNC: uniform on [-1, 1), drawn from (seed, RncNoise, iteration, worker, parameter).
 pub fn rnc_noise(seed: u64, iteration: u64, worker: usize, param: usize, like: &Tensor) -> Tensor {
-    let mut values = vec![0f32; like.numel()];
-    Stream::new(
-        seed,
-        Purpose::RncNoise,
-        &[iteration, worker as u64, param as u64],
-    )
-    .fill_uniform(&mut values, -1.0, 1.0);
-    Device::of(like).floats(&values, &like.size())
+    Device::of(like).floats_written(&like.size(), |values| {
+        Stream::new(
+            seed,
+            Purpose::RncNoise,
+            &[iteration, worker as u64, param as u64],
+        )
+        .fill_uniform(values, -1.0, 1.0)
+    })
 }
