@@ -47,6 +47,11 @@ fn unit(word: u32) -> f32 {
     (word >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
 }
 
+/// A word as a value on [lo, hi): one rule for a single draw and a bulk fill alike.
+fn in_range(word: u32, lo: f32, hi: f32) -> f32 {
+    lo + (hi - lo) * unit(word)
+}
+
 /// A deterministic random stream for one (seed, purpose, coordinates).
 pub struct Stream(ChaCha8Rng);
 
@@ -74,14 +79,14 @@ impl Stream {
 
     /// Uniform on [lo, hi).
     pub fn uniform_in(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * self.uniform_f32()
+        in_range(self.0.next_u32(), lo, hi)
     }
 
     /// Fills `out` with uniform values on [lo, hi): the values of [`Stream::uniform_in`] called
     /// once per element. The stream's 32-bit words are taken a block at a time (`fill_bytes`
     /// hands out the same words in the same order as `next_u32` one by one, each as its
     /// little-endian bytes) and converted in a loop the compiler vectorises (each value is
-    /// the same multiply and add of the same operands, so the same bits): RNC draws one value
+    /// [`in_range`] of the same word, so the same bits): RNC draws one value
     /// per parameter per logical worker and iteration.
     pub fn fill_uniform(&mut self, out: &mut [f32], lo: f32, hi: f32) {
         const WORDS: usize = 1024;
@@ -90,8 +95,11 @@ impl Stream {
             let bytes = &mut bytes[..4 * chunk.len()];
             self.0.fill_bytes(bytes);
             for (v, word) in chunk.iter_mut().zip(bytes.chunks_exact(4)) {
-                let word = u32::from_le_bytes(word.try_into().expect("four bytes"));
-                *v = lo + (hi - lo) * unit(word);
+                *v = in_range(
+                    u32::from_le_bytes(word.try_into().expect("four bytes")),
+                    lo,
+                    hi,
+                );
             }
         }
     }
